@@ -1,0 +1,33 @@
+"""Run unchanged Ultralytics YOLO code on OpenVINO, ONNX Runtime and Huawei Ascend engines.
+
+    import yolo_adapters.openvino            # or: yolo_adapters.activate("openvino", device="GPU")
+    YOLO("yolo11n-pose.pt").predict("bus.jpg")
+
+    YOLO("yolo11n-pose.pt").predict("bus.jpg", device="openvino:GPU")   # no import needed once installed
+
+Importing this package is cheap: no torch, openvino or onnxruntime until a backend is used.
+"""
+
+from ._version import __version__
+
+__all__ = ["__version__", "activate", "deactivate", "use", "active", "available_backends", "register_backend"]
+
+_LAZY = {
+    "activate": ("activation", "activate"),
+    "deactivate": ("activation", "deactivate"),
+    "use": ("activation", "use"),
+    "active": ("activation", "active"),
+    "available_backends": ("registry", "available_backends"),
+    "register_backend": ("registry", "register"),
+}
+
+
+def __getattr__(name: str) -> "object":  # PEP 562: the startup hook imports this package at every interpreter start
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

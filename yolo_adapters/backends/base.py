@@ -1,0 +1,150 @@
+"""What a backend plugin is: an engine loader with a device grammar and its own options.
+
+A backend is registered under the entry-point group ``yolo_adapters.backends``. The built-in ones are
+registered the same way a third-party package would register its own (see docs/plugins.md). Everything
+engine-independent (conversion, caching, the Ultralytics-facing module, output layout) lives once in
+``yolo_adapters.runtime`` and ``yolo_adapters.convert``; a backend only answers the questions below.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import OptionError
+
+#: Options every backend understands; the runtime acts on them, not the engine.
+COMMON_OPTIONS: dict[str, tuple[type, ...]] = {
+    "device": (str,),
+    "imgsz": (int, list, tuple),
+    "batch": (int,),
+    "dynamic": (bool, type(None)),
+    "precision": (str,),
+    "cache_dir": (str, Path, type(None)),
+}
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """How to turn a PyTorch model into this backend's artifact through Ultralytics' exporter."""
+
+    format: str  # Ultralytics export format: "openvino", "onnx"
+    imgsz: tuple[int, int]
+    batch: int
+    dynamic: bool
+    precision: str  # "fp32" | "fp16"
+    extra: tuple[tuple[str, Any], ...] = ()  # further exporter arguments (opset...), part of the cache key
+
+
+class Engine(ABC):
+    """A loaded model ready to run: NCHW numpy in, the model's raw outputs out (in model order).
+
+    Engines are called from several predictor threads at once; each engine serialises what its
+    runtime cannot run concurrently.
+    """
+
+    #: Static input shape (N, C, H, W); -1 where the dimension is dynamic.
+    input_shape: tuple[int, ...]
+    #: dtype the engine wants its input in (float32, or float16 for FP16 models).
+    input_dtype: np.dtype = np.dtype(np.float32)
+    #: Number of inferences run so far: tests and `check` use it to prove the engine really ran.
+    calls: int = 0
+
+    def __init__(self) -> None:
+        self._calls_lock = threading.Lock()
+        self.calls = 0
+
+    def _count(self) -> None:
+        with self._calls_lock:
+            self.calls += 1
+
+    @property
+    def dynamic(self) -> bool:
+        return any(int(d) < 0 for d in self.input_shape)
+
+    @abstractmethod
+    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Run one batch; return one host array per model output."""
+
+    def close(self) -> None:
+        """Release engine resources (devices, sessions)."""
+
+
+class Backend(ABC):
+    """An inference engine plugin."""
+
+    #: Name used in activate("name"), YOLO_ADAPTERS=name and the device string "name:DEVICE".
+    name: ClassVar[str]
+    #: Other prefixes of Ultralytics device strings this backend claims ("intel" for OpenVINO).
+    device_aliases: ClassVar[tuple[str, ...]] = ()
+    #: pip extra that installs the engine: shown in the "not installed" message.
+    extra: ClassVar[str] = ""
+    #: Engine device used when none is given.
+    default_device: ClassVar[str] = "cpu"
+    #: Backend-specific option names and the types they accept.
+    option_types: ClassVar[dict[str, tuple[type, ...]]] = {}
+
+    # -- availability ---------------------------------------------------------------------------
+    @abstractmethod
+    def missing_requirements(self) -> str | None:
+        """None when the engine can run here, else a sentence saying what is missing and how to get it."""
+
+    def claims_device(self, prefix: str) -> bool:
+        """Whether this backend takes device strings starting with ``prefix`` (lower case)."""
+        return prefix == self.name or prefix in self.device_aliases
+
+    def normalize_device(self, prefix: str, spec: str) -> str:
+        """Turn the part after ``prefix:`` into the engine's device name (validated at load time)."""
+        return spec or self.default_device
+
+    def available_devices(self) -> list[str]:
+        """Devices the engine sees here (for messages and `yolo-adapters info`)."""
+        return []
+
+    # -- options ----------------------------------------------------------------------------------
+    def validate_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Reject unknown option names and wrong types early, with the list of valid ones."""
+        allowed = {**COMMON_OPTIONS, **self.option_types}
+        for key, value in options.items():
+            if key not in allowed:
+                raise OptionError(
+                    f"Unknown option {key!r} for backend {self.name!r}; valid options: {', '.join(sorted(allowed))}."
+                )
+            types = allowed[key]
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+                names = " or ".join(sorted({"None" if t is type(None) else t.__name__ for t in types}))
+                raise OptionError(
+                    f"Option {key!r} for backend {self.name!r} must be {names}, got {type(value).__name__} {value!r}."
+                )
+        precision = options.get("precision")
+        if precision is not None and precision not in self.precisions:
+            raise OptionError(f"precision={precision!r} is not supported by {self.name!r}; use one of {self.precisions}.")
+        return dict(options)
+
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16")
+
+    # -- models -------------------------------------------------------------------------------------
+    @abstractmethod
+    def find_artifact(self, path: Path) -> Path | None:
+        """The runnable file inside ``path`` if the user gave this engine's own format, else None."""
+
+    @abstractmethod
+    def export_plan(self, device: str, options: Mapping[str, Any], imgsz: Sequence[int], batch: int) -> ExportPlan:
+        """How a .pt model must be exported for ``device`` and ``options``."""
+
+    def engine_version(self) -> str:
+        """Version of the engine package; part of the conversion cache key."""
+        return ""
+
+    def finish_artifact(self, exported: Path, plan: ExportPlan) -> Path:
+        """Post-process what Ultralytics exported (e.g. run a compiler); returns the runnable artifact."""
+        return self.find_artifact(exported) or exported
+
+    @abstractmethod
+    def load(self, artifact: Path, device: str, options: Mapping[str, Any]) -> Engine:
+        """Compile/open ``artifact`` on ``device``."""

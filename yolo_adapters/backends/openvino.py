@@ -1,0 +1,165 @@
+"""OpenVINO: Ultralytics models as compiled OpenVINO models on CPU, GPU, NPU or any virtual device."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import DeviceError, ModelFormatError, OptionError
+from .base import Backend, Engine, ExportPlan
+
+_VIRTUAL = ("AUTO", "MULTI", "HETERO", "BATCH")
+_HINTS = ("latency", "throughput", "cumulative_throughput")
+_core_lock = threading.Lock()
+_core: Any = None
+_compiled: dict[tuple, Any] = {}  # compiled models shared by every predictor in the process
+
+
+def core() -> Any:
+    """One ``openvino.Core`` per process (its device plugins are expensive to load)."""
+    global _core
+    with _core_lock:
+        if _core is None:
+            import openvino as ov
+
+            _core = ov.Core()
+        return _core
+
+
+class OpenVINOBackend(Backend):
+    name = "openvino"
+    device_aliases = ("intel", "ov")
+    extra = "openvino"
+    default_device = "CPU"
+    option_types: ClassVar[dict[str, tuple[type, ...]]] = {
+        "hint": (str,),
+        "config": (dict,),
+        "compile_cache": (bool, str, Path),
+    }
+
+    def missing_requirements(self) -> str | None:
+        if importlib.util.find_spec("openvino") is None:
+            return "OpenVINO is not installed: pip install 'yolo-adapters[openvino]' (or pip install openvino)."
+        return None
+
+    def normalize_device(self, prefix: str, spec: str) -> str:
+        # Ultralytics spells "intel:gpu"; OpenVINO wants "GPU". Device names are upper case in OpenVINO.
+        return spec.upper() if spec else self.default_device
+
+    def available_devices(self) -> list[str]:
+        return list(core().available_devices)
+
+    def validate_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        checked = super().validate_options(options)
+        hint = checked.get("hint")
+        if hint is not None and hint.lower() not in _HINTS:
+            raise OptionError(f"hint={hint!r} is not an OpenVINO performance hint; use one of {_HINTS}.")
+        return checked
+
+    def engine_version(self) -> str:
+        from importlib.metadata import version
+
+        return version("openvino")
+
+    def find_artifact(self, path: Path) -> Path | None:
+        if path.is_dir():
+            xmls = sorted(path.glob("*.xml"))
+            return xmls[0] if xmls else None
+        return path if path.suffix in (".xml", ".onnx") else None
+
+    def export_plan(self, device: str, options: Mapping[str, Any], imgsz: Sequence[int], batch: int) -> ExportPlan:
+        dynamic = options.get("dynamic")
+        if dynamic is None:  # CPU handles any shape at full speed; GPU and NPU want one static shape
+            dynamic = device.upper() == "CPU"
+        return ExportPlan(
+            format="openvino",
+            imgsz=(int(imgsz[0]), int(imgsz[1])),
+            batch=1 if dynamic else int(batch),
+            dynamic=bool(dynamic),
+            precision=options.get("precision") or "fp32",
+        )
+
+    def check_device(self, device: str) -> None:
+        """Reject a device OpenVINO does not see, listing the ones it does."""
+        available = self.available_devices()
+        families = {d.split(".")[0] for d in available}
+        virtual, _, listed = device.partition(":")
+        tokens = listed.split(",") if virtual in _VIRTUAL else [device]
+        if virtual in _VIRTUAL and not listed:
+            return
+        for token in tokens:
+            name = token.split("(")[0].strip()
+            if name and name not in available and name not in families:
+                raise DeviceError(
+                    f"OpenVINO has no device {name!r} here. Available: {', '.join(available) or 'none'} "
+                    f"(plus AUTO, MULTI:..., HETERO:...). Example: device='openvino:{available[0] if available else 'CPU'}'."
+                )
+
+    def load(self, artifact: Path, device: str, options: Mapping[str, Any]) -> Engine:
+        self.check_device(device)
+        return OpenVINOEngine(artifact, device, options)
+
+
+class OpenVINOEngine(Engine):
+    """One compiled model (shared per process) and this predictor's own infer request."""
+
+    def __init__(self, artifact: Path, device: str, options: Mapping[str, Any]) -> None:
+        super().__init__()
+        config = {"PERFORMANCE_HINT": str(options.get("hint") or "latency").upper()}
+        if (options.get("precision") or "fp32") == "fp32":
+            # CPUs with AMX/AVX512-BF16 default to bf16 inference, which moves scores by ~1e-2: fp32 means fp32.
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        compile_cache = options.get("compile_cache", True)
+        if compile_cache:
+            from ..cache import resolve_root
+
+            folder = Path(compile_cache) if isinstance(compile_cache, (str, Path)) else None
+            folder = folder or resolve_root(options.get("cache_dir")) / "openvino_compiled"
+            config["CACHE_DIR"] = str(folder)
+        config.update({str(k): v for k, v in (options.get("config") or {}).items()})
+        key = (str(Path(artifact).resolve()), device, tuple(sorted((k, str(v)) for k, v in config.items())),
+               options.get("dynamic"), tuple(options.get("imgsz") or ()) if not isinstance(options.get("imgsz"), int)
+               else options.get("imgsz"), options.get("batch"))  # fmt: skip
+        with _core_lock:
+            compiled = _compiled.get(key)
+        if compiled is None:
+            compiled = _compile(artifact, device, config, options)
+            with _core_lock:
+                compiled = _compiled.setdefault(key, compiled)
+        self.compiled = compiled
+        self._request = compiled.create_infer_request()
+        self._lock = threading.Lock()
+        self._outputs = len(compiled.outputs)
+        shape = compiled.input(0).get_partial_shape()
+        self.input_shape = tuple(int(d.get_length()) if d.is_static else -1 for d in shape)
+        self.input_dtype = np.dtype(compiled.input(0).get_element_type().to_dtype())
+
+    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        with self._lock:
+            self._count()
+            self._request.infer({0: batch})
+            return [self._request.get_output_tensor(i).data.copy() for i in range(self._outputs)]
+
+
+def _compile(artifact: Path, device: str, config: dict, options: Mapping[str, Any]) -> Any:
+    ov_core = core()
+    try:
+        model = ov_core.read_model(str(artifact))
+    except Exception as exc:
+        raise ModelFormatError(
+            f"OpenVINO cannot read {artifact} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}). "
+            "The file is corrupt or incomplete (an .xml needs its .bin beside it): re-export it, or pass the .pt."
+        ) from exc
+    partial = model.input(0).get_partial_shape()
+    if options.get("dynamic") is False and partial.is_dynamic:  # static serving shape, as GPU/NPU prefer
+        imgsz = options.get("imgsz") or 640
+        h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
+        model.reshape({model.input(0).get_any_name(): [int(options.get("batch") or 1), 3, int(h), int(w)]})
+    try:
+        return ov_core.compile_model(model, device, config)
+    except Exception as exc:
+        raise DeviceError(f"OpenVINO could not compile {artifact} for {device}: {exc}") from exc

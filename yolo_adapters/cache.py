@@ -1,0 +1,135 @@
+"""The artifact cache: converted models keyed by content, published atomically.
+
+An entry is built in a private staging folder and renamed into place only when complete, with a
+per-key file lock so two processes converting the same model do the work once. A conversion killed
+half way leaves only a staging folder, which is never loaded and is removed by the next build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .errors import ConversionError
+
+LOGGER = logging.getLogger("yolo_adapters")
+ENTRY_FILE = "entry.json"
+_warned_roots: set[str] = set()
+
+
+def default_root() -> Path:
+    env = os.environ.get("YOLO_ADAPTERS_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "yolo_adapters"
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_root(explicit: str | os.PathLike | None = None) -> Path:
+    """The cache folder to use; an unwritable one falls back to a private temp folder with a warning."""
+    root = Path(explicit).expanduser() if explicit else default_root()
+    if _writable(root):
+        return root
+    fallback = Path(tempfile.gettempdir()) / f"yolo_adapters-cache-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+    if str(root) not in _warned_roots:
+        _warned_roots.add(str(root))
+        LOGGER.warning(
+            "yolo_adapters: cache folder %s is not writable; using %s instead (set YOLO_ADAPTERS_CACHE "
+            "or cache_dir= to a writable folder to keep conversions between sessions).",
+            root,
+            fallback,
+        )
+    if not _writable(fallback):
+        raise ConversionError(f"Neither {root} nor {fallback} is writable; set YOLO_ADAPTERS_CACHE to a writable folder.")
+    return fallback
+
+
+def make_key(fields: Mapping[str, Any], label: str = "model") -> str:
+    """A folder name: readable label plus a hash of every field that changes the artifact."""
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label)[:40]
+    return f"{safe}-{digest}"
+
+
+class ArtifactCache:
+    """One cache root; entries live in ``root/artifacts/KEY/`` with an ``entry.json`` written last."""
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        self.root = resolve_root(root)
+        self.artifacts = self.root / "artifacts"
+        self.locks = self.root / "locks"
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        self.locks.mkdir(parents=True, exist_ok=True)
+
+    def lookup(self, key: str) -> Path | None:
+        """The artifact of a complete entry, or None."""
+        entry = self.artifacts / key
+        try:
+            record = json.loads((entry / ENTRY_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        artifact = entry / record["artifact"]
+        return artifact if artifact.exists() else None
+
+    def get_or_build(self, key: str, build: Callable[[Path], Path], fields: Mapping[str, Any] | None = None) -> Path:
+        """Return the cached artifact for ``key``, building it with ``build(staging_dir)`` if needed."""
+        found = self.lookup(key)
+        if found is not None:
+            return found
+        from filelock import FileLock
+
+        with FileLock(str(self.locks / f"{key}.lock")):
+            found = self.lookup(key)  # another process may have finished while we waited
+            if found is not None:
+                return found
+            self._remove_leftovers(key)
+            staging = Path(tempfile.mkdtemp(prefix=f".staging-{key}-", dir=self.artifacts))
+            try:
+                artifact = Path(build(staging))
+                record = {
+                    "artifact": str(artifact.relative_to(staging)),
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "fields": dict(fields or {}),
+                }
+                (staging / ENTRY_FILE).write_text(json.dumps(record, indent=1, default=str))
+                os.replace(staging, self.artifacts / key)  # atomic publish
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+        found = self.lookup(key)
+        if found is None:
+            raise ConversionError(f"cache entry {self.artifacts / key} vanished right after it was written")
+        return found
+
+    def _remove_leftovers(self, key: str) -> None:
+        """Staging folders of a killed conversion, and an incomplete entry (called under the key's lock)."""
+        for stale in self.artifacts.glob(f".staging-{key}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        entry = self.artifacts / key
+        if entry.exists() and not (entry / ENTRY_FILE).is_file():
+            shutil.rmtree(entry, ignore_errors=True)
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Every complete entry with its key fields and size (for `yolo-adapters cache list`)."""
+        found = []
+        for entry in sorted(self.artifacts.iterdir()) if self.artifacts.exists() else []:
+            try:
+                record = json.loads((entry / ENTRY_FILE).read_text())
+            except (OSError, ValueError):
+                continue
+            size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
+            found.append({"key": entry.name, "path": str(entry), "size": size, **record})
+        return found

@@ -1,0 +1,132 @@
+"""Turning an Ultralytics PyTorch model into a backend artifact, once, through the cache.
+
+Conversion is Ultralytics' own exporter run on a copy of the model inside a cache staging folder, so the
+artifact carries Ultralytics' metadata and nothing half-written is ever published.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from tqdm.auto import tqdm
+
+from .cache import ArtifactCache, make_key
+from .errors import ConversionError, ModelFormatError
+
+if TYPE_CHECKING:
+    import torch
+
+    from .backends.base import Backend, ExportPlan
+
+LOGGER = logging.getLogger("yolo_adapters")
+
+
+def weights_digest(model: "torch.nn.Module") -> str:
+    """Content hash of the weights and architecture: the same model converts once, wherever it came from."""
+    import torch
+
+    digest = hashlib.sha256()
+    digest.update(json.dumps(getattr(model, "yaml", {}) or {}, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        data = tensor.detach().cpu().contiguous()
+        digest.update(str(data.dtype).encode() + str(tuple(data.shape)).encode())
+        digest.update(data.view(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
+
+
+def load_checkpoint(path: Path) -> "torch.nn.Module":
+    """A .pt through Ultralytics' own loader, with a clear error for a broken file."""
+    from ultralytics import YOLO
+
+    try:
+        return YOLO(str(path)).model
+    except Exception as exc:
+        raise ModelFormatError(
+            f"Could not load {path} as an Ultralytics checkpoint ({type(exc).__name__}: {exc}). "
+            "Is the file complete? Download or re-save it."
+        ) from exc
+
+
+def _exporter_args(plan: "ExportPlan") -> dict[str, Any]:
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    args: dict[str, Any] = {
+        "format": plan.format,
+        "imgsz": list(plan.imgsz),
+        "batch": plan.batch,
+        "dynamic": plan.dynamic,
+        "device": "cpu",
+        "verbose": False,
+    }
+    if plan.precision == "fp16":
+        if "quantize" in DEFAULT_CFG_DICT:  # Ultralytics >= 8.4.1xx replaced half/int8 with quantize
+            args["quantize"] = 16
+        else:
+            args["half"] = True
+    args.update(dict(plan.extra))
+    return {k: v for k, v in args.items() if k in DEFAULT_CFG_DICT or k == "format"}
+
+
+def export_model(model: "torch.nn.Module", plan: "ExportPlan", out_dir: Path) -> Path:
+    """Run Ultralytics' exporter on a copy of ``model``; the result lands inside ``out_dir``."""
+    import torch
+    from ultralytics.engine.exporter import Exporter
+
+    clone = copy.deepcopy(model).cpu().float()
+    clone.pt_path = str(out_dir / "model.pt")  # the exporter names its output after this path
+    if not hasattr(clone, "args") or not isinstance(clone.args, dict):
+        clone.args = {}
+    try:
+        with torch.inference_mode(False), torch.no_grad():
+            result = Exporter(overrides=_exporter_args(plan))(model=clone)
+    except Exception as exc:
+        raise ConversionError(f"Ultralytics could not export the model to {plan.format}: {exc}") from exc
+    if not result:
+        raise ConversionError(f"Ultralytics' {plan.format} export produced no file (see the log above).")
+    return Path(result)
+
+
+def prepare_artifact(
+    model: "torch.nn.Module",
+    backend: "Backend",
+    plan: "ExportPlan",
+    cache_dir: str | None = None,
+    label: str = "model",
+) -> Path:
+    """The cached artifact for ``model`` under ``plan``, converting on first use (with a progress bar)."""
+    import ultralytics
+
+    with tqdm(total=3, desc=f"yolo_adapters: {label} -> {backend.name}", unit="step", leave=False) as bar:
+        bar.set_postfix_str("hashing weights")
+        fields: Mapping[str, Any] = {
+            "weights": weights_digest(model),
+            "task": getattr(model, "task", ""),
+            "backend": backend.name,
+            "plan": plan,
+            "ultralytics": ultralytics.__version__,
+            "engine": backend.engine_version(),
+        }
+        cache = ArtifactCache(cache_dir)
+        key = make_key(fields, f"{label}-{backend.name}")
+        bar.update()
+
+        def build(staging: Path) -> Path:
+            bar.set_postfix_str(f"exporting to {plan.format}")
+            exported = export_model(model, plan, staging)
+            bar.update()
+            bar.set_postfix_str("finishing")
+            return backend.finish_artifact(exported, plan)
+
+        try:
+            artifact = cache.get_or_build(key, build, fields)
+        except OSError as exc:
+            raise ConversionError(f"Could not write the converted model into {cache.root}: {exc}") from exc
+        bar.n = bar.total
+        bar.refresh()
+    return artifact

@@ -1,0 +1,137 @@
+"""What the predictor needs to know about a model, read from Ultralytics' export metadata or the module."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ModelFormatError
+
+TASKS = ("detect", "segment", "pose", "obb", "classify")
+
+
+@dataclass
+class ModelInfo:
+    task: str
+    names: dict[int, str]
+    stride: int = 32
+    imgsz: tuple[int, int] = (640, 640)
+    batch: int = 1
+    dynamic: bool = False
+    kpt_shape: tuple[int, int] | None = None
+    channels: int = 3
+    end2end: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, Any], source: str = "") -> "ModelInfo":
+        """From Ultralytics' export metadata (metadata.yaml, ONNX metadata_props)."""
+        meta = {k: _literal(v) for k, v in meta.items()}
+        if "names" not in meta or "task" not in meta:
+            raise ModelFormatError(
+                f"{source or 'model'}: no Ultralytics metadata (task, names). Re-export it with "
+                "`yolo export` or pass the .pt so yolo_adapters converts it."
+            )
+        imgsz = meta.get("imgsz", (640, 640))
+        imgsz = (int(imgsz), int(imgsz)) if isinstance(imgsz, (int, float)) else tuple(int(x) for x in imgsz)
+        args = meta.get("args") or {}
+        kpt = meta.get("kpt_shape")
+        return cls(
+            task=str(meta["task"]),
+            names={int(k): str(v) for k, v in dict(meta["names"]).items()},
+            stride=int(meta.get("stride", 32)),
+            imgsz=imgsz,  # type: ignore[arg-type]
+            batch=int(meta.get("batch", 1)),
+            dynamic=bool(meta.get("dynamic", args.get("dynamic", False) if isinstance(args, dict) else False)),
+            kpt_shape=tuple(int(x) for x in kpt) if kpt else None,  # type: ignore[arg-type]
+            channels=int(meta.get("channels", 3)),
+            end2end=bool(meta.get("end2end", False)),
+            metadata=meta,
+        )
+
+    def expected_channels(self) -> int | None:
+        """Size of dim 1 of the first output, as the predictor's post-processing will read it."""
+        nc = len(self.names)
+        if self.end2end:
+            return None
+        if self.task == "detect":
+            return 4 + nc
+        if self.task == "segment":
+            return None  # 4 + nc + number of mask coefficients; checked against the proto output instead
+        if self.task == "pose" and self.kpt_shape:
+            return 4 + nc + self.kpt_shape[0] * self.kpt_shape[1]
+        if self.task == "obb":
+            return 4 + nc + 1
+        if self.task == "classify":
+            return nc
+        return None
+
+
+def _literal(value: Any) -> Any:
+    """ONNX metadata stores Python literals as strings ("{0: 'person'}", "[17, 3]")."""
+    if isinstance(value, str):
+        try:
+            return ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return value
+    return value
+
+
+def read_metadata_yaml(folder: Path) -> dict[str, Any]:
+    """metadata.yaml written by Ultralytics next to an exported model; {} when absent."""
+    import yaml
+
+    path = folder / "metadata.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except Exception:
+        # Ultralytics writes names with Python tags in some versions; fall back to the full loader it uses.
+        return yaml.load(path.read_text(), Loader=yaml.FullLoader) or {}
+
+
+def read_onnx_metadata(path: Path) -> dict[str, Any]:
+    """The custom metadata Ultralytics stores in an ONNX file."""
+    try:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+        return {p.key: p.value for p in model.metadata_props}
+    except ImportError:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return dict(session.get_modelmeta().custom_metadata_map)
+    except Exception as exc:
+        raise ModelFormatError(f"{path} is not a readable ONNX model ({exc}); re-export it or delete it.") from exc
+
+
+def info_from_module(model: Any) -> ModelInfo:
+    """From a loaded Ultralytics nn.Module (used only to size a conversion; the artifact's metadata wins)."""
+    names = getattr(model, "names", None) or {}
+    if isinstance(names, (list, tuple)):
+        names = dict(enumerate(names))
+    yaml_cfg = getattr(model, "yaml", {}) or {}
+    kpt = yaml_cfg.get("kpt_shape") or getattr(model, "kpt_shape", None)
+    args = getattr(model, "args", {}) or {}
+    imgsz = args.get("imgsz", 640) if isinstance(args, dict) else 640
+    imgsz = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
+    stride = getattr(model, "stride", 32)
+    stride = int(max(stride)) if hasattr(stride, "__iter__") else int(stride)
+    return ModelInfo(
+        task=str(getattr(model, "task", None) or _guess_task(model)),
+        names={int(k): str(v) for k, v in names.items()},
+        stride=stride,
+        imgsz=imgsz,  # type: ignore[arg-type]
+        kpt_shape=tuple(kpt) if kpt else None,  # type: ignore[arg-type]
+        channels=int(yaml_cfg.get("channels", 3)),
+    )
+
+
+def _guess_task(model: Any) -> str:
+    from ultralytics.nn.tasks import guess_model_task
+
+    return guess_model_task(model)

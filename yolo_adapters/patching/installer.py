@@ -1,0 +1,133 @@
+"""Installing and removing the wrappers, with the version check and the fail-open guard."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import sys
+import threading
+from types import ModuleType
+
+from .targets import MAX_TESTED, MIN_TESTED, TARGETS, PatchTarget, parse_version
+
+LOGGER = logging.getLogger("yolo_adapters")
+_MARK = "_self_yolo_adapters_patch"
+
+_lock = threading.RLock()
+_installed = False
+_hooked: set[str] = set()
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        LOGGER.warning(message)
+
+
+def is_installed() -> bool:
+    """Whether the patch layer is on (wrappers applied now or as soon as Ultralytics is imported)."""
+    return _installed
+
+
+def is_patched(module_name: str, name: str) -> bool:
+    """Whether ``module_name.name`` is currently our wrapper."""
+    module = sys.modules.get(module_name)
+    return module is not None and getattr(getattr(module, name, None), _MARK, False) is True
+
+
+def install() -> None:
+    """Turn the patch layer on. Idempotent; safe before or after ``import ultralytics``."""
+    global _installed
+    from .._startup import disabled
+
+    if disabled():
+        return
+    import wrapt
+
+    with _lock:
+        _installed = True
+        for target in TARGETS:
+            if target.module not in _hooked:
+                _hooked.add(target.module)
+                # Fires at once if the module is already imported, else right after its import.
+                wrapt.register_post_import_hook(lambda module, t=target: _on_import(module, t), target.module)
+            elif target.module in sys.modules:
+                _on_import(sys.modules[target.module], target)
+
+
+def uninstall() -> None:
+    """Restore every wrapped name to Ultralytics' original object."""
+    global _installed
+    with _lock:
+        _installed = False
+        for target in TARGETS:
+            module = sys.modules.get(target.module)
+            if module is None:
+                continue
+            for name in target.names:
+                current = getattr(module, name, None)
+                if getattr(current, _MARK, False) is True:
+                    setattr(module, name, current.__wrapped__)
+
+
+def _on_import(module: ModuleType, target: PatchTarget) -> None:
+    """Post-import hook body. Never raises: an exception here would make ``import ultralytics`` fail."""
+    with _lock:
+        if not _installed:
+            return
+        try:
+            problem = _shape_problem(module, target)
+            if problem:
+                _warn_once(
+                    target.module,
+                    f"yolo_adapters: Ultralytics {_ultralytics_version()} changed {target.module} ({problem}); "
+                    "the adapters are off for it and stock Ultralytics runs. Upgrade yolo-adapters.",
+                )
+                return
+            _apply(module, target)
+        except Exception as exc:  # fail open
+            _warn_once(target.module, f"yolo_adapters: could not patch {target.module} ({exc}); stock Ultralytics runs.")
+
+
+def _ultralytics_version() -> str:
+    return str(getattr(sys.modules.get("ultralytics"), "__version__", "unknown"))
+
+
+def _shape_problem(module: ModuleType, target: PatchTarget) -> str | None:
+    """Why the patch no longer fits this Ultralytics, or None when it does."""
+    version = parse_version(_ultralytics_version())
+    if version < MIN_TESTED:
+        return f"version older than {'.'.join(map(str, MIN_TESTED))} is not supported"
+    owner_name, method_name = target.owner.split(".")
+    owner = getattr(module, owner_name, None)
+    method = getattr(owner, method_name, None)
+    if method is None:
+        return f"{target.owner} is missing"
+    code = getattr(inspect.unwrap(method), "__code__", None)
+    names = set(code.co_names) if code else set()
+    for name in target.names:
+        if not callable(getattr(module, name, None)):
+            return f"{name} is no longer defined there"
+        if name not in names:
+            return f"{target.owner} no longer calls {name}"
+    if version > MAX_TESTED:
+        LOGGER.info(
+            "yolo_adapters: Ultralytics %s is newer than the newest tested (%s); patch points still fit.",
+            _ultralytics_version(),
+            ".".join(map(str, MAX_TESTED)),
+        )
+    return None
+
+
+def _apply(module: ModuleType, target: PatchTarget) -> None:
+    import wrapt
+
+    from .wrappers import WRAPPERS
+
+    for name in target.names:
+        if getattr(getattr(module, name), _MARK, False) is True:
+            continue  # idempotent
+        wrapper = wrapt.FunctionWrapper(getattr(module, name), WRAPPERS[name])
+        setattr(wrapper, _MARK, True)
+        setattr(module, name, wrapper)

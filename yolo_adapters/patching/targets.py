@@ -1,0 +1,35 @@
+"""Patch points per Ultralytics version (read from 8.1.47, 8.2.48, 8.3.0, 8.4.20 and 8.4.190 wheels).
+
+In every supported version the predictor's ``setup_model`` and the validator's ``__call__`` look up
+``AutoBackend`` and ``select_device`` in their own module at call time. Wrapping those two names in those
+two modules swaps the engine for predict, stream, track and val, and leaves training and export alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Oldest and newest Ultralytics releases the patches were verified against.
+MIN_TESTED = (8, 1, 0)
+MAX_TESTED = (8, 4, 190)
+
+
+@dataclass(frozen=True)
+class PatchTarget:
+    module: str  # module whose global names are wrapped
+    owner: str  # "Class.method" that must still call those names (the shape guard)
+    names: tuple[str, ...] = ("select_device", "AutoBackend")
+
+
+TARGETS: tuple[PatchTarget, ...] = (
+    PatchTarget("ultralytics.engine.predictor", "BasePredictor.setup_model"),
+    PatchTarget("ultralytics.engine.validator", "BaseValidator.__call__"),
+)
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)

@@ -1,0 +1,96 @@
+"""Backend discovery through the ``yolo_adapters.backends`` entry-point group.
+
+Built-in backends are found the same way as third-party ones; nothing here imports an engine
+package (openvino, onnxruntime, ais_bench) until a backend is actually loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+from .errors import UnknownBackendError
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+
+ENTRY_POINT_GROUP = "yolo_adapters.backends"
+LOGGER = logging.getLogger("yolo_adapters")
+
+_lock = threading.Lock()
+_entry_points: dict | None = None
+_instances: dict[str, "Backend"] = {}
+_extra: dict[str, type] = {}  # registered from code (tests, notebooks), not through packaging
+
+
+def _discover() -> dict:
+    global _entry_points
+    if _entry_points is None:
+        from importlib.metadata import entry_points
+
+        try:
+            eps = entry_points(group=ENTRY_POINT_GROUP)
+        except TypeError:  # Python < 3.10
+            eps = entry_points().get(ENTRY_POINT_GROUP, [])
+        _entry_points = {ep.name: ep for ep in eps}
+    return _entry_points
+
+
+def backend_names() -> list[str]:
+    """Every registered backend name, whether or not its engine is installed."""
+    with _lock:
+        return sorted({*_discover(), *_extra})
+
+
+def register(name: str, backend_cls: type) -> None:
+    """Register a backend class from code; packages should use the entry-point group instead."""
+    with _lock:
+        _extra[name] = backend_cls
+        _instances.pop(name, None)
+
+
+def get_backend(name: str) -> "Backend":
+    """The backend instance registered as ``name`` (loaded on first use)."""
+    key = name.strip().lower()
+    with _lock:
+        if key in _instances:
+            return _instances[key]
+        cls = _extra.get(key)
+        if cls is None:
+            ep = _discover().get(key)
+            if ep is None:
+                known = ", ".join(sorted({*_discover(), *_extra})) or "none"
+                raise UnknownBackendError(
+                    f"Unknown yolo_adapters backend {name!r}. Registered backends: {known}. "
+                    f"Third-party backends register under the entry-point group {ENTRY_POINT_GROUP!r}."
+                )
+            cls = ep.load()
+        instance = cls()
+        _instances[key] = instance
+        return instance
+
+
+def iter_backends() -> list["Backend"]:
+    """All registered backends; one that fails to load is logged and skipped."""
+    found = []
+    for name in backend_names():
+        try:
+            found.append(get_backend(name))
+        except Exception as exc:  # a broken third-party plugin must not break the others
+            LOGGER.warning("yolo_adapters: backend %r could not be loaded: %s", name, exc)
+    return found
+
+
+def available_backends() -> list[str]:
+    """Names of the backends whose engine can run in this environment."""
+    return [b.name for b in iter_backends() if b.missing_requirements() is None]
+
+
+def backend_for_device_prefix(prefix: str) -> "Backend | None":
+    """The backend claiming an Ultralytics device string prefix such as "openvino" or "intel"."""
+    prefix = prefix.lower()
+    for backend in iter_backends():
+        if backend.claims_device(prefix):
+            return backend
+    return None

@@ -1,0 +1,181 @@
+"""The module Ultralytics' predictor and validator get instead of AutoBackend.
+
+It answers every attribute they read (format, stride, names, imgsz, dynamic, batch, kpt_shape, device, fp16,
+legacy ``pt``/``jit`` flags...) and turns the engine's host arrays into CPU tensors in Ultralytics' layout,
+so letterboxing, NMS, keypoints and masks stay in Ultralytics, on the CPU, whatever the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from . import registry
+from .errors import BackendUnavailableError, ModelFormatError
+from .model_info import ModelInfo, info_from_module, read_metadata_yaml, read_onnx_metadata
+
+if TYPE_CHECKING:
+    from .backends.base import Backend, Engine
+    from .devices import Selection
+
+LOGGER = logging.getLogger("yolo_adapters")
+
+# Format flags older Ultralytics (8.1-8.4.22) reads from AutoBackend; all False for a plugin engine.
+_LEGACY_FLAGS = (
+    "pt", "jit", "dnn", "onnx", "xml", "engine", "coreml", "saved_model", "pb", "tflite", "edgetpu", "tfjs",
+    "paddle", "mnn", "ncnn", "imx", "rknn", "triton", "nn_module",
+)  # fmt: skip
+
+
+class AdapterBackend(torch.nn.Module):
+    """An engine dressed as Ultralytics' AutoBackend."""
+
+    def __init__(self, engine: "Engine", info: ModelInfo, backend: str, device: str, artifact: Path) -> None:
+        super().__init__()
+        for flag in _LEGACY_FLAGS:
+            setattr(self, flag, False)
+        self.engine = engine
+        self.format = backend
+        self.backend_name = backend
+        self.engine_device = device
+        self.artifact = Path(artifact)
+        self.device = torch.device("cpu")  # pre/post-processing and NMS run on CPU tensors
+        self.fp16 = False  # the predictor feeds float32; the engine casts if its input is FP16
+        self.nhwc = False
+        self.base_model = False  # augment / visualize / embed need the PyTorch model
+        self.model = None
+        self.info = info
+        self.task = info.task
+        self.names = dict(info.names)
+        self.stride = info.stride
+        self.kpt_shape = info.kpt_shape
+        self.end2end = info.end2end
+        self.channels = self.ch = info.channels
+        self.metadata = info.metadata
+        shape = engine.input_shape
+        self.dynamic = engine.dynamic
+        self.batch = int(shape[0]) if int(shape[0]) > 0 else max(info.batch, 1)
+        self.batch_size = self.batch
+        if not self.dynamic:
+            self.imgsz = [int(shape[2]), int(shape[3])]
+        self._expected_channels = info.expected_channels()
+
+    def __repr__(self) -> str:
+        return f"AdapterBackend({self.backend_name}:{self.engine_device}, task={self.task}, artifact={self.artifact})"
+
+    # -- what the predictor and validator call ------------------------------------------------------
+    def forward(self, im: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor | list[torch.Tensor]:
+        """Run the engine on a preprocessed NCHW batch; returns CPU tensors shaped as Ultralytics expects."""
+        x = im.detach().to("cpu")
+        x = x.numpy() if x.dtype == torch.float32 else x.float().numpy()
+        static_batch = int(self.engine.input_shape[0])
+        if static_batch > 0 and x.shape[0] != static_batch:
+            return self._forward_static_batches(x, static_batch)
+        return self._to_ultralytics(self._infer(x))
+
+    def _infer(self, x: np.ndarray) -> list[np.ndarray]:
+        if not self.dynamic and tuple(x.shape[2:]) != tuple(self.imgsz):
+            raise ModelFormatError(
+                f"The {self.backend_name} model at {self.artifact} takes {self.imgsz[0]}x{self.imgsz[1]} images but got "
+                f"{x.shape[2]}x{x.shape[3]}: pass imgsz={self.imgsz[0]} (or dynamic=True when converting)."
+            )
+        x = np.ascontiguousarray(x, dtype=self.engine.input_dtype)
+        return self.engine.infer(x)
+
+    def _forward_static_batches(self, x: np.ndarray, size: int) -> torch.Tensor | list[torch.Tensor]:
+        """A static-batch engine: pad short batches with zeros, split long ones, then drop the padding."""
+        parts: list[list[np.ndarray]] = []
+        for start in range(0, x.shape[0], size):
+            chunk = x[start : start + size]
+            real = chunk.shape[0]
+            if real < size:
+                chunk = np.concatenate([chunk, np.zeros((size - real, *chunk.shape[1:]), chunk.dtype)])
+            parts.append([o[:real] for o in self._infer(chunk)])
+        return self._to_ultralytics([np.concatenate(outs) for outs in zip(*parts)])
+
+    def _to_ultralytics(self, outputs: list[np.ndarray]) -> torch.Tensor | list[torch.Tensor]:
+        tensors = [torch.from_numpy(np.ascontiguousarray(o)) for o in outputs]
+        tensors = [t.float() if t.dtype == torch.float16 else t for t in tensors]  # NMS wants float32
+        if len(tensors) == 2 and tensors[0].ndim == 4 and tensors[1].ndim == 3:
+            tensors.reverse()  # segment: detections first, mask prototypes second
+        head = tensors[0]
+        if self._expected_channels is not None and head.ndim >= 2 and head.shape[1] != self._expected_channels:
+            raise ModelFormatError(
+                f"{self.artifact} does not match its metadata: output has {head.shape[1]} channels where a "
+                f"{self.task} model with {len(self.names)} classes has {self._expected_channels}. "
+                "The model file and its metadata.yaml come from different exports: re-export or clear the cache."
+            )
+        return tensors[0] if len(tensors) == 1 else tensors
+
+    def warmup(self, imgsz: tuple[int, ...] = (1, 3, 640, 640), im: torch.Tensor | None = None) -> None:
+        """Nothing to warm: the engine was compiled when this module was built."""
+
+    def fuse(self, *args: Any, **kwargs: Any) -> "AdapterBackend":
+        return self
+
+
+# -- building it --------------------------------------------------------------------------------------
+def read_artifact_info(artifact: Path) -> ModelInfo:
+    """Ultralytics metadata stored with an artifact: metadata.yaml beside it, or inside the ONNX file."""
+    folder = artifact if artifact.is_dir() else artifact.parent
+    meta = read_metadata_yaml(folder)
+    if not meta and artifact.suffix == ".onnx":
+        meta = read_onnx_metadata(artifact)
+    return ModelInfo.from_metadata(meta, str(artifact))
+
+
+def resolve_backend(selection: "Selection") -> "Backend":
+    backend = registry.get_backend(selection.backend)
+    missing = backend.missing_requirements()
+    if missing:
+        raise BackendUnavailableError(missing)
+    return backend
+
+
+def build_adapter_backend(
+    model: Any, selection: "Selection", data: Any = None, batch: int | None = None
+) -> AdapterBackend:
+    """Everything between Ultralytics asking for a model and an engine ready to run it."""
+    from .convert import load_checkpoint, prepare_artifact
+
+    backend = resolve_backend(selection)
+    options = backend.validate_options(selection.options)
+    device = selection.device
+
+    if isinstance(model, (list, tuple)):
+        model = model[0] if len(model) == 1 else model
+    if isinstance(model, torch.nn.Module):
+        module, label = model, Path(str(getattr(model, "pt_path", "") or "model")).stem
+    else:
+        path = Path(str(model))
+        if not path.exists():
+            raise ModelFormatError(f"Model {path} does not exist.")
+        artifact = backend.find_artifact(path)
+        if artifact is not None:
+            return _load(backend, artifact, device, options)
+        if path.suffix != ".pt":
+            raise ModelFormatError(
+                f"{path} is neither a PyTorch .pt checkpoint nor a model the {backend.name!r} backend runs; "
+                f"pass the .pt and yolo_adapters converts it for {backend.name}."
+            )
+        module, label = load_checkpoint(path), path.stem
+
+    info = info_from_module(module)
+    imgsz = options.get("imgsz") or info.imgsz
+    imgsz = (int(imgsz), int(imgsz)) if isinstance(imgsz, int) else tuple(int(v) for v in imgsz)
+    if any(v % info.stride for v in imgsz):
+        raise ModelFormatError(f"imgsz={list(imgsz)} must be a multiple of the model stride {info.stride}.")
+    plan = backend.export_plan(device, options, imgsz, int(options.get("batch") or batch or 1))
+    artifact = prepare_artifact(module, backend, plan, options.get("cache_dir"), label)
+    return _load(backend, artifact, device, options)
+
+
+def _load(backend: "Backend", artifact: Path, device: str, options: dict) -> AdapterBackend:
+    info = read_artifact_info(artifact)
+    engine = backend.load(artifact, device, options)
+    LOGGER.info("yolo_adapters: %s on %s:%s (%s)", artifact, backend.name, device, info.task)
+    return AdapterBackend(engine, info, backend.name, device, artifact)
