@@ -10,8 +10,9 @@ import copy
 import hashlib
 import json
 import logging
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from tqdm.auto import tqdm
 
@@ -102,31 +103,48 @@ def prepare_artifact(
     """The cached artifact for ``model`` under ``plan``, converting on first use (with a progress bar)."""
     import ultralytics
 
-    with tqdm(total=3, desc=f"yolo_adapters: {label} -> {backend.name}", unit="step", leave=False) as bar:
-        bar.set_postfix_str("hashing weights")
-        fields: Mapping[str, Any] = {
-            "weights": weights_digest(model),
-            "task": getattr(model, "task", ""),
-            "backend": backend.name,
-            "plan": plan,
-            "ultralytics": ultralytics.__version__,
-            "engine": backend.engine_version(),
-        }
-        cache = ArtifactCache(cache_dir)
-        key = make_key(fields, f"{label}-{backend.name}")
-        bar.update()
+    fields: Mapping[str, Any] = {
+        "weights": weights_digest(model),
+        "task": getattr(model, "task", ""),
+        "backend": backend.name,
+        "plan": plan,
+        "ultralytics": ultralytics.__version__,
+        "engine": backend.engine_version(),
+    }
+    cache = ArtifactCache(cache_dir)
+    key = make_key(fields, f"{label}-{backend.name}")
+    found = cache.lookup(key)
+    if found is not None:
+        return found
+
+    with tqdm(total=2, desc=f"yolo_adapters: converting {label} for {backend.name}", unit="step") as bar:
 
         def build(staging: Path) -> Path:
-            bar.set_postfix_str(f"exporting to {plan.format}")
-            exported = export_model(model, plan, staging)
+            bar.set_postfix_str(f"Ultralytics export to {plan.format}")
+            with quiet_ultralytics():
+                exported = export_model(model, plan, staging)
             bar.update()
             bar.set_postfix_str("finishing")
-            return backend.finish_artifact(exported, plan)
+            artifact = backend.finish_artifact(exported, plan)
+            bar.update()
+            return artifact
 
         try:
             artifact = cache.get_or_build(key, build, fields)
         except OSError as exc:
             raise ConversionError(f"Could not write the converted model into {cache.root}: {exc}") from exc
-        bar.n = bar.total
-        bar.refresh()
+        bar.set_postfix_str(f"cached in {cache.root}")
     return artifact
+
+
+@contextmanager
+def quiet_ultralytics() -> Iterator[None]:
+    """Ultralytics' exporter logs a page per export; keep its warnings, drop its chatter."""
+    from ultralytics.utils import LOGGER as ULTRALYTICS_LOGGER
+
+    level = ULTRALYTICS_LOGGER.level
+    ULTRALYTICS_LOGGER.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        ULTRALYTICS_LOGGER.setLevel(level)

