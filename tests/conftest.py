@@ -28,10 +28,13 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def stock_after_each_test():
-    """Every test starts and ends with nothing activated."""
+    """Every test starts as a fresh process with the package installed does: nothing activated, device
+    strings routed (the startup hook's passive patch layer)."""
     import yolo_adapters
+    from yolo_adapters import patching
 
     yolo_adapters.deactivate()
+    patching.install()
     yield
     yolo_adapters.deactivate()
 
@@ -58,3 +61,30 @@ def images() -> list[Path]:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_pose_dataset(tmp_path_factory: pytest.TempPathFactory, pose_pt: Path, images: list[Path]) -> Path:
+    """A 2-image pose dataset in YOLO format, labelled with the PyTorch model's own answers."""
+    import shutil
+
+    from ultralytics import YOLO
+
+    root = tmp_path_factory.mktemp("tiny_pose")
+    (root / "images").mkdir()
+    (root / "labels").mkdir()
+    model = YOLO(str(pose_pt))
+    for image in images:
+        shutil.copy(image, root / "images" / image.name)
+        result = model.predict(str(image), device="cpu", verbose=False)[0]
+        lines = []
+        for box, kpts in zip(result.boxes.xywhn.tolist(), result.keypoints.data.tolist()):
+            h, w = result.orig_shape
+            points = " ".join(f"{x / w:.6f} {y / h:.6f} {2 if c > 0.5 else 0}" for x, y, c in kpts)
+            lines.append(f"0 {' '.join(f'{v:.6f}' for v in box)} {points}")
+        (root / "labels" / f"{image.stem}.txt").write_text("\n".join(lines) + "\n")
+    flip = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]
+    (root / "data.yaml").write_text(
+        f"path: {root}\ntrain: images\nval: images\nnames:\n  0: person\nkpt_shape: [17, 3]\nflip_idx: {flip}\n"
+    )
+    return root / "data.yaml"

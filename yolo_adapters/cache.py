@@ -122,6 +122,25 @@ class ArtifactCache:
         if entry.exists() and not (entry / ENTRY_FILE).is_file():
             shutil.rmtree(entry, ignore_errors=True)
 
+    def clear(self) -> int:
+        """Remove every complete entry. Safe while others run: each entry is moved aside under its key's lock
+        (so no build is interrupted) and processes that already loaded a model keep it in memory."""
+        from filelock import FileLock
+
+        removed = 0
+        for entry in list(self.artifacts.iterdir()):
+            if entry.name.startswith("."):
+                continue  # staging folders belong to a running build; leftovers are removed by the next one
+            with FileLock(str(self.locks / f"{entry.name}.lock")):
+                trash = self.artifacts / f".trash-{entry.name}-{os.getpid()}"
+                try:
+                    os.replace(entry, trash)
+                except OSError:
+                    continue
+            shutil.rmtree(trash, ignore_errors=True)
+            removed += 1
+        return removed
+
     def entries(self) -> list[dict[str, Any]]:
         """Every complete entry with its key fields and size (for `yolo-adapters cache list`)."""
         found = []

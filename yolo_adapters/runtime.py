@@ -140,11 +140,18 @@ def build_adapter_backend(
     model: Any, selection: "Selection", data: Any = None, batch: int | None = None
 ) -> AdapterBackend:
     """Everything between Ultralytics asking for a model and an engine ready to run it."""
-    from .convert import load_checkpoint, prepare_artifact
-
     backend = resolve_backend(selection)
     options = backend.validate_options(selection.options)
-    device = selection.device
+    backend.check_device(selection.device)
+    artifact = resolve_artifact(model, backend, selection.device, options, batch)
+    return _load(backend, artifact, selection.device, options)
+
+
+def resolve_artifact(
+    model: Any, backend: "Backend", device: str, options: dict[str, Any], batch: int | None = None
+) -> Path:
+    """The engine artifact for ``model``: given as is, or converted from PyTorch once and cached."""
+    from .convert import load_checkpoint, prepare_artifact
 
     if isinstance(model, (list, tuple)):
         model = model[0] if len(model) == 1 else model
@@ -156,7 +163,7 @@ def build_adapter_backend(
             raise ModelFormatError(f"Model {path} does not exist.")
         artifact = backend.find_artifact(path)
         if artifact is not None:
-            return _load(backend, artifact, device, options)
+            return artifact
         if path.suffix != ".pt":
             raise ModelFormatError(
                 f"{path} is neither a PyTorch .pt checkpoint nor a model the {backend.name!r} backend runs; "
@@ -167,11 +174,10 @@ def build_adapter_backend(
     info = info_from_module(module)
     imgsz = options.get("imgsz") or info.imgsz
     imgsz = (int(imgsz), int(imgsz)) if isinstance(imgsz, int) else tuple(int(v) for v in imgsz)
-    if any(v % info.stride for v in imgsz):
-        raise ModelFormatError(f"imgsz={list(imgsz)} must be a multiple of the model stride {info.stride}.")
+    if len(imgsz) != 2 or any(v <= 0 or v % info.stride for v in imgsz):
+        raise ModelFormatError(f"imgsz={list(imgsz)} must be one or two positive multiples of the model stride {info.stride}.")
     plan = backend.export_plan(device, options, imgsz, int(options.get("batch") or batch or 1))
-    artifact = prepare_artifact(module, backend, plan, options.get("cache_dir"), label)
-    return _load(backend, artifact, device, options)
+    return prepare_artifact(module, backend, plan, options.get("cache_dir"), label)
 
 
 def _load(backend: "Backend", artifact: Path, device: str, options: dict) -> AdapterBackend:

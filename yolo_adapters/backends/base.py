@@ -102,6 +102,9 @@ class Backend(ABC):
         """Turn the part after ``prefix:`` into the engine's device name (validated at load time)."""
         return spec or self.default_device
 
+    def check_device(self, device: str) -> None:
+        """Raise DeviceError (listing what exists) before any conversion work when ``device`` is not here."""
+
     def available_devices(self) -> list[str]:
         """Devices the engine sees here (for messages and `yolo-adapters info`)."""
         return []

@@ -100,7 +100,6 @@ class OpenVINOBackend(Backend):
                 )
 
     def load(self, artifact: Path, device: str, options: Mapping[str, Any]) -> Engine:
-        self.check_device(device)
         return OpenVINOEngine(artifact, device, options)
 
 

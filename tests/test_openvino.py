@@ -1,0 +1,191 @@
+"""OpenVINO engine: every task matches PyTorch, the engine really runs, options and bad input behave."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import yolo_adapters
+from yolo_adapters.errors import (
+    BackendUnavailableError,
+    DeviceError,
+    ModelFormatError,
+    OptionError,
+    UnknownBackendError,
+)
+from yolo_adapters.parity import compare_results
+from yolo_adapters.runtime import AdapterBackend
+
+pytest.importorskip("openvino")
+from ultralytics import YOLO  # noqa: E402
+
+TASKS = ("detect", "segment", "pose", "obb", "classify")
+
+
+def _predict(model: YOLO, images: list[Path], **kwargs):
+    return [model.predict(str(im), verbose=False, **kwargs)[0] for im in images]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_every_task_matches_pytorch(task: str, checkpoints: dict, images: list[Path]) -> None:
+    model = YOLO(str(checkpoints[task]))
+    reference = _predict(model, images, device="cpu")
+    candidate = _predict(model, images, device="openvino")
+
+    engine_module = model.predictor.model
+    assert isinstance(engine_module, AdapterBackend) and engine_module.format == "openvino"
+    assert engine_module.engine.calls >= len(images)
+    for ref, cand in zip(reference, candidate):
+        agreement = compare_results(ref, cand)
+        assert agreement.passed(), agreement.failures()
+        if task != "classify":
+            assert agreement.reference > 0, "the test model should find someone on this image"
+
+
+def test_engine_runs_not_pytorch(checkpoints: dict, images: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    model = YOLO(str(checkpoints["pose"]))
+    model.predict(str(images[0]), device="openvino", verbose=False)  # converts (uses the PyTorch forward)
+    calls_before = model.predictor.model.engine.calls
+
+    from ultralytics.nn.tasks import BaseModel
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the PyTorch model ran")
+
+    monkeypatch.setattr(BaseModel, "forward", refuse)
+    result = model.predict(str(images[0]), device="openvino", verbose=False)[0]
+    assert len(result.boxes) == 4
+    assert model.predictor.model.engine.calls == calls_before + 1
+
+
+def test_device_spellings(checkpoints: dict, images: list[Path]) -> None:
+    model = YOLO(str(checkpoints["pose"]))
+    for device in ("openvino:CPU", "openvino:cpu", "intel:cpu", "OpenVINO"):
+        result = model.predict(str(images[0]), device=device, verbose=False)[0]
+        assert isinstance(model.predictor.model, AdapterBackend), device
+        assert model.predictor.model.engine_device == "CPU"
+        assert len(result.boxes) == 4
+
+
+def test_unknown_openvino_device_lists_available(checkpoints: dict, images: list[Path]) -> None:
+    model = YOLO(str(checkpoints["pose"]))
+    with pytest.raises(DeviceError, match=r"no device 'XPU'.*Available: CPU"):
+        model.predict(str(images[0]), device="openvino:XPU", verbose=False)
+    with pytest.raises(DeviceError, match="GPU"):
+        model.predict(str(images[0]), device="openvino:MULTI:GPU,CPU", verbose=False)
+
+
+def test_existing_ir_folder_and_xml_used_as_is(checkpoints: dict, images: list[Path], tmp_path: Path) -> None:
+    model = YOLO(str(checkpoints["pose"]))
+    model.predict(str(images[0]), device="openvino", verbose=False)
+    cached_xml = Path(model.predictor.model.artifact)
+    folder = tmp_path / "pose_openvino_model"
+    shutil.copytree(cached_xml.parent, folder)
+
+    for given in (folder, folder / cached_xml.name):
+        ir = YOLO(str(given), task="pose")
+        result = ir.predict(str(images[0]), device="openvino", verbose=False)[0]
+        assert Path(ir.predictor.model.artifact).parent == folder
+        assert len(result.keypoints) == 4
+
+
+def test_static_shape_and_batch_padding(checkpoints: dict, images: list[Path]) -> None:
+    """A static batch-2 model run on 3 images pads and splits, and gives batch-1's answers."""
+    three = [str(images[0]), str(images[1]), str(images[0])]
+    yolo_adapters.activate("openvino", dynamic=False, imgsz=320, batch=2)
+    model = YOLO(str(checkpoints["pose"]))
+    batched = model.predict(three, verbose=False)
+    engine_module = model.predictor.model
+    assert engine_module.dynamic is False and engine_module.imgsz == [320, 320]
+    assert engine_module.engine.input_shape == (2, 3, 320, 320)
+
+    yolo_adapters.activate("openvino", dynamic=False, imgsz=320, batch=1)
+    single = YOLO(str(checkpoints["pose"])).predict(three, verbose=False)
+    assert len(batched) == len(single) == 3
+    for a, b in zip(batched, single):
+        agreement = compare_results(b, a)
+        assert agreement.passed(), agreement.failures()
+
+
+def test_val_reports_metrics(pose_pt: Path, tiny_pose_dataset: Path) -> None:
+    model = YOLO(str(pose_pt))
+    metrics = model.val(data=str(tiny_pose_dataset), device="openvino", imgsz=640, batch=1, plots=False, verbose=False)
+    assert metrics.box.map50 > 0.3  # real people in real photos, labelled from the reference model
+    assert metrics.pose.map50 > 0.3
+
+
+def test_corrupt_ir_is_a_clear_error(tmp_path: Path, images: list[Path]) -> None:
+    folder = tmp_path / "broken_openvino_model"
+    folder.mkdir()
+    (folder / "model.xml").write_text("<net>this is not an IR")
+    (folder / "metadata.yaml").write_text("task: pose\nnames: {0: person}\nkpt_shape: [17, 3]\nstride: 32\n")
+    with pytest.raises(ModelFormatError, match="corrupt or incomplete"):
+        YOLO(str(folder), task="pose").predict(str(images[0]), device="openvino", verbose=False)
+
+
+def test_mismatched_ir_metadata_is_a_clear_error(checkpoints: dict, images: list[Path], tmp_path: Path) -> None:
+    model = YOLO(str(checkpoints["pose"]))
+    model.predict(str(images[0]), device="openvino", verbose=False)
+    folder = tmp_path / "mixed_openvino_model"
+    shutil.copytree(Path(model.predictor.model.artifact).parent, folder)
+    meta = (folder / "metadata.yaml").read_text().replace("kpt_shape:\n- 17\n- 3", "kpt_shape:\n- 5\n- 3")
+    assert "- 5" in meta
+    (folder / "metadata.yaml").write_text(meta)
+    with pytest.raises(ModelFormatError, match="does not match its metadata"):
+        YOLO(str(folder), task="pose").predict(str(images[0]), device="openvino", verbose=False)
+
+
+def test_missing_openvino_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    with pytest.raises(BackendUnavailableError, match=r"yolo-adapters\[openvino\]"):
+        yolo_adapters.activate("openvino")
+
+
+def test_unknown_backend_lists_registered() -> None:
+    with pytest.raises(UnknownBackendError, match="openvino"):
+        yolo_adapters.activate("tensorflow-lite")
+
+
+def test_bad_options_are_rejected() -> None:
+    with pytest.raises(OptionError, match="hint"):
+        yolo_adapters.activate("openvino", hint="fast")
+    with pytest.raises(OptionError, match="must be int"):
+        yolo_adapters.activate("openvino", batch="2")
+    with pytest.raises(OptionError, match="Unknown option 'trheads'"):
+        yolo_adapters.activate("openvino", trheads=2)
+
+
+def test_bad_imgsz_names_the_stride(checkpoints: dict, images: list[Path]) -> None:
+    yolo_adapters.activate("openvino", imgsz=333, dynamic=False)
+    with pytest.raises(ModelFormatError, match="multiples of the model stride 32"):
+        YOLO(str(checkpoints["pose"])).predict(str(images[0]), verbose=False)
+
+
+def test_unwritable_cache_falls_back_with_warning(
+    checkpoints: dict, images: list[Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the cache folder should be")
+    yolo_adapters.activate("openvino", cache_dir=str(blocker / "cache"))
+    with caplog.at_level("WARNING", logger="yolo_adapters"):
+        result = YOLO(str(checkpoints["pose"])).predict(str(images[0]), verbose=False)[0]
+    assert len(result.boxes) == 4
+    assert any("not writable" in r.message for r in caplog.records)
+
+
+def test_fp16_precision_converts_separately(checkpoints: dict, images: list[Path]) -> None:
+    model = YOLO(str(checkpoints["pose"]))
+    fp32 = model.predict(str(images[0]), device="openvino", verbose=False)[0]
+    fp32_artifact = model.predictor.model.artifact
+    yolo_adapters.activate("openvino", precision="fp16")
+    model16 = YOLO(str(checkpoints["pose"]))
+    fp16 = model16.predict(str(images[0]), verbose=False)[0]
+    assert model16.predictor.model.artifact != fp32_artifact
+    assert len(fp16.boxes) == len(fp32.boxes)
+    assert torch.allclose(fp16.boxes.conf, fp32.boxes.conf, atol=0.05)

@@ -1,0 +1,7 @@
+"""python -m yolo_adapters == yolo-adapters."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
