@@ -55,6 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     activate(backend, **options)
 
     if args.module:
+        sys.path.insert(0, os.getcwd())  # as `python -m` does
         sys.argv = [args.module, *args.args]
         runpy.run_module(args.module, run_name="__main__", alter_sys=True)
         return 0
