@@ -181,7 +181,7 @@ def resolve_artifact(
 
 
 def _load(backend: "Backend", artifact: Path, device: str, options: dict) -> AdapterBackend:
-    info = read_artifact_info(artifact)
+    info = backend.artifact_info(artifact, options)
     engine = backend.load(artifact, device, options)
     LOGGER.info("yolo_adapters: %s on %s:%s (%s)", artifact, backend.name, device, info.task)
     return AdapterBackend(engine, info, backend.name, device, artifact)

@@ -140,6 +140,30 @@ class Backend(ABC):
     def export_plan(self, device: str, options: Mapping[str, Any], imgsz: Sequence[int], batch: int) -> ExportPlan:
         """How a .pt model must be exported for ``device`` and ``options``."""
 
+    @staticmethod
+    def make_plan(
+        fmt: str,
+        options: Mapping[str, Any],
+        imgsz: Sequence[int],
+        batch: int,
+        *,
+        cpu: bool,
+        extra: tuple[tuple[str, Any], ...] = (),
+    ) -> ExportPlan:
+        """The plan every backend builds: dynamic shapes by default on a CPU (any shape runs at full speed),
+        one static serving shape elsewhere (GPUs, NPUs and graph compilers want it); ``dynamic`` overrides."""
+        dynamic = options.get("dynamic")
+        if dynamic is None:
+            dynamic = cpu
+        return ExportPlan(
+            format=fmt,
+            imgsz=(int(imgsz[0]), int(imgsz[1])),
+            batch=1 if dynamic else int(batch),
+            dynamic=bool(dynamic),
+            precision=options.get("precision") or "fp32",
+            extra=extra,
+        )
+
     def engine_version(self) -> str:
         """Version of the engine package; part of the conversion cache key."""
         return ""
@@ -147,6 +171,12 @@ class Backend(ABC):
     def finish_artifact(self, exported: Path, plan: ExportPlan) -> Path:
         """Post-process what Ultralytics exported (e.g. run a compiler); returns the runnable artifact."""
         return self.find_artifact(exported) or exported
+
+    def artifact_info(self, artifact: Path, options: Mapping[str, Any]) -> Any:
+        """Ultralytics metadata (a ModelInfo) for ``artifact``; a backend may fill gaps from its options."""
+        from ..runtime import read_artifact_info
+
+        return read_artifact_info(artifact)
 
     @abstractmethod
     def load(self, artifact: Path, device: str, options: Mapping[str, Any]) -> Engine:

@@ -72,16 +72,7 @@ class OpenVINOBackend(Backend):
         return path if path.suffix in (".xml", ".onnx") else None
 
     def export_plan(self, device: str, options: Mapping[str, Any], imgsz: Sequence[int], batch: int) -> ExportPlan:
-        dynamic = options.get("dynamic")
-        if dynamic is None:  # CPU handles any shape at full speed; GPU and NPU want one static shape
-            dynamic = device.upper() == "CPU"
-        return ExportPlan(
-            format="openvino",
-            imgsz=(int(imgsz[0]), int(imgsz[1])),
-            batch=1 if dynamic else int(batch),
-            dynamic=bool(dynamic),
-            precision=options.get("precision") or "fp32",
-        )
+        return self.make_plan("openvino", options, imgsz, batch, cpu=device.upper() == "CPU")
 
     def check_device(self, device: str) -> None:
         """Reject a device OpenVINO does not see, listing the ones it does."""
