@@ -48,5 +48,7 @@ def build_checkpoint(task: str, out_dir: Path) -> Path:
         model.args = dict(yolo.model.args) if isinstance(getattr(yolo.model, "args", None), dict) else {}
         yolo.model = model
     path = out_dir / f"{task}.pt"
+    if getattr(yolo, "ckpt", None) is None:  # Ultralytics < 8.4 keeps None for YAML-built models
+        yolo.ckpt = {}
     yolo.save(str(path))
     return path
