@@ -45,10 +45,11 @@ def build_checkpoint(task: str, out_dir: Path) -> Path:
         model.load_state_dict(state)
         model.names = {0: "person"}
         model.task = task
-        model.args = dict(yolo.model.args) if isinstance(getattr(yolo.model, "args", None), dict) else {}
+        args = yolo.model.args if isinstance(getattr(yolo.model, "args", None), dict) else {}
+        model.args = {**args, "task": task}  # Ultralytics < 8.4 restores the task from args on load
         yolo.model = model
     path = out_dir / f"{task}.pt"
-    if getattr(yolo, "ckpt", None) is None:  # Ultralytics < 8.4 keeps None for YAML-built models
-        yolo.ckpt = {}
+    # Ultralytics < 8.4 keeps ckpt None for YAML-built models and restores the task from train_args on load.
+    yolo.ckpt = {**(getattr(yolo, "ckpt", None) or {}), "train_args": {**getattr(yolo.model, "args", {}), "task": task}}
     yolo.save(str(path))
     return path

@@ -31,8 +31,9 @@ def _predict(model: YOLO, images: list[Path], **kwargs):
 
 @pytest.mark.parametrize("task", TASKS)
 def test_every_task_matches_pytorch(task: str, checkpoints: dict, images: list[Path]) -> None:
+    # Separate model objects: Ultralytics < 8.4 keeps the first predictor's device for a model's lifetime.
+    reference = _predict(YOLO(str(checkpoints[task])), images, device="cpu")
     model = YOLO(str(checkpoints[task]))
-    reference = _predict(model, images, device="cpu")
     candidate = _predict(model, images, device="openvino")
 
     engine_module = model.predictor.model
@@ -97,13 +98,13 @@ def test_static_shape_and_batch_padding(checkpoints: dict, images: list[Path]) -
     three = [str(images[0]), str(images[1]), str(images[0])]
     yolo_adapters.activate("openvino", dynamic=False, imgsz=320, batch=2)
     model = YOLO(str(checkpoints["pose"]))
-    batched = model.predict(three, verbose=False)
+    batched = model.predict(three, imgsz=320, verbose=False)  # Ultralytics < 8.4 does not adopt a static model's size
     engine_module = model.predictor.model
     assert engine_module.dynamic is False and engine_module.imgsz == [320, 320]
     assert engine_module.engine.input_shape == (2, 3, 320, 320)
 
     yolo_adapters.activate("openvino", dynamic=False, imgsz=320, batch=1)
-    single = YOLO(str(checkpoints["pose"])).predict(three, verbose=False)
+    single = YOLO(str(checkpoints["pose"])).predict(three, imgsz=320, verbose=False)
     assert len(batched) == len(single) == 3
     for a, b in zip(batched, single):
         agreement = compare_results(b, a)

@@ -34,8 +34,13 @@ _LEGACY_FLAGS = (
 class AdapterBackend(torch.nn.Module):
     """An engine dressed as Ultralytics' AutoBackend."""
 
-    def __init__(self, engine: "Engine", info: ModelInfo, backend: str, device: str, artifact: Path) -> None:
+    def __init__(
+        self, engine: "Engine", info: ModelInfo, backend: str, device: str, artifact: Path, pipeline: bool = True
+    ) -> None:
         super().__init__()
+        # Ultralytics 8.4 loads the next batch on a worker thread when its model says ``prefetch``; with the patch
+        # layer on, yolo_adapters.pipeline goes further (pre-processing and inference run ahead, in order).
+        self.prefetch = self.pipeline = bool(pipeline)
         for flag in _LEGACY_FLAGS:
             setattr(self, flag, False)
         self.engine = engine
@@ -58,6 +63,9 @@ class AdapterBackend(torch.nn.Module):
         self.metadata = info.metadata
         shape = engine.input_shape
         self.dynamic = engine.dynamic
+        # Ultralytics < 8.4.23 reads `pt` where it means "any input shape works": minimal (rect) letterbox and
+        # rect val batches, exactly as for the PyTorch model. True only for dynamic engines; 8.4.23+ reads `dynamic`.
+        self.pt = self.dynamic
         self.batch = int(shape[0]) if int(shape[0]) > 0 else max(info.batch, 1)
         self.batch_size = self.batch
         if not self.dynamic:
@@ -70,12 +78,38 @@ class AdapterBackend(torch.nn.Module):
     # -- what the predictor and validator call ------------------------------------------------------
     def forward(self, im: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor | list[torch.Tensor]:
         """Run the engine on a preprocessed NCHW batch; returns CPU tensors shaped as Ultralytics expects."""
-        x = im.detach().to("cpu")
-        x = x.numpy() if x.dtype == torch.float32 else x.float().numpy()
+        from .pipeline import started
+
+        pending = started(im)  # this batch was submitted ahead by the stream pipeline
+        if pending is not None:
+            return pending.result()
+        x = self._numpy(im)
         static_batch = int(self.engine.input_shape[0])
         if static_batch > 0 and x.shape[0] != static_batch:
             return self._forward_static_batches(x, static_batch)
+        if x.shape[0] > 1 and self.engine.parallel > 1:
+            return self.submit(im).result()
         return self._to_ultralytics(self._infer(x))
+
+    @staticmethod
+    def _numpy(im: torch.Tensor) -> np.ndarray:
+        x = im.detach().to("cpu")
+        return x.numpy() if x.dtype == torch.float32 else x.float().numpy()
+
+    def submit(self, im: torch.Tensor) -> "_Submitted":
+        """Start ``im`` on the engine without waiting; ``.result()`` gives what ``forward(im)`` gives.
+
+        A dynamic batch of N > 1 is split over the engine's parallel requests (OpenVINO THROUGHPUT streams)."""
+        x = self._numpy(im)
+        static_batch = int(self.engine.input_shape[0])
+        if static_batch > 0 and x.shape[0] != static_batch:
+            return _Submitted(self, [], self._forward_static_batches(x, static_batch))
+        if not self.dynamic and tuple(x.shape[2:]) != tuple(self.imgsz):
+            self._infer(x)  # raises the size error
+        x = np.ascontiguousarray(x, dtype=self.engine.input_dtype)
+        parts = min(x.shape[0], max(self.engine.parallel, 1)) if static_batch <= 0 else 1
+        chunks = np.array_split(x, parts) if parts > 1 else [x]
+        return _Submitted(self, [self.engine.submit(np.ascontiguousarray(c)) for c in chunks])
 
     def _infer(self, x: np.ndarray) -> list[np.ndarray]:
         if not self.dynamic and tuple(x.shape[2:]) != tuple(self.imgsz):
@@ -116,6 +150,30 @@ class AdapterBackend(torch.nn.Module):
 
     def fuse(self, *args: Any, **kwargs: Any) -> "AdapterBackend":
         return self
+
+
+class _Submitted:
+    """Batches started on the engine; ``result()`` joins them (in input order) into Ultralytics' layout."""
+
+    __slots__ = ("_module", "_pending", "_value")
+
+    def __init__(self, module: AdapterBackend, pending: list, value: Any = None) -> None:
+        self._module, self._pending, self._value = module, pending, value
+
+    def result(self) -> torch.Tensor | list[torch.Tensor]:
+        if self._value is None:
+            outs, error = [], None
+            for pending in self._pending:  # wait for every part, even after a failure: each holds a request
+                try:
+                    outs.append(pending.result())
+                except BaseException as exc:  # noqa: BLE001 - re-raised below
+                    error = error or exc
+            self._pending = []
+            if error is not None:
+                raise error
+            merged = outs[0] if len(outs) == 1 else [np.concatenate(o) for o in zip(*outs)]
+            self._value = self._module._to_ultralytics(merged)
+        return self._value
 
 
 # -- building it --------------------------------------------------------------------------------------
@@ -184,4 +242,4 @@ def _load(backend: "Backend", artifact: Path, device: str, options: dict) -> Ada
     info = backend.artifact_info(artifact, options)
     engine = backend.load(artifact, device, options)
     LOGGER.info("yolo_adapters: %s on %s:%s (%s)", artifact, backend.name, device, info.task)
-    return AdapterBackend(engine, info, backend.name, device, artifact)
+    return AdapterBackend(engine, info, backend.name, device, artifact, pipeline=options.get("pipeline", True))
