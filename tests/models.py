@@ -48,6 +48,10 @@ def build_checkpoint(task: str, out_dir: Path) -> Path:
         args = yolo.model.args if isinstance(getattr(yolo.model, "args", None), dict) else {}
         model.args = {**args, "task": task}  # Ultralytics < 8.4 restores the task from args on load
         yolo.model = model
+    if task == "classify":  # trained classifiers carry their eval transforms; some Ultralytics versions need them
+        from ultralytics.data.augment import classify_transforms
+
+        yolo.model.transforms = classify_transforms(640)
     path = out_dir / f"{task}.pt"
     # Ultralytics < 8.4 keeps ckpt None for YAML-built models and restores the task from train_args on load.
     yolo.ckpt = {**(getattr(yolo, "ckpt", None) or {}), "train_args": {**getattr(yolo.model, "args", {}), "task": task}}

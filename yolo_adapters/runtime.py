@@ -65,7 +65,8 @@ class AdapterBackend(torch.nn.Module):
         self.dynamic = engine.dynamic
         # Ultralytics < 8.4.23 reads `pt` where it means "any input shape works": minimal (rect) letterbox and
         # rect val batches, exactly as for the PyTorch model. True only for dynamic engines; 8.4.23+ reads `dynamic`.
-        self.pt = self.dynamic
+        # Not for classifiers: there `pt` makes the predictor take transforms from the PyTorch module we replace.
+        self.pt = self.dynamic and info.task != "classify"
         self.batch = int(shape[0]) if int(shape[0]) > 0 else max(info.batch, 1)
         self.batch_size = self.batch
         if not self.dynamic:
