@@ -115,15 +115,19 @@ def test_engine_error_mid_stream_reaches_caller_and_next_predict_works(
     model = YOLO(str(pose_pt))
     model.predict(str(images[0]), device="openvino", verbose=False)
     engine_class = type(model.predictor.model.engine)
-    real_infer, state = engine_class.infer, {"n": 0}
+    state = {"n": 0}
 
-    def flaky(self, batch: np.ndarray):
-        state["n"] += 1
-        if state["n"] == 3:
-            raise RuntimeError("device lost")
-        return real_infer(self, batch)
+    def flaky(real):  # the 3rd batch fails, whether it goes through infer() or the pipeline's submit()
+        def run(self, batch: np.ndarray):
+            state["n"] += 1
+            if state["n"] == 3:
+                raise RuntimeError("device lost")
+            return real(self, batch)
 
-    monkeypatch.setattr(engine_class, "infer", flaky)
+        return run
+
+    for method in ("infer", "submit"):
+        monkeypatch.setattr(engine_class, method, flaky(getattr(engine_class, method)))
     seen = []
     with pytest.raises(RuntimeError, match="device lost"):
         for result in model.predict(str(folder), device="openvino", stream=True, verbose=False):

@@ -10,7 +10,7 @@ Importing this package is cheap: no torch, openvino or onnxruntime until a backe
 
 from ._version import __version__
 
-__all__ = ["__version__", "activate", "deactivate", "use", "active", "available_backends", "register_backend"]
+__all__ = ["__version__", "activate", "deactivate", "use", "active", "available_backends", "register_backend", "check"]
 
 _LAZY = {
     "activate": ("activation", "activate"),
@@ -19,6 +19,7 @@ _LAZY = {
     "active": ("activation", "active"),
     "available_backends": ("registry", "available_backends"),
     "register_backend": ("registry", "register"),
+    "check": ("checker", "check"),
 }
 
 

@@ -152,3 +152,40 @@ class ArtifactCache:
             size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
             found.append({"key": entry.name, "path": str(entry), "size": size, **record})
         return found
+
+
+def describe_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The key fields of an ``entries()`` item for people: model hash prefix, task, backend, shape, precision.
+
+    The plan is stored as its repr (``ExportPlan(format='openvino', imgsz=(640, 640), batch=1, ...)``) or as a
+    mapping; fields that cannot be read come back as "?"."""
+    import re
+
+    fields = dict(entry.get("fields") or {})
+    plan = fields.get("plan")
+
+    def plan_field(name: str) -> Any:
+        if isinstance(plan, Mapping):
+            return plan.get(name, "?")
+        match = re.search(rf"\b{name}=(\([^)]*\)|\[[^\]]*\]|'[^']*'|[^,)]+)", str(plan or ""))
+        return match.group(1).strip("'") if match else "?"
+
+    imgsz = plan_field("imgsz")
+    if isinstance(imgsz, (list, tuple)):
+        imgsz = "x".join(str(v) for v in imgsz)
+    else:
+        imgsz = re.sub(r"[()\[\]\s]", "", str(imgsz)).replace(",", "x")
+    dynamic = str(plan_field("dynamic"))
+    return {
+        "key": entry.get("key", "?"),
+        "model": str(fields.get("weights", "?"))[:12],
+        "task": fields.get("task") or "?",
+        "backend": fields.get("backend", "?"),
+        "format": plan_field("format"),
+        "shape": f"{plan_field('batch')}x3x{imgsz}" + (" dynamic" if dynamic == "True" else ""),
+        "precision": plan_field("precision"),
+        "size": int(entry.get("size", 0)),
+        "created": entry.get("created", "?"),
+        "path": entry.get("path", "?"),
+    }
+

@@ -4,21 +4,24 @@
     yolo-adapters run --backend openvino -m their.module ARGS
     yolo-adapters run --backend openvino yolo predict model=yolo11n-pose.pt source=bus.jpg
     yolo-adapters convert yolo11n-pose.pt --backend openvino [--imgsz 640] [--precision fp16]
+    yolo-adapters convert yolo11n-pose.pt --backend openvino --precision int8 --data IMAGES_DIR [--imgsz H W]
     yolo-adapters info [--json]
-    yolo-adapters cache list|clear
+    yolo-adapters check yolo11n-pose.pt [--backend openvino ...] [--engine-model IR] [--source IMAGES] [--json]
+    yolo-adapters cache list|clear [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import os
 import runpy
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from .errors import AdapterError, OptionError
 
@@ -107,83 +110,120 @@ def cmd_convert(args: argparse.Namespace) -> int:
         options["precision"] = args.precision
     if args.dynamic is not None:
         options["dynamic"] = args.dynamic
+    if args.data:  # INT8 calibration images (yolo_adapters.quantize)
+        options["calibration"] = args.data
     options.update(_parse_options(args.option))
     device = backend.normalize_device(backend.name, str(options.get("device") or ""))
     options = backend.validate_options(options)
     artifact = resolve_artifact(args.model, backend, device, options)
+    if options.get("precision") == "int8":
+        from .quantize import format_report, read_report
+
+        report = read_report(artifact)
+        if report:
+            print(format_report(report), file=sys.stderr)
     print(artifact)
     return 0
 
 
 # -- info and cache ---------------------------------------------------------------------------------
 def collect_info() -> dict[str, Any]:
-    """Versions, backends and why one cannot run, devices, cache and patch state."""
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
+    """Versions, backends and why one cannot run, devices, cache and patch state (see yolo_adapters.info)."""
+    from .info import collect_info as collect
 
-    from . import __version__, activation, patching, registry
-    from .cache import ArtifactCache
-
-    def ver(name: str) -> str | None:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return None
-
-    backends = []
-    for backend in registry.iter_backends():
-        missing = backend.missing_requirements()
-        devices: list[str] = []
-        if missing is None:
-            try:
-                devices = backend.available_devices()
-            except Exception as exc:  # a broken driver should show up here, not crash `info`
-                devices = [f"error: {exc}"]
-        backends.append({"name": backend.name, "available": missing is None, "why_not": missing, "devices": devices})
-    cache = ArtifactCache()
-    entries = cache.entries()
-    return {
-        "yolo_adapters": __version__,
-        "python": platform.python_version(),
-        "packages": {n: ver(n) for n in ("ultralytics", "torch", "openvino", "onnxruntime", "ais_bench", "wrapt")},
-        "backends": backends,
-        "cache": {"root": str(cache.root), "entries": len(entries), "bytes": sum(e["size"] for e in entries)},
-        "active_backend": activation.active(),
-        "patches_installed": patching.is_installed(),
-    }
+    return collect()
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from .info import format_info
+
     info = collect_info()
-    if args.json:
-        print(json.dumps(info, indent=2))
-        return 0
-    print(f"yolo_adapters {info['yolo_adapters']}  Python {info['python']}")
-    for name, value in info["packages"].items():
-        print(f"  {name:<12} {value or 'not installed'}")
-    print("backends:")
-    for b in info["backends"]:
-        state = "ready" if b["available"] else f"unavailable: {b['why_not']}"
-        devices = f"  devices: {', '.join(b['devices'])}" if b["devices"] else ""
-        print(f"  {b['name']:<12} {state}{devices}")
-    c = info["cache"]
-    print(f"cache: {c['root']} ({c['entries']} entries, {c['bytes'] / 1e6:.1f} MB)")
-    print(f"active backend: {info['active_backend'] or 'none'}; patches installed: {info['patches_installed']}")
+    print(json.dumps(info, indent=2) if args.json else format_info(info))
     return 0
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from .cache import ArtifactCache
+    from .cache import ArtifactCache, describe_entry
 
     cache = ArtifactCache()
     if args.action == "list":
-        for entry in cache.entries():
-            fields = entry.get("fields", {})
-            print(f"{entry['key']}  {entry['size'] / 1e6:7.1f} MB  {fields.get('backend', '?')}  {entry['path']}")
+        rows = [describe_entry(e) for e in cache.entries()]
+        if args.json:
+            print(json.dumps({"root": str(cache.root), "entries": rows}, indent=2))
+            return 0
+        if not rows:
+            print(f"no converted models in {cache.root}")
+            return 0
+        header = ("model", "task", "backend", "shape", "precision", "size", "created", "key")
+        table = [header] + [
+            (r["model"], r["task"], r["backend"], r["shape"], r["precision"], f"{r['size'] / 1e6:.1f} MB", r["created"], r["key"])
+            for r in rows
+        ]
+        widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+        for row in table:
+            print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        total = sum(r["size"] for r in rows)
+        print(f"{len(rows)} entries, {total / 1e6:.1f} MB in {cache.artifacts}")
         return 0
     removed = cache.clear()
     print(f"removed {removed} entries from {cache.root}")
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Exit 0 when every engine matches PyTorch on every image, 1 when one does not (2: bad arguments)."""
+    import dataclasses
+
+    from .checker import check
+    from .parity import DEFAULT_TOLERANCES
+
+    tolerances = _parse_options(args.tolerance)
+    try:
+        tol = dataclasses.replace(DEFAULT_TOLERANCES, **{k: float(v) for k, v in tolerances.items()})
+    except (TypeError, ValueError) as exc:
+        fields = ", ".join(f.name for f in dataclasses.fields(DEFAULT_TOLERANCES))
+        raise OptionError(f"--tolerance takes name=number with name one of {fields} ({exc}).") from exc
+    with _stdout_to_stderr(args.json):  # Ultralytics logs to stdout; --json output must stay parseable
+        report = _run_check(check, args, tol)
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.table(per_image=args.per_image))
+    return 0 if report.passed else 1
+
+
+def _run_check(check: Any, args: argparse.Namespace, tol: Any) -> Any:
+    return check(
+        args.model,
+        backends=args.backend or None,
+        source=args.source or None,
+        imgsz=args.imgsz,
+        engine_model=args.engine_model,
+        options=_parse_options(args.option),
+        conf=args.conf,
+        tol=tol,
+        torch_device=args.torch_device,
+        progress=not args.no_progress,
+    )
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(enabled: bool) -> Iterator[None]:
+    """Send prints and Ultralytics' log (a handler bound to stdout at import) to stderr for the block."""
+    if not enabled:
+        yield
+        return
+    import logging
+
+    with contextlib.redirect_stdout(sys.stderr):
+        import ultralytics  # noqa: F401 - import-time messages go to stderr too
+
+        moved = [(h, h.stream) for h in logging.getLogger("ultralytics").handlers
+                 if isinstance(h, logging.StreamHandler) and h.stream not in (sys.stderr, sys.__stderr__)]  # fmt: skip
+        for handler, _ in moved:
+            handler.setStream(sys.stderr)
+        try:
+            yield
+        finally:
+            for handler, stream in moved:
+                handler.setStream(stream)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--device", "-d")
     conv.add_argument("--imgsz", type=int, nargs="+")
     conv.add_argument("--batch", type=int)
-    conv.add_argument("--precision", choices=["fp32", "fp16"])
+    conv.add_argument("--precision", choices=["fp32", "fp16", "int8"])
+    conv.add_argument("--data", help="folder of calibration images for --precision int8 (no labels needed)")
     conv.add_argument("--dynamic", action=argparse.BooleanOptionalAction, default=None)
     conv.add_argument("--option", "-o", action="append", default=[])
     conv.set_defaults(func=cmd_convert)
@@ -215,8 +256,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     cache = sub.add_parser("cache", help="list or clear converted models")
     cache.add_argument("action", choices=["list", "clear"])
+    cache.add_argument("--json", action="store_true", help="list as JSON")
     cache.set_defaults(func=cmd_cache)
+
+    chk = sub.add_parser(
+        "check",
+        help="run PyTorch and engines on the same images; exit 1 if any engine misses the parity tolerances",
+        description="Compare each engine with PyTorch on the same images (docs/cli.md). MODEL is the reference .pt; "
+        "by default each engine runs MODEL converted for it, --engine-model runs a given engine model instead.",
+    )
+    chk.add_argument("model", help="the reference Ultralytics .pt")
+    chk.add_argument("--backend", "-b", action="append", default=[],
+                     help="backend[:device] to check (repeatable); default: every backend that can run here")  # fmt: skip
+    chk.add_argument("--engine-model", "-e", help="engine model to check (IR, .onnx, .om...) instead of converting MODEL")
+    chk.add_argument("--source", "-s", action="append", default=[],
+                     help="image, folder or glob (repeatable); default: Ultralytics' bus.jpg and zidane.jpg")  # fmt: skip
+    chk.add_argument("--imgsz", type=int, nargs="+", help="inference and conversion size: 640, or 384 640")
+    chk.add_argument("--conf", type=float, default=0.25, help="confidence threshold for both sides (default 0.25)")
+    chk.add_argument("--option", "-o", action="append", default=[], help="backend option key=value (repeatable)")
+    chk.add_argument("--tolerance", "-t", action="append", default=[],
+                     help="override a tolerance, e.g. -t box_iou=0.98 -t score=2e-3")  # fmt: skip
+    chk.add_argument("--torch-device", default="cpu", help="device PyTorch runs the reference on (default cpu)")
+    chk.add_argument("--per-image", action="store_true", help="one table row per image under each engine")
+    chk.add_argument("--no-progress", action="store_true", help="no progress bar")
+    chk.add_argument("--json", action="store_true")
+    chk.set_defaults(func=cmd_check)
+
+    from . import bench as _bench
+
+    bch = sub.add_parser(
+        "bench",
+        help="benchmark stock Ultralytics and each engine side by side on the same frames (docs/benchmarks.md)",
+    )
+    _bench.add_arguments(bch)
+    bch.set_defaults(func=cmd_bench)
     return parser
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    return bench.main(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,6 +32,7 @@ class Agreement:
     matched: int = 0
     unmatched: list[str] = field(default_factory=list)  # detections without a partner, away from the threshold
     min_box_iou: float = 1.0
+    mean_box_iou: float = 1.0  # over matched pairs (1.0 when nothing was matched)
     max_score_diff: float = 0.0
     max_keypoint_px: float = 0.0
     mean_keypoint_px: float = 0.0
@@ -106,6 +107,7 @@ def compare_results(reference: Any, candidate: Any, conf: float = 0.25, tol: Tol
     if not pairs:
         return out
     out.min_box_iou = min(iou for _, _, iou in pairs)
+    out.mean_box_iou = sum(iou for _, _, iou in pairs) / len(pairs)
     out.max_score_diff = max(abs(float(boxes_ref.conf[i]) - float(boxes_cand.conf[j])) for i, j, _ in pairs)
     if task == "pose":
         kr, kc = reference.keypoints.xy.float().cpu(), candidate.keypoints.xy.float().cpu()

@@ -244,6 +244,22 @@ class AscendBackend(Backend):
         count = npu_count()
         return [str(i) for i in range(count)] if count else []
 
+    def environment(self) -> dict[str, Any]:
+        """NPUs reported by npu-smi, the SoC, and whether ais_bench, atc and the CANN environment are present."""
+        try:
+            bench = importlib.util.find_spec("ais_bench") is not None
+        except (ImportError, ValueError):
+            bench = False
+        smi = shutil.which("npu-smi")
+        return {
+            "npu_smi": smi,
+            "npus": npu_count() if smi else None,
+            "soc_version": (resolve_soc({}) if smi else os.environ.get(SOC_ENV)) or None,
+            "ais_bench": bench,
+            "atc": shutil.which("atc"),
+            "cann_env": any(os.environ.get(k) for k in _CANN_ENV),
+        }
+
     def validate_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         checked = super().validate_options(options)
         soc = checked.get("soc_version")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
@@ -26,6 +26,7 @@ COMMON_OPTIONS: dict[str, tuple[type, ...]] = {
     "dynamic": (bool, type(None)),
     "precision": (str,),
     "cache_dir": (str, Path, type(None)),
+    "pipeline": (bool,),  # overlap loading, pre-processing, inference and post-processing on video/folder sources
 }
 
 
@@ -37,8 +38,11 @@ class ExportPlan:
     imgsz: tuple[int, int]
     batch: int
     dynamic: bool
-    precision: str  # "fp32" | "fp16"
+    precision: str  # "fp32" | "fp16" | "int8"
     extra: tuple[tuple[str, Any], ...] = ()  # further exporter arguments (opset...), part of the cache key
+    # Local inputs of the conversion that must not enter the cache key (the calibration folder's path: its
+    # content hash is in ``extra``). Left out of repr, which is what the key hashes.
+    inputs: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
 
 class Engine(ABC):
@@ -71,8 +75,38 @@ class Engine(ABC):
     def infer(self, batch: np.ndarray) -> list[np.ndarray]:
         """Run one batch; return one host array per model output."""
 
+    #: How many batches the engine runs at once to its advantage (parallel infer requests, streams); 1 = one.
+    #: The stream pipeline keeps ``parallel + 1`` batches in flight; ``batch=N`` is split over ``parallel`` requests.
+    parallel: int = 1
+
+    def submit(self, batch: np.ndarray) -> "Pending":
+        """Start one batch and return at once where the engine can; ``.result()`` returns what ``infer`` returns.
+
+        The default runs ``infer`` now (engines without an asynchronous API, such as ais_bench): the stream
+        pipeline still overlaps loading, pre- and post-processing with it."""
+        return Done(self.infer(batch))
+
     def close(self) -> None:
         """Release engine resources (devices, sessions)."""
+
+
+class Pending:
+    """A batch started with ``Engine.submit``: ``result()`` waits for its outputs (call it once)."""
+
+    def result(self) -> list[np.ndarray]:
+        raise NotImplementedError
+
+
+class Done(Pending):
+    """Outputs computed already."""
+
+    __slots__ = ("_outputs",)
+
+    def __init__(self, outputs: list[np.ndarray]) -> None:
+        self._outputs = outputs
+
+    def result(self) -> list[np.ndarray]:
+        return self._outputs
 
 
 class Backend(ABC):
@@ -108,6 +142,13 @@ class Backend(ABC):
     def available_devices(self) -> list[str]:
         """Devices the engine sees here (for messages and `yolo-adapters info`)."""
         return []
+
+    def environment(self) -> dict[str, Any]:
+        """Engine-specific facts for `yolo-adapters info` (device names, tools found on PATH...), JSON-serialisable.
+
+        Called even when ``missing_requirements()`` is not None (so it can say which tool is missing): it must
+        not assume the engine package imports."""
+        return {}
 
     # -- options ----------------------------------------------------------------------------------
     def validate_options(self, options: Mapping[str, Any]) -> dict[str, Any]:

@@ -80,6 +80,14 @@ class ONNXRuntimeBackend(Backend):
 
         return [short_name(p) for p in ort.get_available_providers()]
 
+    def environment(self) -> dict[str, Any]:
+        """Execution providers of this build (full names) and the build's default device."""
+        if self.missing_requirements() is not None:
+            return {}
+        import onnxruntime as ort
+
+        return {"providers": list(ort.get_available_providers()), "build_device": ort.get_device()}
+
     def validate_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         checked = super().validate_options(options)
         level = checked.get("graph_optimization")
@@ -212,6 +220,20 @@ def ensure_fp16(path: Path) -> bool:
     return True
 
 
+_pool: Any = None
+
+
+def _executor() -> Any:
+    """Two threads shared by every session: enough to overlap one run with the Python stages around it."""
+    global _pool
+    with _warned_lock:
+        if _pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="yolo_adapters-ort")
+        return _pool
+
+
 class ONNXRuntimeEngine(Engine):
     """One InferenceSession; its ``run`` is thread-safe, so predictor threads share it without a lock."""
 
@@ -257,6 +279,10 @@ class ONNXRuntimeEngine(Engine):
         self.input_dtype = np.dtype(_ORT_DTYPES.get(first.type, np.float32))
         io_binding = options.get("io_binding")
         self.io_binding = bool(self.providers[0] in _DEVICE_MEMORY if io_binding is None else io_binding)
+
+    def submit(self, batch: np.ndarray) -> Any:
+        """Run ``batch`` on a worker thread (``run`` releases the GIL and is thread-safe); returns a Future."""
+        return _executor().submit(self.infer, batch)
 
     def infer(self, batch: np.ndarray) -> list[np.ndarray]:
         self._count()

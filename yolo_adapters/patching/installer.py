@@ -31,9 +31,14 @@ def is_installed() -> bool:
 
 
 def is_patched(module_name: str, name: str) -> bool:
-    """Whether ``module_name.name`` is currently our wrapper."""
+    """Whether ``module_name.name`` (a global, or ``Class.method``) is currently our wrapper."""
     module = sys.modules.get(module_name)
-    return module is not None and getattr(getattr(module, name, None), _MARK, False) is True
+    if module is None:
+        return False
+    if "." in name:
+        owner, _, attr = name.partition(".")
+        return getattr(vars(getattr(module, owner, object)).get(attr), _MARK, False) is True
+    return getattr(getattr(module, name, None), _MARK, False) is True
 
 
 def install() -> None:
@@ -48,8 +53,8 @@ def install() -> None:
     with _lock:
         _installed = True
         for target in TARGETS:
-            if target.module not in _hooked:
-                _hooked.add(target.module)
+            if (target.module, target.owner) not in _hooked:
+                _hooked.add((target.module, target.owner))
                 # Fires at once if the module is already imported, else right after its import.
                 wrapt.register_post_import_hook(lambda module, t=target: _on_import(module, t), target.module)
             elif target.module in sys.modules:
@@ -69,6 +74,12 @@ def uninstall() -> None:
                 current = getattr(module, name, None)
                 if getattr(current, _MARK, False) is True:
                     setattr(module, name, current.__wrapped__)
+            for qualname in target.methods:
+                owner_name, _, attr = qualname.partition(".")
+                owner = getattr(module, owner_name, None)
+                current = vars(owner).get(attr) if owner is not None else None
+                if getattr(current, _MARK, False) is True:
+                    setattr(owner, attr, current.__wrapped__)
 
 
 def _on_import(module: ModuleType, target: PatchTarget) -> None:
@@ -78,6 +89,9 @@ def _on_import(module: ModuleType, target: PatchTarget) -> None:
             return
         try:
             problem = _shape_problem(module, target)
+            if problem and target.optional:
+                LOGGER.info("yolo_adapters: %s not patched (%s); the stock loop runs.", target.owner, problem)
+                return
             if problem:
                 _warn_once(
                     target.module,
@@ -87,7 +101,7 @@ def _on_import(module: ModuleType, target: PatchTarget) -> None:
                 return
             _apply(module, target)
         except Exception as exc:  # fail open
-            _warn_once(target.module, f"yolo_adapters: could not patch {target.module} ({exc}); stock Ultralytics runs.")
+            _warn_once(f"{target.module}:{target.owner}", f"yolo_adapters: could not patch {target.module} ({exc}); stock Ultralytics runs.")
 
 
 def _ultralytics_version() -> str:
@@ -111,6 +125,12 @@ def _shape_problem(module: ModuleType, target: PatchTarget) -> str | None:
             return f"{name} is no longer defined there"
         if name not in names:
             return f"{target.owner} no longer calls {name}"
+    for qualname in target.methods:
+        cls_name, _, attr = qualname.partition(".")
+        if not callable(vars(getattr(module, cls_name, object)).get(attr)):
+            return f"{qualname} is missing"
+        if qualname != target.owner and attr not in names:
+            return f"{target.owner} no longer calls {attr}"
     if version > MAX_TESTED:
         LOGGER.info(
             "yolo_adapters: Ultralytics %s is newer than the newest tested (%s); patch points still fit.",
@@ -131,3 +151,12 @@ def _apply(module: ModuleType, target: PatchTarget) -> None:
         wrapper = wrapt.FunctionWrapper(getattr(module, name), WRAPPERS[name])
         setattr(wrapper, _MARK, True)
         setattr(module, name, wrapper)
+    for qualname in target.methods:
+        cls_name, _, attr = qualname.partition(".")
+        owner = getattr(module, cls_name)
+        current = vars(owner)[attr]
+        if getattr(current, _MARK, False) is True:
+            continue
+        wrapper = wrapt.FunctionWrapper(current, WRAPPERS[qualname])
+        setattr(wrapper, _MARK, True)
+        setattr(owner, attr, wrapper)

@@ -19,11 +19,24 @@ class PatchTarget:
     module: str  # module whose global names are wrapped
     owner: str  # "Class.method" that must still call those names (the shape guard)
     names: tuple[str, ...] = ("select_device", "AutoBackend")
+    #: methods of the owner's class wrapped on the class ("Class.method"); owner must also read them
+    methods: tuple[str, ...] = ()
+    #: an optional speed-up: when it does not fit, log at INFO and leave the rest of the patch layer on
+    optional: bool = False
 
 
 TARGETS: tuple[PatchTarget, ...] = (
     PatchTarget("ultralytics.engine.predictor", "BasePredictor.setup_model"),
     PatchTarget("ultralytics.engine.validator", "BaseValidator.__call__"),
+    # The stream pipeline (yolo_adapters.pipeline). Ultralytics >= 8.4.18x only: its stream_inference calls the
+    # module's ``_prefetch`` when the model says ``prefetch``; older releases lack it and keep their stock loop.
+    PatchTarget(
+        "ultralytics.engine.predictor",
+        "BasePredictor.stream_inference",
+        names=("_prefetch",),
+        methods=("BasePredictor.stream_inference", "BasePredictor.preprocess"),
+        optional=True,
+    ),
 )
 
 

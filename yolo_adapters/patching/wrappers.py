@@ -1,6 +1,7 @@
-"""The two wrappers: ``select_device`` recognises plugin device strings, ``AutoBackend`` builds our module.
+"""The wrappers: ``select_device`` recognises plugin device strings, ``AutoBackend`` builds our module, and the
+stream-pipeline trio (``stream_inference``, ``_prefetch``, ``preprocess``; see yolo_adapters.pipeline).
 
-Both pass straight through to Ultralytics for anything that is not a plugin route.
+All pass straight through to Ultralytics for anything that is not a plugin route.
 """
 
 from __future__ import annotations
@@ -31,4 +32,41 @@ def autobackend_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: d
     return build_adapter_backend(model, selection, data=bound.get("data"), batch=bound.get("batch"))
 
 
-WRAPPERS: dict[str, Callable] = {"select_device": select_device_wrapper, "AutoBackend": autobackend_wrapper}
+def stream_inference_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    """``BasePredictor.stream_inference``: on an AdapterBackend, run the generator with the stream pipeline active."""
+    from ..pipeline import pipeline_for
+
+    pipeline = pipeline_for(instance) if instance is not None else None
+    generator = wrapped(*args, **kwargs)
+    return generator if pipeline is None else pipeline.drive(generator)
+
+
+def prefetch_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    """``ultralytics.engine.predictor._prefetch``: the pipeline's loader inside a pipelined stream, else stock."""
+    from ..pipeline import active
+
+    pipeline = active()
+    if pipeline is None or kwargs or len(args) != 1:
+        return wrapped(*args, **kwargs)
+    return pipeline.prefetch(args[0])
+
+
+def preprocess_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    """``BasePredictor.preprocess``: the tensor the pipeline made ahead for this batch, else stock."""
+    from ..pipeline import active
+
+    pipeline = active()
+    if pipeline is not None and pipeline.predictor is instance and len(args) == 1 and not kwargs:
+        tensor = pipeline.preprocessed(args[0])
+        if tensor is not None:
+            return tensor
+    return wrapped(*args, **kwargs)
+
+
+WRAPPERS: dict[str, Callable] = {
+    "select_device": select_device_wrapper,
+    "AutoBackend": autobackend_wrapper,
+    "_prefetch": prefetch_wrapper,
+    "BasePredictor.stream_inference": stream_inference_wrapper,
+    "BasePredictor.preprocess": preprocess_wrapper,
+}

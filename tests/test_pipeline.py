@@ -1,0 +1,233 @@
+"""The stream pipeline (yolo_adapters.pipeline): order, completeness, bounded memory, errors, abandonment, patching.
+
+Nothing here is timed: speed is measured by `yolo-adapters bench` (docs/benchmarks.md), not asserted in tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import yolo_adapters
+from yolo_adapters import patching, pipeline
+
+SIZE = (192, 128)  # video frame width, height: small, so 1000 frames decode and infer quickly
+BITS = 10  # frame index written as 10 black/white blocks: 1000 frames need 10 bits
+
+
+def _write_video(path: Path, frames: int, images: list[Path] | None = None) -> Path:
+    """Frame i shows i in binary (top row of blocks); with ``images`` the picture alternates beneath it."""
+    import cv2
+
+    width, height = SIZE
+    pictures = [cv2.resize(cv2.imread(str(p)), SIZE) for p in images] if images else None
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, SIZE)
+    block = width // BITS
+    for i in range(frames):
+        frame = pictures[i % len(pictures)].copy() if pictures else np.full((height, width, 3), 90, np.uint8)
+        for bit in range(BITS):
+            frame[:16, bit * block : (bit + 1) * block] = 255 if (i >> bit) & 1 else 0
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def _frame_index(image: np.ndarray) -> int:
+    block = SIZE[0] // BITS
+    return sum(1 << bit for bit in range(BITS) if image[4:12, bit * block + 4 : (bit + 1) * block - 4].mean() > 127)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The Pipeline objects that ran a loader (proves the pipeline engaged, not the stock loop)."""
+    seen: list = []
+    original = pipeline.Pipeline.prefetch
+
+    def recording(self, iterator):
+        seen.append(self)
+        return original(self, iterator)
+
+    monkeypatch.setattr(pipeline.Pipeline, "prefetch", recording)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _write_video(tmp_path_factory.mktemp("video") / "count.avi", 1000)
+
+
+@pytest.mark.parametrize("hint", ["latency", "throughput"])
+def test_1000_frames_in_order_once_each_with_bounded_memory(hint: str, pose_pt: Path, long_video: Path, spy: list) -> None:
+    from ultralytics import YOLO
+
+    yolo_adapters.activate("openvino", hint=hint)
+    model = YOLO(str(pose_pt))
+    indices, rss = [], {}
+    peak_after_200 = 0.0
+    for n, result in enumerate(model.predict(str(long_video), stream=True, imgsz=160, verbose=False), 1):
+        indices.append(_frame_index(result.orig_img))
+        del result
+        if n == 200:
+            rss[200] = _rss_mb()
+        if n > 200 and n % 50 == 0:
+            peak_after_200 = max(peak_after_200, _rss_mb())
+    assert len(spy) == 1, "the stream did not run through the pipeline"
+    assert indices == list(range(1000)), "frames missing, repeated or out of order"
+    engine = model.predictor.model.engine
+    assert engine.calls == 1000  # one inference per frame: nothing run twice, nothing skipped
+    assert 1 <= spy[0].ahead_max <= spy[0].depth
+    assert engine._idle.qsize() == engine.parallel + 1  # every infer request was given back
+    # Memory does not grow with the frame count: RSS between frame 200 and 1000 stays within 40 MB of frame 200's
+    # (a pipeline that kept each frame's 192x128 image and 160x160 tensor would add ~280 MB over 800 frames).
+    assert peak_after_200 - rss[200] < 40, (rss, peak_after_200)
+
+
+@pytest.mark.parametrize("options", [{"hint": "latency"}, {"hint": "throughput"}, {"hint": "throughput", "batch": 3}])
+def test_pipelined_results_match_the_serial_loop(options: dict, pose_pt: Path, images: list[Path], tmp_path: Path, spy: list) -> None:
+    """Each result holds its own frame's detections: the pipelined stream equals the serial one frame by frame."""
+    from ultralytics import YOLO
+
+    video = _write_video(tmp_path / "people.avi", 24, images)
+    batch = options.pop("batch", 1)
+
+    def keypoints(**extra) -> list[np.ndarray]:
+        yolo_adapters.activate("openvino", **options, **extra)
+        try:
+            model = YOLO(str(pose_pt))
+            stream = model.predict(str(video), stream=True, imgsz=320, verbose=False, batch=batch)
+            return [r.keypoints.data.numpy().copy() for r in stream]
+        finally:
+            yolo_adapters.deactivate()
+
+    serial = keypoints(pipeline=False)
+    assert not spy
+    piped = keypoints()
+    assert len(spy) == 1
+    assert len(serial) == len(piped) == 24
+    assert any(k.shape[0] for k in serial), "no people found: the check would prove nothing"
+    for i, (a, b) in enumerate(zip(serial, piped)):
+        assert a.shape == b.shape, f"frame {i}"
+        np.testing.assert_allclose(a, b, atol=1e-3, err_msg=f"frame {i}")
+    # neighbouring frames differ (bus / zidane), so a result shifted by one frame would have failed above
+    assert serial[0].shape != serial[1].shape or not np.allclose(serial[0], serial[1], atol=1)
+
+
+def test_onnxruntime_stream_is_pipelined_in_order(pose_pt: Path, tmp_path: Path, spy: list) -> None:
+    from ultralytics import YOLO
+
+    video = _write_video(tmp_path / "count.avi", 40)
+    yolo_adapters.activate("onnxruntime")
+    model = YOLO(str(pose_pt))
+    indices = [_frame_index(r.orig_img) for r in model.predict(str(video), stream=True, imgsz=160, verbose=False)]
+    assert len(spy) == 1 and indices == list(range(40))
+
+
+def test_abandoned_stream_returns_requests_and_predictor_stays_usable(pose_pt: Path, tmp_path: Path, spy: list) -> None:
+    from ultralytics import YOLO
+
+    video = _write_video(tmp_path / "count.avi", 60)
+    yolo_adapters.activate("openvino", hint="throughput")
+    model = YOLO(str(pose_pt))
+    stream = model.predict(str(video), stream=True, imgsz=160, verbose=False)
+    first = [_frame_index(next(stream).orig_img) for _ in range(5)]
+    stream.close()  # what `break` in a for loop does
+    assert first == [0, 1, 2, 3, 4]
+    engine = model.predictor.model.engine
+    assert engine._idle.qsize() == engine.parallel + 1
+    again = [_frame_index(r.orig_img) for r in model.predict(str(video), stream=True, imgsz=160, verbose=False)]
+    assert again == list(range(60))
+    assert pipeline.active() is None
+
+
+def test_engine_error_surfaces_at_its_frame(pose_pt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ultralytics import YOLO
+
+    video = _write_video(tmp_path / "count.avi", 30)
+    yolo_adapters.activate("openvino")
+    model = YOLO(str(pose_pt))
+    model.predict(str(video), stream=False, imgsz=160, verbose=False, vid_stride=30)  # builds the predictor
+    engine = model.predictor.model.engine
+    original, calls = engine.submit, []
+
+    def failing(batch):
+        calls.append(1)
+        if len(calls) == 8:
+            raise RuntimeError("engine broke on frame 7")
+        return original(batch)
+
+    monkeypatch.setattr(engine, "submit", failing)
+    seen = []
+    with pytest.raises(RuntimeError, match="frame 7"):
+        for r in model.predict(str(video), stream=True, imgsz=160, verbose=False):
+            seen.append(_frame_index(r.orig_img))
+    assert seen == list(range(7))
+    assert engine._idle.qsize() == engine.parallel + 1
+
+
+def test_single_image_stays_in_step_and_folders_are_pipelined(
+    pose_pt: Path, images: list[Path], tmp_path: Path, spy: list
+) -> None:
+    """One image (the latency case) never goes through the pipeline; a folder does, with unchanged results."""
+    import shutil
+
+    from ultralytics import YOLO
+
+    yolo_adapters.activate("openvino")
+    model = YOLO(str(pose_pt))
+    single = model.predict(str(images[0]), verbose=False)
+    assert len(single) == 1 and not spy
+    for i in range(3):
+        for image in images:
+            shutil.copy(image, tmp_path / f"{i}_{image.name}")
+    folder = model.predict(str(tmp_path), verbose=False)
+    assert len(spy) == 1
+    assert [Path(r.path).name for r in folder] == sorted(p.name for p in tmp_path.iterdir())
+    bus = next(r for r in folder if r.path.endswith("bus.jpg"))
+    np.testing.assert_allclose(bus.keypoints.data.numpy(), single[0].keypoints.data.numpy(), atol=1e-3)
+
+
+def test_pipeline_patch_is_idempotent_reversible_and_version_checked() -> None:
+    import ultralytics.engine.predictor as predictor
+
+    patching.install()
+    patching.install()
+    for name in ("_prefetch", "BasePredictor.stream_inference", "BasePredictor.preprocess"):
+        assert patching.is_patched("ultralytics.engine.predictor", name), name
+    wrapped = vars(predictor.BasePredictor)["preprocess"]
+    assert not hasattr(wrapped.__wrapped__, "_self_yolo_adapters_patch")  # one layer, not two
+    patching.uninstall()
+    try:
+        for name in ("_prefetch", "BasePredictor.stream_inference", "BasePredictor.preprocess"):
+            assert not patching.is_patched("ultralytics.engine.predictor", name), name
+        assert vars(predictor.BasePredictor)["preprocess"] is wrapped.__wrapped__
+    finally:
+        patching.install()
+
+    # A release whose stream loop no longer calls _prefetch: this target is skipped quietly (no warning, nothing
+    # wrapped), the engine swap stays on.
+    import dataclasses
+
+    from yolo_adapters.patching import installer
+    from yolo_adapters.patching.targets import TARGETS
+
+    target = next(t for t in TARGETS if t.optional)
+    changed = dataclasses.replace(target, names=("_no_such_loader",))
+    assert "_no_such_loader" in (installer._shape_problem(predictor, changed) or "")
+    patching.uninstall()
+    try:
+        installer._installed = True
+        installer._on_import(predictor, changed)
+        assert not patching.is_patched("ultralytics.engine.predictor", "BasePredictor.preprocess")
+        assert f"{target.module}:{target.owner}" not in installer._warned
+    finally:
+        patching.install()

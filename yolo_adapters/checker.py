@@ -1,0 +1,410 @@
+"""Does the engine still give PyTorch's answers? ``yolo-adapters check`` and ``yolo_adapters.check()``.
+
+PyTorch (the reference ``.pt``) and each chosen engine run on the same images; every engine result is matched to
+the PyTorch result with :func:`yolo_adapters.parity.compare_results` and held to the tolerances the test suite
+uses (:data:`yolo_adapters.parity.DEFAULT_TOLERANCES`).
+
+    report = yolo_adapters.check("yolo11n-pose.pt", backends=["openvino", "onnxruntime"])
+    report.passed                     # False when any engine misses a tolerance on any image
+    print(report.table())
+
+The engine model is normally converted from the reference ``.pt`` (through the cache, as ``predict`` would).
+To check a model converted elsewhere, for example the IR you are about to ship, pass it as ``engine_model``
+(CLI: ``--engine-model PATH``): the ``.pt`` stays the reference and the given file is what runs on the engine.
+"""
+
+from __future__ import annotations
+
+import glob
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from .errors import AdapterError, BackendUnavailableError, ModelFormatError, OptionError
+from .parity import DEFAULT_TOLERANCES, Agreement, Tolerances, compare_results
+
+_IMAGE_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic"}
+
+
+# -- the report ---------------------------------------------------------------------------------------------
+@dataclass
+class ImageCheck:
+    """One image, one engine: how its result agrees with PyTorch's."""
+
+    image: str
+    agreement: Agreement
+    failures: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+@dataclass
+class EngineCheck:
+    """Every image on one engine (``backend:device``), with the artifact that ran."""
+
+    backend: str
+    device: str
+    artifact: str | None = None
+    images: list[ImageCheck] = field(default_factory=list)
+    engine_calls: int = 0  # inferences the engine ran (0 would mean PyTorch answered, not the engine)
+    error: str | None = None  # the engine could not run at all
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend}:{self.device}"
+
+    @property
+    def failures(self) -> list[str]:
+        found = [f"{self.name}: {self.error}"] if self.error else []
+        if not self.error and self.images and self.engine_calls == 0:
+            found.append(f"{self.name}: the engine never ran (Ultralytics used its own model)")
+        for item in self.images:
+            found += [f"{self.name} {Path(item.image).name}: {reason}" for reason in item.failures]
+        return found
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def summary(self) -> dict[str, Any]:
+        """The per-engine row: worst values over all images (means weighted by matched detections)."""
+        agreements = [i.agreement for i in self.images]
+        matched = sum(a.matched for a in agreements)
+
+        def weighted(attr: str) -> float:
+            return sum(getattr(a, attr) * a.matched for a in agreements) / matched if matched else 1.0
+
+        return {
+            "images": len(agreements),
+            "reference": sum(a.reference for a in agreements),
+            "candidate": sum(a.candidate for a in agreements),
+            "matched": matched,
+            "min_box_iou": min((a.min_box_iou for a in agreements), default=1.0),
+            "mean_box_iou": weighted("mean_box_iou"),
+            "max_score_diff": max((a.max_score_diff for a in agreements), default=0.0),
+            "max_keypoint_px": max((a.max_keypoint_px for a in agreements), default=0.0),
+            "mean_keypoint_px": weighted("mean_keypoint_px") if matched else 0.0,
+            "min_mask_iou": min((a.min_mask_iou for a in agreements), default=1.0),
+            "top1_agree": sum(a.top1_agree for a in agreements),
+            "max_prob_diff": max((a.max_prob_diff for a in agreements), default=0.0),
+        }
+
+
+@dataclass
+class CheckReport:
+    """What ``check`` found; ``passed`` is False when any engine fails on any image."""
+
+    model: str
+    task: str
+    imgsz: Any
+    conf: float
+    tolerances: Tolerances
+    sources: list[str]
+    engines: list[EngineCheck]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.engines) and all(e.passed for e in self.engines)
+
+    @property
+    def failures(self) -> list[str]:
+        return [reason for e in self.engines for reason in e.failures]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "task": self.task,
+            "imgsz": self.imgsz,
+            "conf": self.conf,
+            "tolerances": asdict(self.tolerances),
+            "images": self.sources,
+            "passed": self.passed,
+            "failures": self.failures,
+            "engines": [
+                {
+                    "backend": e.backend,
+                    "device": e.device,
+                    "artifact": e.artifact,
+                    "engine_calls": e.engine_calls,
+                    "error": e.error,
+                    "passed": e.passed,
+                    "summary": e.summary(),
+                    "images": [
+                        {"image": i.image, "passed": i.passed, "failures": i.failures, **i.agreement.as_dict()}
+                        for i in e.images
+                    ],
+                }
+                for e in self.engines
+            ],
+        }
+
+    def table(self, per_image: bool = False) -> str:
+        """The agreement table, with the columns that matter for the model's task."""
+        columns = _columns(self.task)
+        header = ["engine", *[c[0] for c in columns], "result"]
+        rows: list[list[str]] = []
+        for engine in self.engines:
+            if engine.error:
+                rows.append([engine.name, *["-"] * len(columns), "FAIL"])
+                continue
+            rows.append([engine.name, *[fmt(engine.summary()) for _, fmt in columns], "PASS" if engine.passed else "FAIL"])
+            if per_image:
+                for item in engine.images:
+                    values = _image_summary(item.agreement)
+                    rows.append([f"  {Path(item.image).name}", *[fmt(values) for _, fmt in columns],
+                                 "pass" if item.passed else "fail"])  # fmt: skip
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+        tol = self.tolerances
+        limits = {
+            "classify": f"same top-1, probabilities within {tol.prob}",
+            "pose": f"box IoU >= {tol.box_iou}, score within {tol.score}, keypoints within {tol.keypoint_px} px",
+            "segment": f"box IoU >= {tol.box_iou}, score within {tol.score}, mask IoU >= {tol.mask_iou}",
+        }.get(self.task, f"box IoU >= {tol.box_iou}, score within {tol.score}")
+        out = [
+            f"{Path(self.model).name} ({self.task}) against PyTorch on {len(self.sources)} image(s), imgsz {self.imgsz}",
+            line(header),
+            line(["-" * w for w in widths]),
+            *[line(r) for r in rows],
+            f"tolerances: {limits}; every detection scoring above conf {self.conf} matched",
+        ]
+        failures = self.failures
+        if failures:
+            shown = failures[:20]
+            out += [f"FAIL  {reason}" for reason in shown]
+            if len(failures) > len(shown):
+                out.append(f"... and {len(failures) - len(shown)} more (see --json)")
+        out.append("PASSED" if self.passed else "FAILED")
+        return "\n".join(out)
+
+
+def _image_summary(a: Agreement) -> dict[str, Any]:
+    return {**a.as_dict(), "top1_agree": int(a.top1_agree), "images": 1}
+
+
+def _columns(task: str) -> list[tuple[str, Any]]:
+    matched = ("matched", lambda s: f"{s['matched']}/{s['reference']} (engine {s['candidate']})")
+    iou = ("box IoU min/mean", lambda s: f"{s['min_box_iou']:.4f}/{s['mean_box_iou']:.4f}" if s["matched"] else "-")
+    score = ("max score diff", lambda s: f"{s['max_score_diff']:.2e}")
+    if task == "classify":
+        return [("top-1 agree", lambda s: f"{s['top1_agree']}/{s['images']}"), ("max prob diff", lambda s: f"{s['max_prob_diff']:.2e}")]
+    columns = [matched, iou, score]
+    if task == "pose":
+        columns.append(("keypoint px max/mean", lambda s: f"{s['max_keypoint_px']:.3f}/{s['mean_keypoint_px']:.3f}"))
+    if task == "segment":
+        columns.append(("min mask IoU", lambda s: f"{s['min_mask_iou']:.4f}"))
+    return columns
+
+
+# -- running it -----------------------------------------------------------------------------------------------
+def default_images() -> list[Path]:
+    """Ultralytics' bundled bus.jpg and zidane.jpg (no download)."""
+    from ultralytics.utils import ASSETS
+
+    return [Path(ASSETS) / "bus.jpg", Path(ASSETS) / "zidane.jpg"]
+
+
+def resolve_images(source: str | Path | Sequence[str | Path] | None) -> list[Path]:
+    """Image files from files, folders (their images, sorted) and glob patterns; None -> the bundled two."""
+    if source is None:
+        return default_images()
+    items = [source] if isinstance(source, (str, Path)) else list(source)
+    found: list[Path] = []
+    for item in items:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+        elif path.is_file():
+            found.append(path)
+        else:
+            matches = sorted(Path(p) for p in glob.glob(str(item), recursive=True))
+            if not matches:
+                raise OptionError(f"Source {item!r} is neither an image, a folder nor a glob pattern that matches files.")
+            found += [p for p in matches if p.suffix.lower() in _IMAGE_SUFFIXES]
+    if not found:
+        raise OptionError(f"No images ({', '.join(sorted(_IMAGE_SUFFIXES))}) found in {', '.join(map(str, items))}.")
+    return found
+
+
+@contextmanager
+def _stock() -> Iterator[None]:
+    """PyTorch must run stock even when a backend is active in this process (YOLO_ADAPTERS=..., activate())."""
+    from . import activation
+
+    previous = activation.current()
+    if previous is not None:
+        activation.deactivate()
+    try:
+        yield
+    finally:
+        if previous is not None:
+            activation.activate(previous.backend, **dict(previous.options))
+
+
+def _parse_backend(spec: str) -> tuple[str, str]:
+    backend, _, device = str(spec).partition(":")
+    return backend.strip().lower(), device.strip()
+
+
+def _infer_backend(engine_model: Path) -> str:
+    """The backend that runs ``engine_model`` as it is (an .onnx goes to ONNX Runtime, an IR to OpenVINO)."""
+    from . import registry
+
+    claims = [b.name for b in registry.iter_backends() if b.find_artifact(engine_model) is not None]
+    if not claims:
+        raise ModelFormatError(
+            f"No registered backend runs {engine_model} as it is; name one with --backend (registered: "
+            f"{', '.join(registry.backend_names())})."
+        )
+    if engine_model.suffix == ".onnx" and "onnxruntime" in claims:
+        return "onnxruntime"
+    return claims[0]
+
+
+def check(
+    model: str | Path,
+    backends: Sequence[str] | str | None = None,
+    source: str | Path | Sequence[str | Path] | None = None,
+    imgsz: int | Sequence[int] | None = None,
+    *,
+    engine_model: str | Path | None = None,
+    options: Mapping[str, Any] | None = None,
+    conf: float = 0.25,
+    tol: Tolerances = DEFAULT_TOLERANCES,
+    torch_device: str = "cpu",
+    progress: bool = True,
+) -> CheckReport:
+    """Run the PyTorch ``model`` and each engine on the same images and compare every result.
+
+    ``backends``: names, optionally with a device (``"openvino:GPU"``); default: every backend that can run here.
+    ``source``: image files, folders or glob patterns; default: Ultralytics' bundled bus.jpg and zidane.jpg.
+    ``imgsz``: inference (and conversion) size for both sides; default the model's.
+    ``engine_model``: an engine model to check instead of converting ``model`` (one backend; inferred from the file).
+    ``options``: backend options (``hint``, ``precision``, ...), applied to every engine.
+    Raises AdapterError for bad arguments (unknown backend, missing engine, no images); an engine that fails
+    while running is reported as a failure in the report, not raised.
+    """
+    from tqdm.auto import tqdm
+
+    from . import registry
+    from .activation import use
+    from .runtime import AdapterBackend, resolve_artifact
+
+    model_path = Path(str(model))
+    if model_path.suffix != ".pt" or not model_path.is_file():
+        raise ModelFormatError(
+            f"check compares against PyTorch: MODEL must be an existing Ultralytics .pt checkpoint, got {model_path}. "
+            "To check an engine model (an OpenVINO IR, an .onnx, an .om), pass its .pt as MODEL and the engine "
+            "model with --engine-model (engine_model= in Python)."
+        )
+    if isinstance(backends, str):
+        backends = [backends]
+    engine_path = Path(str(engine_model)) if engine_model is not None else None
+    if engine_path is not None:
+        if not engine_path.exists():
+            raise ModelFormatError(f"Engine model {engine_path} does not exist.")
+        if backends and len(backends) > 1:
+            raise OptionError("--engine-model is one engine's model: give at most one --backend with it.")
+        backends = list(backends or [_infer_backend(engine_path)])
+    if not backends:
+        backends = registry.available_backends()
+        if not backends:
+            raise AdapterError("No backend can run here (see `yolo-adapters info`); install one, e.g. pip install 'yolo-adapters[openvino]'.")
+    if imgsz is not None and not isinstance(imgsz, int):
+        imgsz = [int(v) for v in imgsz]
+        imgsz = imgsz[0] if len(imgsz) == 1 else imgsz
+    images = resolve_images(source)
+    common = dict(options or {})
+    if imgsz is not None:
+        common["imgsz"] = imgsz
+
+    # Validate every engine up front: a typo must not cost a conversion first.
+    plans = []
+    for spec in backends:
+        name, device = _parse_backend(spec)
+        backend = registry.get_backend(name)
+        missing = backend.missing_requirements()
+        if missing:
+            raise BackendUnavailableError(f"{name}: {missing}")
+        engine_options = dict(common)
+        if device:
+            engine_options["device"] = device
+        engine_options = backend.validate_options(engine_options)
+        device = backend.normalize_device(backend.name, str(engine_options.get("device") or ""))
+        engine_options["device"] = device
+        plans.append((backend, device, engine_options))
+
+    from ultralytics import YOLO
+
+    try:
+        reference = YOLO(str(model_path))
+    except Exception as exc:
+        raise ModelFormatError(f"Could not load {model_path} as an Ultralytics checkpoint ({type(exc).__name__}: {exc}).") from exc
+    task = reference.task or "detect"
+    predict_args: dict[str, Any] = {"conf": conf, "verbose": False}
+    if imgsz is not None:
+        predict_args["imgsz"] = imgsz
+
+    engines: list[tuple[EngineCheck, Any, dict[str, Any]]] = []
+    for backend, device, engine_options in plans:  # convert (own progress bar) and load before the image loop
+        report = EngineCheck(backend=backend.name, device=device)
+        engines.append((report, None, engine_options))
+        try:
+            backend.check_device(device)
+            artifact = resolve_artifact(engine_path or model_path, backend, device, dict(engine_options))
+            report.artifact = str(artifact)
+            artifact_task = backend.artifact_info(artifact, engine_options).task
+            if artifact_task and artifact_task != task:
+                raise ModelFormatError(
+                    f"the engine model is a {artifact_task} model but {model_path.name} is a {task} model."
+                )
+            engines[-1] = (report, YOLO(str(artifact), task=task), engine_options)
+        except AdapterError as exc:
+            report.error = str(exc)
+
+    bar = tqdm(images, desc="yolo_adapters: checking", unit="image", disable=not progress)
+    for image in bar:
+        bar.set_postfix_str(image.name)
+        references: dict[bool, Any] = {}
+
+        def reference_result(rect: bool) -> Any:
+            """PyTorch letterboxes as the engine does: minimal padding for a dynamic engine (Ultralytics'
+            default), a full imgsz square for a static one (rect=False), so both see the same pixels."""
+            if rect not in references:
+                with _stock():
+                    references[rect] = reference.predict(str(image), device=torch_device, rect=rect, **predict_args)[0]
+                if isinstance(reference.predictor.model, AdapterBackend):  # pragma: no cover - a patch-layer bug
+                    raise AdapterError("the PyTorch reference was routed to an engine; run check without YOLO_ADAPTERS set.")
+            return references[rect]
+
+        for report, yolo, engine_options in engines:
+            if yolo is None or report.error:
+                continue
+            try:
+                with use(report.backend, **engine_options):
+                    got = yolo.predict(str(image), **predict_args)[0]
+            except Exception as exc:  # an engine failing mid-way is a failed check, not a crash
+                report.error = f"{type(exc).__name__}: {exc}"
+                continue
+            adapter = getattr(yolo.predictor, "model", None)
+            expected = reference_result(bool(getattr(adapter, "dynamic", True)))
+            agreement = compare_results(expected, got, conf=conf, tol=tol)
+            report.images.append(ImageCheck(str(image), agreement, agreement.failures(tol)))
+    bar.close()
+    for report, yolo, _ in engines:
+        adapter = getattr(getattr(yolo, "predictor", None), "model", None)
+        if isinstance(adapter, AdapterBackend):
+            report.engine_calls = int(adapter.engine.calls)
+    return CheckReport(
+        model=str(model_path),
+        task=task,
+        imgsz=imgsz if imgsz is not None else list(getattr(reference.predictor, "imgsz", None) or []) or "model default",
+        conf=conf,
+        tolerances=tol,
+        sources=[str(p) for p in images],
+        engines=[r for r, _, _ in engines],
+    )
+
