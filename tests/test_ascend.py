@@ -347,3 +347,36 @@ def test_stand_in_enforces_the_session_contract(emu, checkpoints, tmp_path):
     session.free_resource()
     with pytest.raises(RuntimeError):
         session.infer([x])
+
+
+def test_torch_npu_route_hands_cpu_tensors_to_post_processing():
+    """With torch_npu installed, `npu` stays Ultralytics' own route; its outputs reach NMS as host tensors."""
+    import torch
+
+    from yolo_adapters.patching.wrappers import autobackend_wrapper
+    from yolo_adapters.runtime import HostOutputs
+
+    moved = []
+
+    class OnDevice(torch.Tensor):  # stands in for an NPU tensor: records the move to the host
+        def cpu(self, *args, **kwargs):
+            moved.append(tuple(self.shape))
+            return torch.Tensor(self.as_subclass(torch.Tensor))
+
+    class StockOnNPU(torch.nn.Module):  # what Ultralytics' AutoBackend is on torch_npu: device type "npu"
+        def __init__(self, model=None, device=None):
+            super().__init__()
+            self.device = type("NPUDevice", (), {"type": "npu"})()
+            self.stride = 32
+
+        def forward(self, im):
+            return [torch.zeros(1, 56, 10).as_subclass(OnDevice), torch.zeros(1, 32, 4, 4).as_subclass(OnDevice)]
+
+    built = autobackend_wrapper(StockOnNPU, None, (), {"model": "x.pt", "device": "npu:0"})
+    assert isinstance(built, HostOutputs) and built.stride == 32 and built.device.type == "npu"
+    out = built(torch.zeros(1, 3, 32, 32))
+    assert moved == [(1, 56, 10), (1, 32, 4, 4)]
+    assert all(type(t) is torch.Tensor for t in out)
+
+    plain = autobackend_wrapper(lambda model=None, device=None: torch.nn.Identity(), None, (), {"device": "cpu"})
+    assert isinstance(plain, torch.nn.Identity)  # every other stock route is untouched

@@ -177,6 +177,35 @@ class _Submitted:
         return self._value
 
 
+class HostOutputs(torch.nn.Module):
+    """Ultralytics' own AutoBackend on torch_npu, with its outputs moved to the host.
+
+    On Ascend cards torch_npu runs NMS and mask/keypoint post-processing slowly or not at all; the model still runs
+    on the NPU, everything after it runs on CPU tensors, as on every yolo_adapters engine.
+    """
+
+    def __init__(self, backend: torch.nn.Module) -> None:
+        super().__init__()
+        self.backend = backend
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["backend"], name)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return _to_host(self.backend(*args, **kwargs))
+
+
+def _to_host(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_host(v) for v in value)
+    return value
+
+
 # -- building it --------------------------------------------------------------------------------------
 def read_artifact_info(artifact: Path) -> ModelInfo:
     """Ultralytics metadata stored with an artifact: metadata.yaml beside it, or inside the ONNX file."""

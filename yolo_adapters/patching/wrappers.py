@@ -25,7 +25,12 @@ def autobackend_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: d
         return wrapped(*args, **kwargs)
     selection = bound.get("device")
     if not isinstance(selection, Selection):
-        return wrapped(*args, **kwargs)
+        stock = wrapped(*args, **kwargs)
+        if getattr(getattr(stock, "device", None), "type", None) == "npu":
+            from ..runtime import HostOutputs
+
+            return HostOutputs(stock)  # torch_npu route: NMS and post-processing get CPU tensors
+        return stock
     from ..runtime import build_adapter_backend
 
     model = bound.get("model", bound.get("weights"))
