@@ -443,17 +443,18 @@ def plot(report: dict[str, Any], path: Path) -> None:
     labels = [r["row"] for r in table]
     fps = [r["fps"] for r in table]
     err = [[r["fps"] - r["fps_min"] for r in table], [r["fps_max"] - r["fps"] for r in table]]
-    fig, ax = plt.subplots(figsize=(9, 0.5 * len(labels) + 1.5))
+    fig, ax = plt.subplots(figsize=(12, 0.5 * len(labels) + 1.5))
     colors = ["#1f77b4" if l.startswith("yolo_adapters") else "#7f7f7f" if l.startswith("Ultralytics") else "#2ca02c"
               for l in labels]  # fmt: skip
     ax.barh(labels, fps, xerr=err, color=colors, capsize=3)
     ax.invert_yaxis()
     ax.set_xlabel("frames per second, end to end (median; bars: min-max over repeats)")
-    ax.set_title(f"yolo11n-pose, imgsz {report['imgsz']}, FP32 CPU, {report['frames']}-frame 1280x720 stream")
+    ax.set_title(f"yolo11n-pose, imgsz {report['imgsz']}, FP32 CPU, {report['frames']}-frame 1280x720 stream", loc="right")
+    ax.set_xlim(0, max(fps) * 1.15)  # room for the value labels
     for y, v in enumerate(fps):
         ax.text(v, y, f" {v:.1f}", va="center")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # long row labels must not push the title off the canvas
     plt.close(fig)
 
 
