@@ -128,6 +128,8 @@ def test_deactivate_restores_stock_ultralytics(pose_pt: Path, images: list) -> N
     yolo_adapters.deactivate()
     assert yolo_adapters.active() is None
     assert predictor_module.AutoBackend is AutoBackend and predictor_module.select_device is select_device
+    for method in ("BasePredictor.setup_model", "BasePredictor.stream_inference", "BasePredictor.preprocess"):
+        assert not patching.is_patched("ultralytics.engine.predictor", method), method
     import ultralytics.engine.validator as validator_module
 
     assert validator_module.AutoBackend is AutoBackend

@@ -193,3 +193,15 @@ def test_wrong_option_types_from_device_route() -> None:
         yolo_adapters.activate("openvino", imgsz="big")
     with pytest.raises(OptionError, match="dynamic"):
         yolo_adapters.activate("onnxruntime", dynamic="yes")
+
+
+def test_wrong_task_for_the_model_is_a_clear_error(checkpoints: dict, images: list, tmp_path: Path) -> None:
+    import shutil
+
+    model = YOLO(str(checkpoints["pose"]))
+    model.predict(str(images[0]), device="openvino", verbose=False)
+    folder = tmp_path / "people_openvino_model"
+    shutil.copytree(Path(model.predictor.model.artifact).parent, folder)
+    with pytest.raises(ModelFormatError, match="is a pose model but the predictor was set up for task='detect'"):
+        YOLO(str(folder), task="detect").predict(str(images[0]), device="openvino", verbose=False)
+    assert len(YOLO(str(folder), task="pose").predict(str(images[0]), device="openvino", verbose=False)[0].keypoints) == 4

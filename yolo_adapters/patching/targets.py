@@ -26,7 +26,8 @@ class PatchTarget:
 
 
 TARGETS: tuple[PatchTarget, ...] = (
-    PatchTarget("ultralytics.engine.predictor", "BasePredictor.setup_model"),
+    # setup_model itself is wrapped too: once our model is built, the predictor's task must be the model's.
+    PatchTarget("ultralytics.engine.predictor", "BasePredictor.setup_model", methods=("BasePredictor.setup_model",)),
     PatchTarget("ultralytics.engine.validator", "BaseValidator.__call__"),
     # The stream pipeline (yolo_adapters.pipeline). Ultralytics >= 8.4.18x only: its stream_inference calls the
     # module's ``_prefetch`` when the model says ``prefetch``; older releases lack it and keep their stock loop.

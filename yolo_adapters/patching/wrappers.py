@@ -68,7 +68,26 @@ def preprocess_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: di
     return wrapped(*args, **kwargs)
 
 
+def setup_model_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    """``BasePredictor.setup_model``: refuse a predictor whose task is not the engine model's.
+
+    Ultralytics would post-process a pose model's outputs as detections (or worse) without a word."""
+    result = wrapped(*args, **kwargs)
+    from ..errors import ModelFormatError
+    from ..runtime import AdapterBackend
+
+    model = getattr(instance, "model", None)
+    wanted = getattr(getattr(instance, "args", None), "task", None)
+    if isinstance(model, AdapterBackend) and wanted and model.task and wanted != model.task:
+        raise ModelFormatError(
+            f"{model.artifact} is a {model.task} model but the predictor was set up for task={wanted!r}: "
+            f"pass task={model.task!r} to YOLO(...) (or drop task=)."
+        )
+    return result
+
+
 WRAPPERS: dict[str, Callable] = {
+    "BasePredictor.setup_model": setup_model_wrapper,
     "select_device": select_device_wrapper,
     "AutoBackend": autobackend_wrapper,
     "_prefetch": prefetch_wrapper,
