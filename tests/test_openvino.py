@@ -16,6 +16,7 @@ from yolo_adapters.errors import (
     OptionError,
     UnknownBackendError,
 )
+from engine_checks import assert_engine_ran_not_pytorch
 from yolo_adapters.parity import compare_results
 from yolo_adapters.runtime import AdapterBackend
 
@@ -47,19 +48,7 @@ def test_every_task_matches_pytorch(task: str, checkpoints: dict, images: list[P
 
 
 def test_engine_runs_not_pytorch(checkpoints: dict, images: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    model = YOLO(str(checkpoints["pose"]))
-    model.predict(str(images[0]), device="openvino", verbose=False)  # converts (uses the PyTorch forward)
-    calls_before = model.predictor.model.engine.calls
-
-    from ultralytics.nn.tasks import BaseModel
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("the PyTorch model ran")
-
-    monkeypatch.setattr(BaseModel, "forward", refuse)
-    result = model.predict(str(images[0]), device="openvino", verbose=False)[0]
-    assert len(result.boxes) == 4
-    assert model.predictor.model.engine.calls == calls_before + 1
+    assert_engine_ran_not_pytorch(checkpoints["pose"], images[0], "openvino", monkeypatch)
 
 
 def test_device_spellings(checkpoints: dict, images: list[Path]) -> None:

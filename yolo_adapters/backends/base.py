@@ -173,9 +173,18 @@ class Backend(ABC):
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16")
 
     # -- models -------------------------------------------------------------------------------------
-    @abstractmethod
+    #: File suffixes the engine runs as they are; a model folder is searched for the first one.
+    artifact_suffixes: ClassVar[tuple[str, ...]] = ()
+
     def find_artifact(self, path: Path) -> Path | None:
         """The runnable file inside ``path`` if the user gave this engine's own format, else None."""
+        if not self.artifact_suffixes:
+            return None
+        if path.is_dir():
+            pattern = f"*{self.artifact_suffixes[0]}"
+            found = sorted(path.glob(pattern)) or sorted(path.rglob(pattern))
+            return found[0] if found else None
+        return path if path.suffix in self.artifact_suffixes else None
 
     @abstractmethod
     def export_plan(self, device: str, options: Mapping[str, Any], imgsz: Sequence[int], batch: int) -> ExportPlan:

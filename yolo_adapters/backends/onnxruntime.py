@@ -52,6 +52,7 @@ class ONNXRuntimeBackend(Backend):
     device_aliases = ("ort",)
     extra = "onnxruntime"
     default_device = "cpu"
+    artifact_suffixes = (".onnx",)
     option_types: ClassVar[dict[str, tuple[type, ...]]] = {
         "intra_op_threads": (int,),
         "inter_op_threads": (int,),
@@ -110,12 +111,6 @@ class ONNXRuntimeBackend(Backend):
             return f"onnxruntime {ort.__version__}, onnx {onnx.__version__}"
         except ImportError:
             return f"onnxruntime {ort.__version__}"
-
-    def find_artifact(self, path: Path) -> Path | None:
-        if path.is_dir():
-            found = sorted(path.glob("*.onnx"))
-            return found[0] if found else None
-        return path if path.suffix == ".onnx" else None
 
     # -- providers ------------------------------------------------------------------------------------
     def resolve_providers(self, device: str, options: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:

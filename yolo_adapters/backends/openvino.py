@@ -37,6 +37,7 @@ class OpenVINOBackend(Backend):
     device_aliases = ("intel", "ov")
     extra = "openvino"
     default_device = "CPU"
+    artifact_suffixes = (".xml", ".onnx")  # OpenVINO reads ONNX directly
     option_types: ClassVar[dict[str, tuple[type, ...]]] = {
         "hint": (str,),
         "config": (dict,),
@@ -80,12 +81,6 @@ class OpenVINOBackend(Backend):
         from importlib.metadata import version
 
         return version("openvino")
-
-    def find_artifact(self, path: Path) -> Path | None:
-        if path.is_dir():
-            xmls = sorted(path.glob("*.xml"))
-            return xmls[0] if xmls else None
-        return path if path.suffix in (".xml", ".onnx") else None
 
     def export_plan(self, device: str, options: Mapping[str, Any], imgsz: Sequence[int], batch: int) -> ExportPlan:
         plan = self.make_plan("openvino", options, imgsz, batch, cpu=device.upper() == "CPU")
