@@ -13,7 +13,7 @@ os.environ.pop("YOLO_ADAPTERS", None)
 os.environ.pop("YOLO_ADAPTERS_DISABLE", None)
 sys.path.insert(0, str(Path(__file__).parent))
 
-from models import build_checkpoint, pose_weights  # noqa: E402
+from models import build_checkpoint, legacy_ultralytics, pose_weights  # noqa: E402
 
 TASKS = ("detect", "segment", "pose", "obb", "classify")
 
@@ -47,8 +47,21 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def pose_pt() -> Path:
+def pose_pt(request: pytest.FixtureRequest) -> Path:
+    """The real yolo11n-pose weights; on Ultralytics < 8.3 (no YOLO11) the seeded YOLOv8n-pose checkpoint."""
+    if legacy_ultralytics():
+        return request.getfixturevalue("checkpoints")["pose"]
     return pose_weights()
+
+
+@pytest.fixture(scope="session")
+def people_on_bus(pose_pt: Path, images: list[Path]) -> int:
+    """What PyTorch finds on bus.jpg with ``pose_pt``: 4 people with the real weights."""
+    from ultralytics import YOLO
+
+    count = len(YOLO(str(pose_pt)).predict(str(images[0]), device="cpu", verbose=False)[0].boxes)
+    assert count > 0, "the pose model finds nobody on bus.jpg: tests comparing counts would prove nothing"
+    return count
 
 
 @pytest.fixture(scope="session")

