@@ -153,6 +153,7 @@ def test_every_task_quantizes(task: str, checkpoints: dict, images: list[Path], 
         assert report["quantization"]["kept_in_float_by_reason"]["head_outputs"] >= 6  # box + class convs x 3 levels
         assert agreement["reference_detections"] > 0 and agreement["matched"] > 0
         assert agreement["mean_box_iou"] > 0.8
+    assert report["metrics"] is None and report["accuracy_control"] is None  # no labels in calib_dir
 
     # The same options through activate(): the cached INT8 model is what Ultralytics' predictor runs.
     yolo_adapters.activate("openvino", precision="int8", calibration=str(calib_dir), **options)
@@ -222,3 +223,186 @@ def test_cli_convert_int8_prints_report(checkpoints: dict, calib_dir: Path, caps
     out, err = capsys.readouterr()
     assert out.strip().endswith("_int8_openvino_model/model.xml")
     assert "INT8 vs FP32 on 1 held-back images" in err and "mean keypoint distance" in err
+
+
+# -- labelled data: mAP in the report, accuracy-controlled quantization -----------------------------------------
+def test_max_drop_without_labels_is_a_clear_error(
+    checkpoints: dict, calib_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ultralytics.engine.exporter as exporter
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("the exporter ran before the missing labels were reported")
+
+    monkeypatch.setattr(exporter.Exporter, "__call__", no_export)
+    with pytest.raises(OptionError, match=r"max_drop needs labels.*data\.yaml.*images/ and labels/"):
+        quantize.quantize_model(checkpoints["pose"], calib_dir, imgsz=320, max_drop=0.01)
+    with pytest.raises(OptionError, match="max_drop.*openvino"):
+        quantize.quantize_model(checkpoints["pose"], calib_dir, backend="onnxruntime", imgsz=320, max_drop=0.01)
+    from yolo_adapters.cli import main
+
+    argv = ["convert", str(checkpoints["pose"]), "-b", "openvino", "--precision", "int8", "--data", str(calib_dir),
+            "--max-drop", "0.01"]  # fmt: skip
+    assert main(argv) == 2
+
+
+def test_accuracy_control_validates_with_ultralytics_metric(
+    pose_pt: Path, tiny_pose_dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """max_drop runs nncf.quantize_with_accuracy_control (not nncf.quantize) with our validation function, whose
+    value is the pose mAP50-95 Ultralytics' validator measures on the labelled held-back image."""
+    calls: list[dict] = []
+    values: list[float] = []
+    real = nncf.quantize_with_accuracy_control
+
+    def spy(model, **kwargs):
+        validate = kwargs["validation_fn"]
+
+        def recording(compiled, items):
+            value = validate(compiled, items)
+            values.append(value[0])
+            return value
+
+        calls.append(kwargs)
+        return real(model, **{**kwargs, "validation_fn": recording})
+
+    def no_plain_quantize(*args, **kwargs):
+        raise AssertionError("max_drop given, but plain nncf.quantize ran")
+
+    monkeypatch.setattr(nncf, "quantize_with_accuracy_control", spy)
+    monkeypatch.setattr(nncf, "quantize", no_plain_quantize)
+    report = quantize.quantize_model(pose_pt, tiny_pose_dataset, imgsz=320, max_drop=0.2, fast_bias_correction=True).report
+
+    assert len(calls) == 1 and calls[0]["max_drop"] == 0.2 and calls[0]["drop_type"] == nncf.DropType.ABSOLUTE
+    assert report["calibration"]["held_back"] == ["images/zidane.jpg"]
+    control = report["accuracy_control"]
+    assert control["metric"] == "metrics/mAP50-95(P)" and control["max_drop"] == 0.2 and control["images"] == 1
+    assert control["validations"] == len(values) >= 2
+    metrics = report["metrics"]
+    fp32, int8 = metrics["fp32"]["metrics/mAP50-95(P)"], metrics["int8"]["metrics/mAP50-95(P)"]
+    assert 0.3 < fp32 <= 1 and int8 >= fp32 - 0.2 - 1e-6
+    assert values[0] == pytest.approx(fp32, abs=1e-6), "the validation function must measure the report's metric"
+    assert "accuracy control: metrics/mAP50-95(P) may drop by at most 0.2" in quantize.format_report(report)
+
+
+def test_map_in_report_only_with_labels(pose_pt: Path, tiny_pose_dataset: Path, calib_dir: Path, capsys) -> None:
+    """A folder with images/ and labels/ gives FP32 and INT8 box and pose mAP; the same images unlabelled do not."""
+    from yolo_adapters.cli import main
+
+    argv = ["convert", str(pose_pt), "-b", "onnxruntime", "--precision", "int8", "--data", str(tiny_pose_dataset.parent),
+            "--imgsz", "320"]  # fmt: skip
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    report = quantize.read_report(out.strip())
+    metrics = report["metrics"]
+    assert metrics["images"] == 1 and metrics["validator"].startswith("ultralytics")
+    for side in ("fp32", "int8"):
+        assert {"metrics/mAP50(B)", "metrics/mAP50-95(B)", "metrics/mAP50(P)", "metrics/mAP50-95(P)"} <= set(metrics[side])
+        assert metrics[side]["metrics/mAP50(B)"] > 0.5  # the labels are the model's own answers at 640
+    assert "mAP50-95(P): FP32" in err and "mAP50-95(B): FP32" in err
+    unlabelled = quantize.quantize_model(pose_pt, calib_dir, backend="onnxruntime", **{**ORT_SMALL, "holdout": 2}).report
+    assert unlabelled["metrics"] is None and unlabelled["agreement"]["matched"] > 0
+
+
+# -- ONNX Runtime INT8 (quantize_static, QDQ) -------------------------------------------------------------------
+ORT_SMALL = {"imgsz": 320, "calibration_size": 4, "holdout": 1}
+
+
+@pytest.fixture
+def fed_to_ort(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """Shapes of every tensor the calibration reader hands onnxruntime.quantization.quantize_static."""
+    oq = pytest.importorskip("onnxruntime.quantization")
+    shapes: list[tuple[int, ...]] = []
+    real = oq.quantize_static
+
+    def spy(model_input, model_output, calibration_data_reader, **kwargs):
+        items = list(iter(calibration_data_reader.get_next, None))
+        shapes.extend(tuple(v.shape) for item in items for v in item.values())
+
+        class Replay(oq.CalibrationDataReader):
+            def __init__(self):
+                self._it = iter(items)
+
+            def get_next(self):
+                return next(self._it, None)
+
+        return real(model_input, model_output, Replay(), **kwargs)
+
+    monkeypatch.setattr(oq, "quantize_static", spy)
+    return shapes
+
+
+def _assert_qdq_outside_head(path: Path) -> None:
+    """QDQ nodes present; none inside the head's decode (a Shape read of a quantized tensor is no computation);
+    the head-output convolutions keep float weights."""
+    import onnx
+
+    from yolo_adapters import graph
+
+    model = onnx.load(str(path))
+    nodes = list(model.graph.node)
+    assert sum(n.op_type == "QuantizeLinear" for n in nodes) > 10 and sum(n.op_type == "DequantizeLinear" for n in nodes) > 10
+    producer = {o: n for n in nodes for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    scope = graph.float_scope(model)
+    assert scope["decode"] and scope["head_outputs"]
+    by_name = {n.name: n for n in nodes}
+    for name in scope["decode"]:
+        node = by_name[name]
+        if node.op_type == "Shape":
+            continue
+        assert not [i for i in node.input if i in producer and producer[i].op_type == "DequantizeLinear"], name
+        assert not [c for o in node.output for c in consumers.get(o, []) if c.op_type == "QuantizeLinear"], name
+    for name in scope["head_outputs"]:  # weights stay float initializers
+        weight = by_name[name].input[1]
+        assert weight not in producer, f"{name}'s weight is quantized"
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_onnxruntime_int8_every_task(
+    task: str, checkpoints: dict, images: list[Path], calib_dir: Path, fed_to_ort: list
+) -> None:
+    pytest.importorskip("onnxruntime")
+    result = quantize.quantize_model(checkpoints[task], calib_dir, backend="onnxruntime", **ORT_SMALL)
+    artifact = result.artifact
+    assert artifact.name == "model_int8.onnx" and not (artifact.parent / "model.onnx").exists()
+    assert fed_to_ort == [(1, 3, 320, 320)] * 4, "calibration tensors must have the model's input shape"
+    _assert_qdq_outside_head(artifact)
+    report = result.report
+    assert report["backend"] == "onnxruntime" and report["task"] == task and report["quantization"]["quantizers"] > 10
+    assert report["quantization"]["tool"].startswith("onnxruntime") and report["metrics"] is None
+    if task == "classify":
+        assert report["quantization"]["kept_in_float"].get("Softmax", 0) >= 1
+        assert report["agreement"]["top1_agreement"] is not None
+    else:
+        assert report["quantization"]["kept_in_float_by_reason"]["head_outputs"] >= 6
+        assert report["agreement"]["matched"] > 0 and report["agreement"]["mean_box_iou"] > 0.8
+
+    yolo_adapters.activate("onnxruntime", precision="int8", calibration=str(calib_dir), **ORT_SMALL)
+    model = YOLO(str(checkpoints[task]))
+    found = model.predict(str(images[0]), verbose=False)[0]
+    module = model.predictor.model
+    assert isinstance(module, AdapterBackend) and module.artifact == artifact and module.engine.calls >= 1
+    assert found.probs is not None if task == "classify" else len(found.obb if task == "obb" else found.boxes) > 0
+
+
+def test_graph_walk_is_the_same_on_onnx_and_openvino(checkpoints: dict) -> None:
+    """One walk, two graph adapters: the ONNX file read by onnx and by OpenVINO gives the same float scope."""
+    import onnx
+    import openvino as ov
+
+    from yolo_adapters import graph, registry
+    from yolo_adapters.runtime import resolve_artifact
+
+    pytest.importorskip("onnxruntime")
+    backend = registry.get_backend("onnxruntime")
+    onnx_file = resolve_artifact(str(checkpoints["pose"]), backend, "cpu", backend.validate_options({"imgsz": 320}))
+    by_onnx = graph.float_scope(onnx.load(str(onnx_file)))
+    by_ov = graph.float_scope(ov.Core().read_model(str(onnx_file)))
+    assert len(by_onnx["head_outputs"]) == len(by_ov["head_outputs"]) == 9  # box, class, keypoint x 3 levels
+    assert len(by_onnx["attention"]) == len(by_ov["attention"]) >= 3  # C2PSA: 2 MatMuls and a Softmax
+    kinds = graph.count_kinds(onnx.load(str(onnx_file)), by_onnx["decode"])
+    assert kinds["Convolution"] == 1 and {"Sigmoid", "Softmax", "Multiply", "Concat"} <= set(kinds)

@@ -5,6 +5,7 @@
     yolo-adapters run --backend openvino yolo predict model=yolo11n-pose.pt source=bus.jpg
     yolo-adapters convert yolo11n-pose.pt --backend openvino [--imgsz 640] [--precision fp16]
     yolo-adapters convert yolo11n-pose.pt --backend openvino --precision int8 --data IMAGES_DIR [--imgsz H W]
+    yolo-adapters convert yolo11n-pose.pt --backend openvino --precision int8 --data DATASET --max-drop 0.01
     yolo-adapters info [--json]
     yolo-adapters check yolo11n-pose.pt [--backend openvino ...] [--engine-model IR] [--source IMAGES] [--json]
     yolo-adapters cache list|clear [--json]
@@ -112,6 +113,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         options["dynamic"] = args.dynamic
     if args.data:  # INT8 calibration images (yolo_adapters.quantize)
         options["calibration"] = args.data
+    if args.max_drop is not None:  # accuracy-controlled INT8 (NNCF), needs a labelled --data
+        options["max_drop"] = args.max_drop
     options.update(_parse_options(args.option))
     device = backend.normalize_device(backend.name, str(options.get("device") or ""))
     options = backend.validate_options(options)
@@ -245,7 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--imgsz", type=int, nargs="+")
     conv.add_argument("--batch", type=int)
     conv.add_argument("--precision", choices=["fp32", "fp16", "int8"])
-    conv.add_argument("--data", help="folder of calibration images for --precision int8 (no labels needed)")
+    conv.add_argument("--data", help="--precision int8: folder of calibration images (no labels needed), or a "
+                      "labelled YOLO dataset (data.yaml, or a folder with images/ and labels/) for mAP in the report")
+    conv.add_argument("--max-drop", type=float, help="--precision int8 on openvino: accuracy-controlled quantization, "
+                      "the task's mAP50-95 (top-1) on the labelled held-back images may drop by at most this much")
     conv.add_argument("--dynamic", action=argparse.BooleanOptionalAction, default=None)
     conv.add_argument("--option", "-o", action="append", default=[])
     conv.set_defaults(func=cmd_convert)

@@ -73,6 +73,11 @@ class AdapterBackend(torch.nn.Module):
             self.imgsz = [int(shape[2]), int(shape[3])]
         self._expected_channels = info.expected_channels()
 
+    def __deepcopy__(self, memo: dict) -> "AdapterBackend":
+        """The same module: an engine (compiled model, session) is shared, never copied. Ultralytics' validator
+        deep-copies the model it is given before wrapping it (yolo_adapters.quantize hands it a built module)."""
+        return self
+
     def __repr__(self) -> str:
         return f"AdapterBackend({self.backend_name}:{self.engine_device}, task={self.task}, artifact={self.artifact})"
 
@@ -228,6 +233,8 @@ def build_adapter_backend(
     model: Any, selection: "Selection", data: Any = None, batch: int | None = None
 ) -> AdapterBackend:
     """Everything between Ultralytics asking for a model and an engine ready to run it."""
+    if isinstance(model, AdapterBackend):  # a module built already (the INT8 report's validator runs one)
+        return model
     backend = resolve_backend(selection)
     options = backend.validate_options(selection.options)
     backend.check_device(selection.device)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConversionError, DeviceError, ModelFormatError, OptionError
+from ..quantize import QUANT_OPTIONS
 from .base import Backend, Engine, ExportPlan
 
 LOGGER = logging.getLogger("yolo_adapters")
@@ -61,7 +62,9 @@ class ONNXRuntimeBackend(Backend):
         "io_binding": (bool, type(None)),
         "fallback": (bool,),
         "opset": (int,),
+        **QUANT_OPTIONS,  # precision="int8": calibration, calibration_size, holdout (yolo_adapters.quantize)
     }
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
 
     def missing_requirements(self) -> str | None:
         if importlib.util.find_spec("onnxruntime") is None:
@@ -181,12 +184,21 @@ class ONNXRuntimeBackend(Backend):
             # Ultralytics < 8.4.1xx drops half=True on a CPU ONNX export, and asserts when it is also dynamic:
             # export FP32 on every version and make it FP16 in finish_artifact (the converter 8.4 itself uses).
             extra += [("half", False), ("quantize", None)]  # whichever of the two this Ultralytics knows
-        return self.make_plan("onnx", options, imgsz, batch, cpu=providers[0][0] == _CPU, extra=tuple(extra))
+        plan = self.make_plan("onnx", options, imgsz, batch, cpu=providers[0][0] == _CPU, extra=tuple(extra))
+        if plan.precision == "int8":  # FP32 export, quantized with onnxruntime.quantization in finish_artifact
+            from ..quantize import int8_plan
+
+            plan = int8_plan(plan, options, self.name)
+        return plan
 
     def finish_artifact(self, exported: Path, plan: ExportPlan) -> Path:
         artifact = self.find_artifact(exported) or exported
         if plan.precision == "fp16":
             ensure_fp16(artifact)
+        if plan.precision == "int8":
+            from ..quantize import quantize_onnx
+
+            artifact = quantize_onnx(artifact, plan)
         return artifact
 
     def load(self, artifact: Path, device: str, options: Mapping[str, Any]) -> Engine:

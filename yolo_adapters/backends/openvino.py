@@ -42,7 +42,7 @@ class OpenVINOBackend(Backend):
         "hint": (str,),
         "config": (dict,),
         "compile_cache": (bool, str, Path),
-        **QUANT_OPTIONS,  # precision="int8": calibration, calibration_size, holdout (yolo_adapters.quantize)
+        **QUANT_OPTIONS,  # precision="int8": calibration, calibration_size, holdout, max_drop... (yolo_adapters.quantize)
     }
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
 
@@ -87,7 +87,7 @@ class OpenVINOBackend(Backend):
         if plan.precision == "int8":  # FP32 export, quantized with NNCF in finish_artifact
             from ..quantize import int8_plan
 
-            plan = int8_plan(plan, options)
+            plan = int8_plan(plan, options, self.name)
         return plan
 
     def finish_artifact(self, exported: Path, plan: ExportPlan) -> Path:
