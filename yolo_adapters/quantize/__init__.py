@@ -36,11 +36,11 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import graph
-from .errors import BackendUnavailableError, ConversionError, OptionError
+from .. import graph
+from ..errors import BackendUnavailableError, ConversionError, OptionError
 
 if TYPE_CHECKING:
-    from .backends.base import ExportPlan
+    from ..backends.base import ExportPlan
 
 LOGGER = logging.getLogger("yolo_adapters")
 
@@ -354,7 +354,7 @@ def quantize_openvino(fp32_xml: Path, plan: "ExportPlan") -> Path:
     import nncf
     import openvino as ov
 
-    from .runtime import read_artifact_info
+    from ..runtime import read_artifact_info
 
     settings = plan_settings(plan)
     info = read_artifact_info(fp32_xml)
@@ -502,7 +502,7 @@ class _CompiledEngine:
     parallel = 1
 
     def __init__(self, compiled: Any) -> None:
-        from .backends.base import Engine
+        from ..backends.base import Engine
 
         Engine.__init__(self)  # type: ignore[arg-type] - the counter only
         self.compiled = compiled
@@ -523,13 +523,13 @@ class _CompiledEngine:
         return [self._request.get_output_tensor(i).data.copy() for i in range(self._outputs)]
 
     def submit(self, batch: np.ndarray) -> Any:
-        from .backends.base import Done
+        from ..backends.base import Done
 
         return Done(self.infer(batch))
 
 
 def _compiled_adapter(compiled: Any, info: Any, artifact: Path) -> Any:
-    from .runtime import AdapterBackend
+    from ..runtime import AdapterBackend
 
     return AdapterBackend(_CompiledEngine(compiled), info, "openvino", "CPU", artifact, pipeline=False)  # type: ignore[arg-type]
 
@@ -554,7 +554,7 @@ def quantize_onnx(fp32_onnx: Path, plan: "ExportPlan") -> Path:
     import onnxruntime
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from .runtime import read_artifact_info
+    from ..runtime import read_artifact_info
 
     settings = plan_settings(plan)
     info = read_artifact_info(fp32_onnx)
@@ -680,16 +680,16 @@ def _predictor(task: str, module: Any, imgsz: Sequence[int]) -> Any:
 
 def _adapter(path: Path, plan: "ExportPlan", precision: str, backend: str = "openvino") -> Any:
     """The model at ``path`` as the AdapterBackend Ultralytics' predictor and validator run (CPU)."""
-    from .runtime import AdapterBackend, read_artifact_info
+    from ..runtime import AdapterBackend, read_artifact_info
 
     options = {"precision": precision, "dynamic": plan.dynamic, "imgsz": list(plan.imgsz), "batch": plan.batch}
     if backend == "onnxruntime":
-        from .backends.onnxruntime import ONNXRuntimeBackend, ONNXRuntimeEngine
+        from ..backends.onnxruntime import ONNXRuntimeBackend, ONNXRuntimeEngine
 
         engine: Any = ONNXRuntimeEngine(ONNXRuntimeBackend(), path, "cpu", options)
         device = "cpu"
     else:
-        from .backends.openvino import OpenVINOEngine
+        from ..backends.openvino import OpenVINOEngine
 
         engine, device = OpenVINOEngine(path, "CPU", {**options, "compile_cache": False}), "CPU"
     return AdapterBackend(engine, read_artifact_info(path), backend, device, path, pipeline=False)
@@ -700,8 +700,8 @@ def agreement_report(
     backend: str = "openvino",
 ) -> dict[str, Any]:  # fmt: skip
     """INT8 vs FP32 on ``images`` through Ultralytics' predictor: matched detections, IoU, keypoints, masks, top-1."""
-    from .convert import quiet_ultralytics
-    from .parity import _match, compare_results
+    from ..convert import quiet_ultralytics
+    from ..parity import _match, compare_results
 
     runs = []
     with quiet_ultralytics():
@@ -718,7 +718,7 @@ def labelled_metrics(module: Any, images: Sequence[Path], task: str, imgsz: Sequ
     exactly these images; labels are the YOLO files beside them), its ``metrics/...`` results (mAP50, mAP50-95
     per box/mask/pose); classify: the predictor's top-5 and ``ClassifyMetrics`` (top-1, top-5), the label being
     the class folder."""
-    from .convert import quiet_ultralytics
+    from ..convert import quiet_ultralytics
 
     with quiet_ultralytics():
         if task == "classify":
@@ -748,7 +748,7 @@ def _classify_metrics(module: Any, images: Sequence[Path], imgsz: Sequence[int])
 def _validator_metrics(module: Any, images: Sequence[Path], task: str, imgsz: Sequence[int]) -> dict[str, float]:
     from ultralytics.models import yolo
 
-    from .patching import install
+    from ..patching import install
 
     install()  # the patched AutoBackend hands the validator ``module`` itself (runtime.build_adapter_backend)
     classes = {"detect": yolo.detect.DetectionValidator, "segment": yolo.segment.SegmentationValidator,
@@ -888,9 +888,9 @@ def quantize_model(model: Any, calibration: str | Path, backend: str = "openvino
     accuracy control. ``activate(backend, precision="int8", calibration=...)`` does the same on first use; this
     returns the report.
     """
-    from . import registry
-    from .errors import BackendUnavailableError as Unavailable
-    from .runtime import resolve_artifact
+    from .. import registry
+    from ..errors import BackendUnavailableError as Unavailable
+    from ..runtime import resolve_artifact
 
     plugin = registry.get_backend(backend)
     missing = plugin.missing_requirements()
