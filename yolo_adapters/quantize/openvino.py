@@ -1,0 +1,226 @@
+"""INT8 with NNCF on an OpenVINO IR: plain post-training quantization, or quantization under accuracy control.
+
+The NNCF side of ``precision="int8"`` on the openvino backend: the NNCF settings, the float scope handed to
+``nncf.IgnoredScope``, accuracy control's validation function (Ultralytics' validator on the compiled candidate
+model NNCF hands it) and the saved IR. ``nncf`` and ``openvino`` are imported inside the functions, and
+``nncf.quantize`` / ``nncf.quantize_with_accuracy_control`` are looked up when called.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import ConversionError, OptionError
+from .calibration import (
+    _LABELS_NEEDED,
+    _calibration_inputs,
+    _calibration_section,
+    _calibration_split,
+    labelled,
+    preprocess,
+)
+from .report import _int8_report, _kept_in_float, labelled_metrics
+
+if TYPE_CHECKING:
+    from ..backends.base import ExportPlan
+
+#: NNCF's preset (``nncf.QuantizationPreset.MIXED`` in ``quantize_arguments``): in the report and the cache key.
+PRESET = "mixed"
+#: The metric accuracy control keeps (Ultralytics' validator keys): the task's own mAP50-95, top-1 for classify.
+CONTROL_METRIC = {
+    "detect": "metrics/mAP50-95(B)", "segment": "metrics/mAP50-95(M)", "pose": "metrics/mAP50-95(P)",
+    "obb": "metrics/mAP50-95(B)", "classify": "metrics/accuracy_top1",
+}  # fmt: skip
+
+
+def quantize_openvino(fp32_xml: Path, plan: "ExportPlan") -> Path:
+    """Quantize the FP32 IR at ``fp32_xml`` into a sibling ``*_int8_openvino_model/`` folder; returns its .xml.
+
+    The report goes next to it; the FP32 IR is removed afterwards (the cache keeps only what runs).
+    """
+    from . import plan_settings, require_nncf  # the package's plan helpers (the package imports this module)
+
+    require_nncf()
+    import nncf
+    import openvino as ov
+
+    from ..runtime import read_artifact_info
+
+    settings = plan_settings(plan)
+    info = read_artifact_info(fp32_xml)
+    task = info.task or "detect"
+    root, calib_images, held = _calibration_split(settings)
+
+    model = ov.Core().read_model(str(fp32_xml))
+    shape = static_shape(model, plan)
+    batches, scope, ignored = _calibration_inputs(model, calib_images, shape, task, info.stride or 32)
+
+    bar = tqdm(total=len(batches), desc="yolo_adapters: INT8 calibration", unit="batch")
+
+    def feed(tensor: np.ndarray) -> np.ndarray:
+        if bar.n < bar.total:
+            bar.update()
+        return tensor
+
+    fast = bool(settings.get("fast_bias_correction"))
+    control = None
+    try:
+        if settings.get("max_drop") is not None:
+            quantized, control = _quantize_with_accuracy_control(
+                nncf, model, nncf.Dataset(batches, feed), fp32_xml, info, held, shape, plan, settings, ignored
+            )
+        else:
+            quantized = nncf.quantize(
+                model,
+                nncf.Dataset(batches, feed),
+                **quantize_arguments(nncf, fast=fast),
+                subset_size=len(batches),
+                ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
+            )
+    except OptionError:
+        raise
+    except Exception as exc:
+        raise ConversionError(f"NNCF could not quantize {fp32_xml}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        bar.close()
+
+    fp32_dir = fp32_xml.parent
+    out_dir = fp32_dir.with_name(fp32_dir.name.replace("_openvino_model", "") + "_int8_openvino_model")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    int8_xml = out_dir / fp32_xml.name
+    ov.save_model(quantized, str(int8_xml), compress_to_fp16=False)
+    for extra in fp32_dir.iterdir():  # metadata.yaml and anything else Ultralytics wrote beside the IR
+        if extra.suffix not in (".xml", ".bin") and extra.is_file():
+            shutil.copy2(extra, out_dir / extra.name)
+
+    quantizers = count_fake_quantize(quantized)
+    quantization = {
+        "tool": f"nncf {nncf.__version__}",
+        "preset": PRESET,
+        "settings": {"model_type": "transformer", "activation_ranges": "minmax", "fast_bias_correction": fast},
+        **_kept_in_float(model, scope, ignored),
+        "fake_quantize": quantizers,
+        "quantizers": quantizers,
+    }
+    section = _calibration_section(settings, root, calib_images, held, len(batches))
+    _int8_report("openvino", fp32_xml, int8_xml, plan, info, shape, section, held, quantization, control)
+    shutil.rmtree(fp32_dir, ignore_errors=True)
+    return int8_xml
+
+
+def quantize_arguments(nncf: Any, fast: bool = False) -> dict[str, Any]:
+    """The NNCF settings (measured on yolo11n-pose, docs/quantization.md): MIXED preset, the transformer model
+    type (attention-aware quantizer placement), full bias correction and plain min/max activation ranges."""
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    return {
+        "preset": nncf.QuantizationPreset.MIXED,
+        "model_type": nncf.ModelType.TRANSFORMER,
+        "fast_bias_correction": fast,
+        "advanced_parameters": AdvancedQuantizationParameters(
+            activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX
+        ),
+    }
+
+
+def _quantize_with_accuracy_control(
+    nncf: Any, model: Any, calibration: Any, fp32_xml: Path, info: Any, held: list[Path], shape: Sequence[int],
+    plan: "ExportPlan", settings: Mapping[str, Any], ignored: list[str],
+) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    """``nncf.quantize_with_accuracy_control`` with the settings above; its validation function is the task's
+    metric (``CONTROL_METRIC``) from Ultralytics' validator on the labelled held-back images."""
+    task = info.task or "detect"
+    images = labelled(held, task, info.names)
+    if not images:
+        raise OptionError(f"max_drop needs labels for the held-back images ({len(held)}): give {_LABELS_NEEDED}.")
+    metric = CONTROL_METRIC[task]
+    hw, batch = (int(shape[2]), int(shape[3])), int(shape[0])
+    calls = tqdm(desc=f"yolo_adapters: accuracy control ({metric} on {len(images)} images)", unit="validation")
+    values: list[float] = []
+
+    def transform(index: int) -> np.ndarray:  # a validation item as model input (NNCF ranks layers with it)
+        return np.stack([preprocess(images[index], hw, task, info.stride or 32)] * batch)
+
+    def validate(compiled: Any, items: Iterable[int]) -> tuple[float, None]:
+        chosen = [images[int(i)] for i in items]
+        module = _compiled_adapter(compiled, info, fp32_xml)
+        value = float(labelled_metrics(module, chosen, task, plan.imgsz)[metric])
+        calls.update()
+        values.append(value)
+        return value, None
+
+    arguments = quantize_arguments(nncf, fast=bool(settings.get("fast_bias_correction")))
+    arguments["advanced_quantization_parameters"] = arguments.pop("advanced_parameters")
+    max_drop = float(settings["max_drop"])
+    try:
+        quantized = nncf.quantize_with_accuracy_control(
+            model,
+            calibration_dataset=calibration,
+            validation_dataset=nncf.Dataset(list(range(len(images))), transform),
+            validation_fn=validate,
+            max_drop=max_drop,
+            drop_type=nncf.DropType.ABSOLUTE,
+            subset_size=int(calibration.get_length() or 1),
+            ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
+            **arguments,
+        )
+    finally:
+        calls.close()
+    control = {"max_drop": max_drop, "drop_type": "absolute", "metric": metric, "images": len(images),
+               "validations": len(values), "fake_quantize_left": count_fake_quantize(quantized)}  # fmt: skip
+    return quantized, control
+
+
+class _CompiledEngine:
+    """An ``openvino.CompiledModel`` someone else compiled (NNCF's validation), as a yolo_adapters Engine."""
+
+    parallel = 1
+
+    def __init__(self, compiled: Any) -> None:
+        from ..backends.base import Engine
+
+        Engine.__init__(self)  # type: ignore[arg-type] - the counter only
+        self.compiled = compiled
+        self._request = compiled.create_infer_request()
+        self._outputs = len(compiled.outputs)
+        partial = compiled.input(0).get_partial_shape()
+        self.input_shape = tuple(int(d.get_length()) if d.is_static else -1 for d in partial)
+        self.input_dtype = np.dtype(np.float32)
+
+    dynamic = property(lambda self: any(int(d) < 0 for d in self.input_shape))
+
+    def _count(self) -> None:
+        self.calls += 1
+
+    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        self._count()
+        self._request.infer({0: batch})
+        return [self._request.get_output_tensor(i).data.copy() for i in range(self._outputs)]
+
+    def submit(self, batch: np.ndarray) -> Any:
+        from ..backends.base import Done
+
+        return Done(self.infer(batch))
+
+
+def _compiled_adapter(compiled: Any, info: Any, artifact: Path) -> Any:
+    from ..runtime import AdapterBackend
+
+    return AdapterBackend(_CompiledEngine(compiled), info, "openvino", "CPU", artifact, pipeline=False)  # type: ignore[arg-type]
+
+
+def static_shape(model: Any, plan: "ExportPlan") -> tuple[int, int, int, int]:
+    """The input shape calibration tensors must have: the IR's own where static, else batch x imgsz."""
+    partial = model.input(0).get_partial_shape()
+    fallback = (plan.batch, 3, *plan.imgsz)
+    return tuple(int(d.get_length()) if d.is_static else int(f) for d, f in zip(partial, fallback))  # type: ignore[return-value]
+
+
+def count_fake_quantize(model: Any) -> int:
+    return sum(op.get_type_name() == "FakeQuantize" for op in model.get_ops())

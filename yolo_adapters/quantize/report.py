@@ -1,0 +1,277 @@
+"""The quantization report: how INT8 compares with FP32, and how it is saved and shown.
+
+Both quantizers end the same way: the same report layout, completed with INT8-vs-FP32 agreement on the held-back
+images (Ultralytics' predictor, ``yolo_adapters.parity``) and, where those images have labels, FP32 and INT8 metrics
+from Ultralytics' own validator; ``quantization_report.json`` beside the model; ``format_report`` for the CLI.
+Ultralytics, torch and the engines are imported only inside the functions that run them.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from .. import graph
+from .calibration import class_of, labelled
+
+if TYPE_CHECKING:
+    from ..backends.base import ExportPlan
+
+REPORT_FILE = "quantization_report.json"
+
+
+def _int8_report(
+    backend: str, fp32: Path, int8: Path, plan: "ExportPlan", info: Any, shape: Sequence[int], calibration: dict,
+    held: list[Path], quantization: dict, accuracy_control: dict | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The report both quantizers write, beside ``int8``: what was converted, ``calibration`` and ``quantization``
+    (each quantizer's own sections), ``accuracy_control``, then agreement and metrics on the ``held`` images."""
+    task = info.task or "detect"
+    report = {
+        "backend": backend,
+        "task": task,
+        "precision": "int8",
+        "artifact": int8.name,
+        "input_shape": [int(v) for v in shape],
+        "dynamic": plan.dynamic,
+        "calibration": calibration,
+        "quantization": quantization,
+        "accuracy_control": accuracy_control,
+    }
+    _finish_report(report, fp32, int8, held, plan, task, info, backend)
+    write_report(int8.parent, report)
+    return report
+
+
+def _kept_in_float(model: Any, scope: Mapping[str, Sequence[str]], ignored: Sequence[str]) -> dict[str, Any]:
+    """The ``quantization`` section's float scope: the ops kept in float by type and by reason (either graph)."""
+    return {
+        "kept_in_float": graph.count_kinds(model, ignored),
+        "kept_in_float_by_reason": {k: len(v) for k, v in scope.items()},
+    }
+
+
+def _finish_report(
+    report: dict, fp32: Path, int8: Path, held: list[Path], plan: "ExportPlan", task: str, info: Any, backend: str
+) -> None:
+    """The agreement and (where the held-back images have labels) mAP sections of ``report``."""
+    report["agreement"] = agreement_report(fp32, int8, held, plan, task, backend=backend) if held else None
+    images = labelled(held, task, info.names)
+    report["metrics"] = None
+    if images:
+        report["metrics"] = {"images": len(images), "validator": "ultralytics " + _ultralytics_version()}
+        for path, precision in ((fp32, "fp32"), (int8, "int8")):
+            report["metrics"][precision] = labelled_metrics(_adapter(path, plan, precision, backend), images, task, plan.imgsz)
+
+
+def _ultralytics_version() -> str:
+    import ultralytics
+
+    return ultralytics.__version__
+
+
+def _predictor(task: str, module: Any, imgsz: Sequence[int]) -> Any:
+    """Ultralytics' own predictor for ``task``, running ``module`` (an AdapterBackend) with no AutoBackend."""
+    from ultralytics.models import yolo
+
+    classes = {
+        "detect": yolo.detect.DetectionPredictor, "segment": yolo.segment.SegmentationPredictor,
+        "pose": yolo.pose.PosePredictor, "obb": yolo.obb.OBBPredictor, "classify": yolo.classify.ClassificationPredictor,
+    }  # fmt: skip
+    predictor = classes[task](overrides={"imgsz": list(imgsz), "verbose": False, "save": False, "conf": 0.25})
+    predictor.model = module
+    predictor.device = module.device
+    predictor.done_warmup = True
+    return predictor
+
+
+def _adapter(path: Path, plan: "ExportPlan", precision: str, backend: str = "openvino") -> Any:
+    """The model at ``path`` as the AdapterBackend Ultralytics' predictor and validator run (CPU)."""
+    from ..runtime import AdapterBackend, read_artifact_info
+
+    options = {"precision": precision, "dynamic": plan.dynamic, "imgsz": list(plan.imgsz), "batch": plan.batch}
+    if backend == "onnxruntime":
+        from ..backends.onnxruntime import ONNXRuntimeBackend, ONNXRuntimeEngine
+
+        engine: Any = ONNXRuntimeEngine(ONNXRuntimeBackend(), path, "cpu", options)
+        device = "cpu"
+    else:
+        from ..backends.openvino import OpenVINOEngine
+
+        engine, device = OpenVINOEngine(path, "CPU", {**options, "compile_cache": False}), "CPU"
+    return AdapterBackend(engine, read_artifact_info(path), backend, device, path, pipeline=False)
+
+
+def agreement_report(
+    reference: Path, candidate: Path, images: Sequence[Path], plan: "ExportPlan", task: str, conf: float = 0.25,
+    backend: str = "openvino",
+) -> dict[str, Any]:  # fmt: skip
+    """INT8 vs FP32 on ``images`` through Ultralytics' predictor: matched detections, IoU, keypoints, masks, top-1."""
+    from ..convert import quiet_ultralytics
+    from ..parity import _match, compare_results
+
+    runs = []
+    with quiet_ultralytics():
+        for path, precision in ((reference, "fp32"), (candidate, "int8")):
+            predictor = _predictor(task, _adapter(path, plan, precision, backend), plan.imgsz)
+            runs.append([predictor(source=str(p), stream=False)[0] for p in images])
+    return summarize_agreement(runs[0], runs[1], [p.name for p in images], conf, _match, compare_results)
+
+
+def labelled_metrics(module: Any, images: Sequence[Path], task: str, imgsz: Sequence[int]) -> dict[str, float]:
+    """The accuracy of ``module`` (an AdapterBackend) on labelled ``images``, by Ultralytics' own classes:
+
+    detect/segment/pose/obb: the task's validator (``DetectionValidator``... on a temporary dataset listing
+    exactly these images; labels are the YOLO files beside them), its ``metrics/...`` results (mAP50, mAP50-95
+    per box/mask/pose); classify: the predictor's top-5 and ``ClassifyMetrics`` (top-1, top-5), the label being
+    the class folder."""
+    from ..convert import quiet_ultralytics
+
+    with quiet_ultralytics():
+        if task == "classify":
+            return _classify_metrics(module, images, imgsz)
+        return _validator_metrics(module, images, task, imgsz)
+
+
+def _classify_metrics(module: Any, images: Sequence[Path], imgsz: Sequence[int]) -> dict[str, float]:
+    import torch
+    from ultralytics.utils.metrics import ClassifyMetrics
+
+    predictor = _predictor("classify", module, imgsz)
+    targets, top5 = [], []
+    for image in images:
+        target = class_of(image, module.names)
+        if target is None:
+            continue
+        probs = predictor(source=str(image), stream=False)[0].probs
+        targets.append(torch.tensor([target]))
+        top5.append(torch.tensor([list(probs.top5)]))
+    metrics = ClassifyMetrics()
+    if targets:
+        metrics.process(targets, top5)
+    return {k: float(v) for k, v in metrics.results_dict.items() if k.startswith("metrics/")}
+
+
+def _validator_metrics(module: Any, images: Sequence[Path], task: str, imgsz: Sequence[int]) -> dict[str, float]:
+    from ultralytics.models import yolo
+
+    from ..patching import install
+
+    install()  # the patched AutoBackend hands the validator ``module`` itself (runtime.build_adapter_backend)
+    classes = {"detect": yolo.detect.DetectionValidator, "segment": yolo.segment.SegmentationValidator,
+               "pose": yolo.pose.PoseValidator, "obb": yolo.obb.OBBValidator}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="yolo_adapters_val_") as tmp:
+        folder = Path(tmp)
+        (folder / "images.txt").write_text("".join(f"{Path(p).resolve()}\n" for p in images))
+        data: dict[str, Any] = {"path": str(folder), "train": "images.txt", "val": "images.txt",
+                                "names": {int(k): str(v) for k, v in module.names.items()}}  # fmt: skip
+        if task == "pose" and module.kpt_shape:
+            data["kpt_shape"] = list(module.kpt_shape)
+            data["flip_idx"] = list((module.metadata or {}).get("flip_idx") or range(int(module.kpt_shape[0])))
+        (folder / "data.yaml").write_text(json.dumps(data))  # JSON is YAML
+        args = {"task": task, "data": str(folder / "data.yaml"), "imgsz": max(int(v) for v in imgsz), "batch": 1, "workers": 0,
+                "plots": False, "verbose": False, "save_json": False, "device": f"{module.backend_name}:{module.engine_device}", "rect": True, "mode": "val"}  # fmt: skip
+        validator = classes[task](save_dir=folder / "val", args=args)
+        stats = validator(model=module)
+    return {k: float(v) for k, v in (stats or {}).items() if str(k).startswith("metrics/")}
+
+
+def summarize_agreement(reference: list, candidate: list, names: list[str], conf: float, match: Any, compare: Any) -> dict:
+    """Aggregate per-image ``parity.compare_results`` into one report section."""
+    total = {"images": len(names), "reference_detections": 0, "candidate_detections": 0, "matched": 0,
+             "confident_reference": 0, "confident_found": 0, "min_box_iou": None, "mean_box_iou": None,
+             "max_score_diff": None, "mean_keypoint_px": None, "max_keypoint_px": None, "min_mask_iou": None,
+             "top1_agreement": None, "max_prob_diff": None, "unmatched": []}  # fmt: skip
+    ious: list[float] = []
+    kpt_sum, kpt_n, top1 = 0.0, 0, []
+    for ref, cand, name in zip(reference, candidate, names):
+        agreement = compare(ref, cand, conf=conf)
+        if agreement.task == "classify":
+            top1.append(agreement.top1_agree)
+            total["max_prob_diff"] = max(total["max_prob_diff"] or 0.0, agreement.max_prob_diff)
+            continue
+        total["reference_detections"] += agreement.reference
+        total["candidate_detections"] += agreement.candidate
+        total["matched"] += agreement.matched
+        total["unmatched"] += [f"{name}: {u}" for u in agreement.unmatched]
+        boxes_ref = ref.obb if agreement.task == "obb" else ref.boxes
+        boxes_cand = cand.obb if agreement.task == "obb" else cand.boxes
+        pairs = match(boxes_ref, boxes_cand, agreement.task)
+        ious += [iou for _, _, iou in pairs]
+        confident = [i for i in range(len(boxes_ref)) if float(boxes_ref.conf[i]) >= 0.5]
+        found = {i for i, _, _ in pairs}
+        total["confident_reference"] += len(confident)
+        total["confident_found"] += sum(i in found for i in confident)
+        if agreement.matched:
+            total["max_score_diff"] = max(total["max_score_diff"] or 0.0, agreement.max_score_diff)
+            if agreement.task == "pose":
+                kpt_sum += agreement.mean_keypoint_px * agreement.matched
+                kpt_n += agreement.matched
+                total["max_keypoint_px"] = max(total["max_keypoint_px"] or 0.0, agreement.max_keypoint_px)
+            if agreement.task == "segment":
+                total["min_mask_iou"] = min(total["min_mask_iou"] or 1.0, agreement.min_mask_iou)
+    if ious:
+        total["min_box_iou"], total["mean_box_iou"] = min(ious), sum(ious) / len(ious)
+    if kpt_n:
+        total["mean_keypoint_px"] = kpt_sum / kpt_n
+    if top1:
+        total["top1_agreement"] = sum(top1) / len(top1)
+    if total["confident_reference"]:
+        total["confident_recall"] = total["confident_found"] / total["confident_reference"]
+    return total
+
+
+def write_report(folder: Path, report: Mapping[str, Any]) -> Path:
+    path = folder / REPORT_FILE
+    path.write_text(json.dumps(report, indent=1, default=str))
+    return path
+
+
+def read_report(artifact: str | Path) -> dict[str, Any] | None:
+    """The quantization report saved beside an INT8 artifact (its folder or file), or None."""
+    path = Path(artifact)
+    folder = path if path.is_dir() else path.parent
+    try:
+        return json.loads((folder / REPORT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """A few human-readable lines (the CLI prints them after an INT8 conversion)."""
+    cal, q, a = report.get("calibration", {}), report.get("quantization", {}), report.get("agreement")
+    quantizers = q.get("quantizers", q.get("fake_quantize"))
+    lines = [
+        f"INT8 ({q.get('tool')}, preset {q.get('preset')}): {quantizers} quantizers; "
+        f"kept in float: {', '.join(f'{k} x{v}' for k, v in (q.get('kept_in_float') or {}).items()) or 'nothing'}",
+        f"calibration: {cal.get('images')} images from {cal.get('folder')} at input shape {report.get('input_shape')}",
+    ]
+    control = report.get("accuracy_control")
+    if control:
+        lines.append(f"accuracy control: {control['metric']} may drop by at most {control['max_drop']} "
+                     f"({control['validations']} validations on {control['images']} labelled images; "
+                     f"{control['fake_quantize_left']} quantizers left)")  # fmt: skip
+    if not a:
+        lines.append("agreement: no held-back images (holdout=0 or a one-image folder)")
+    else:
+        lines.append(f"INT8 vs FP32 on {a['images']} held-back images:")
+        if a.get("top1_agreement") is not None:
+            lines.append(f"  top-1 agreement {a['top1_agreement']:.1%}, max probability difference {a['max_prob_diff']:.4f}")
+        else:
+            lines.append(f"  detections FP32 {a['reference_detections']}, INT8 {a['candidate_detections']}, "
+                         f"matched {a['matched']}; FP32 conf>=0.5 found: {a['confident_found']}/{a['confident_reference']}")  # fmt: skip
+            for key, label in (("mean_box_iou", "mean box IoU"), ("min_box_iou", "min box IoU"),
+                               ("max_score_diff", "max score difference"), ("mean_keypoint_px", "mean keypoint distance px"),
+                               ("max_keypoint_px", "max keypoint distance px"), ("min_mask_iou", "min mask IoU")):  # fmt: skip
+                if a.get(key) is not None:
+                    lines.append(f"  {label}: {a[key]:.4f}")
+    metrics = report.get("metrics")
+    if metrics:
+        lines.append(f"accuracy on {metrics['images']} labelled held-back images (Ultralytics' validator):")
+        for key in metrics.get("fp32", {}):
+            name = key.replace("metrics/", "")
+            lines.append(f"  {name}: FP32 {metrics['fp32'][key]:.4f}, INT8 {metrics['int8'].get(key, float('nan')):.4f}")
+    return "\n".join(lines)
+
