@@ -4,10 +4,12 @@ Rows (each a ``stream=True`` predict over the same synthetic video, results cons
 
 - Ultralytics PyTorch on the CPU, Ultralytics' native OpenVINO path (``YOLO(ir_dir)`` on an IR Ultralytics exported
   itself) and its native ONNX path (``YOLO(model.onnx)``);
-- yolo_adapters OpenVINO (``hint="latency"``, with and without the stream pipeline; ``hint="throughput"``) and
-  ONNX Runtime;
-- the inference-only limit of the same compiled model, measured in the same run: an OpenVINO ``AsyncInferQueue``
-  with the THROUGHPUT hint fed the already pre-processed tensors (what ``benchmark_app -hint throughput`` does).
+- yolo_adapters OpenVINO (``hint="latency"``, with and without the stream pipeline; ``hint="throughput"``; static
+  640x640; INT8 calibrated on the bundled images) and ONNX Runtime;
+- the inference-only limit of the same compiled models, measured in the same run: an OpenVINO ``AsyncInferQueue``
+  with the THROUGHPUT hint fed the already pre-processed tensors (what ``benchmark_app -hint throughput`` does);
+- the decode-inclusive bound: the same queue fed by one loop that decodes and letterboxes each frame just before
+  queueing it, the least work any pipeline over this video must do (no post-processing, no results).
 
 Repeats are interleaved (every row once, then again) and the table reports medians; the spread between repeats is
 printed beside them, because other processes on the machine move the numbers. It also measures single-image latency
@@ -27,14 +29,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from .assets import pose_weights, sample_images
 
+THROUGHPUT = "yolo_adapters openvino throughput"
+THROUGHPUT_INT8 = "yolo_adapters openvino throughput, INT8"
 LIMIT_SQUARE = "inference-only limit, 640x640 (Ultralytics' IR, THROUGHPUT, AsyncInferQueue)"
 LIMIT_RECT = "inference-only limit, 640x384 (yolo_adapters' IR, THROUGHPUT, AsyncInferQueue)"
+LIMIT_DECODE = "decode + letterbox + inference bound, 640x384 (same IR, one loop, no post-processing)"
+LIMIT_INT8 = "inference-only limit, INT8 640x384 (yolo_adapters' INT8 IR, THROUGHPUT, AsyncInferQueue)"
 
 
 # -- inputs ------------------------------------------------------------------------------------------------
@@ -68,8 +74,12 @@ def time_stream(model: Any, source: str, imgsz: int, **kwargs: Any) -> dict[str,
     return {"frames": count, "fps": count / total, "gaps": gaps.tolist()}
 
 
-def time_limit(xml: Path, tensors: list[np.ndarray], hint: str = "THROUGHPUT") -> dict[str, Any]:
-    """Inference-only throughput of the compiled model: AsyncInferQueue over pre-processed tensors."""
+def time_limit(xml: Path, tensors: Iterable[np.ndarray], warmup: np.ndarray, hint: str = "THROUGHPUT") -> dict[str, Any]:
+    """Inference-only throughput of the compiled model: an AsyncInferQueue fed ``tensors`` as fast as they come.
+
+    Given a list of pre-processed tensors, that is ``benchmark_app -hint throughput``; given ``letterboxed(...)``,
+    each frame is decoded and letterboxed just before it is queued, the least any pipeline over the video must do.
+    """
     import openvino as ov
 
     from .backends.openvino import core
@@ -79,38 +89,38 @@ def time_limit(xml: Path, tensors: list[np.ndarray], hint: str = "THROUGHPUT") -
     stamps: list[float] = []
     infer_queue = ov.AsyncInferQueue(compiled, jobs)
     infer_queue.set_callback(lambda request, userdata: stamps.append(time.perf_counter()))
-    for x in tensors[: jobs * 2]:  # warm-up
-        infer_queue.start_async({0: x})
+    for _ in range(jobs * 2):
+        infer_queue.start_async({0: warmup})
     infer_queue.wait_all()
     stamps.clear()
+    count = 0
     start = time.perf_counter()
     for x in tensors:
         infer_queue.start_async({0: x})
+        count += 1
     infer_queue.wait_all()
     total = max(stamps) - start
     gaps = np.diff([start, *sorted(stamps)]) * 1e3
-    return {"frames": len(tensors), "fps": len(tensors) / total, "gaps": gaps.tolist(), "requests": jobs}
+    return {"frames": count, "fps": count / total, "gaps": gaps.tolist(), "requests": jobs}
 
 
-def preprocessed_frames(video: Path, imgsz: int, stride: int = 32, rect: bool = False) -> list[np.ndarray]:
-    """The video's frames as the predictor feeds them: letterboxed to imgsz (``rect``: the minimal stride-multiple
-    rectangle a dynamic model gets, 640x384 for 16:9), RGB, NCHW float32 in 0..1."""
+def letterboxed(video: Path, imgsz: int, stride: int = 32, rect: bool = False) -> Iterator[np.ndarray]:
+    """The video's frames as the predictor feeds them, decoded one by one: letterboxed to imgsz (``rect``: the
+    minimal stride-multiple rectangle a dynamic model gets, 640x384 for 16:9), RGB, NCHW float32 in 0..1."""
     import cv2
     from ultralytics.data.augment import LetterBox
 
     letterbox = LetterBox((imgsz, imgsz), auto=rect, stride=stride)
     capture = cv2.VideoCapture(str(video))
-    frames = []
     try:
         while True:
             ok, frame = capture.read()
             if not ok:
                 break
             x = letterbox(image=frame)[..., ::-1].transpose(2, 0, 1)
-            frames.append(np.ascontiguousarray(x[None], dtype=np.float32) / 255.0)
+            yield np.ascontiguousarray(x[None], dtype=np.float32) / 255.0
     finally:
         capture.release()
-    return frames
 
 
 def single_image_ms(model: Any, image: str, imgsz: int, runs: int) -> list[float]:
@@ -282,6 +292,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         return make
 
+    calibration = work / "calibration"  # INT8 row: the bundled images (throughput is measured, not accuracy)
+    if not calibration.exists():
+        calibration.mkdir()
+        for picture in sample_images():
+            (calibration / picture.name).write_bytes(picture.read_bytes())
+    int8 = {"precision": "int8", "calibration": str(calibration), "holdout": 0}
     rows: dict[str, Callable] = {
         "Ultralytics PyTorch CPU": native(pt),
         "Ultralytics native OpenVINO (FP32)": native(ir_dir, fp32=True),
@@ -289,18 +305,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "Ultralytics native ONNX": native(onnx),
         "yolo_adapters openvino latency, no pipeline": adapter("openvino", hint="latency", pipeline=False),
         "yolo_adapters openvino latency": adapter("openvino", hint="latency"),
-        "yolo_adapters openvino throughput": adapter("openvino", hint="throughput"),
+        THROUGHPUT: adapter("openvino", hint="throughput"),
         "yolo_adapters openvino throughput, static 640x640": adapter("openvino", hint="throughput", dynamic=False),
+        THROUGHPUT_INT8: adapter("openvino", hint="throughput", **int8),
         "yolo_adapters onnxruntime": adapter("onnxruntime"),
     }
     if args.skip:
         rows = {k: v for k, v in rows.items() if not any(s.lower() in k.lower() for s in args.skip)}
     results: dict[str, list[dict]] = {k: [] for k in rows}
-    square_key, rect_key = LIMIT_SQUARE, LIMIT_RECT
-    results[square_key], results[rect_key] = [], []
     say("pre-processing frames for the inference-only limits ...")
-    tensors = {square_key: preprocessed_frames(video, imgsz), rect_key: preprocessed_frames(video, imgsz, rect=True)}
-    xmls = {square_key: next(ir_dir.glob("*.xml"))}
+    square, rect = list(letterboxed(video, imgsz)), list(letterboxed(video, imgsz, rect=True))
+    # limit row -> (the row whose compiled model it measures, or None for Ultralytics' IR; what feeds it)
+    limits: dict[str, tuple[str | None, Callable[[], Iterable[np.ndarray]], np.ndarray]] = {
+        LIMIT_SQUARE: (None, lambda: square, square[0]),
+        LIMIT_RECT: (THROUGHPUT, lambda: rect, rect[0]),
+        LIMIT_DECODE: (THROUGHPUT, lambda: letterboxed(video, imgsz, rect=True), rect[0]),
+        LIMIT_INT8: (THROUGHPUT_INT8, lambda: rect, rect[0]),
+    }
+    xmls: dict[str | None, Path] = {None: next(ir_dir.glob("*.xml"))}
+    for label in limits:
+        results[label] = []
 
     for repeat in range(args.repeats):
         for label, make in rows.items():
@@ -310,14 +334,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 model.predict(image, verbose=False, imgsz=imgsz)  # build the predictor, compile, warm up
                 results[label].append(time_stream(model, str(video), imgsz))
-                if label == "yolo_adapters openvino throughput":  # its dynamic IR, for the 640x384 limit
-                    xmls[rect_key] = model.predictor.model.artifact
+                if label in (THROUGHPUT, THROUGHPUT_INT8):  # the models the limits run
+                    xmls[label] = model.predictor.model.artifact
             finally:
                 finish()
                 del model
             say(f"  repeat {repeat + 1}/{args.repeats}  {label:48s} {results[label][-1]['fps']:6.2f} FPS")
-        for limit_label, xml in xmls.items():
-            results[limit_label].append(time_limit(xml, tensors[limit_label]))
+        for limit_label, (source, feed, warmup) in limits.items():
+            if source not in xmls:
+                continue  # its row was skipped
+            results[limit_label].append(time_limit(xmls[source], feed(), warmup))
             say(f"  repeat {repeat + 1}/{args.repeats}  {limit_label:48s} {results[limit_label][-1]['fps']:6.2f} FPS")
 
     # single image latency, adapter overhead
@@ -341,7 +367,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         extras["single_runs"] = args.single_runs
         import torch
 
-        extras["overhead"] = overhead(ours.predictor.model, torch.from_numpy(tensors[square_key][0]), args.single_runs)
+        extras["overhead"] = overhead(ours.predictor.model, torch.from_numpy(square[0]), args.single_runs)
     finally:
         yolo_adapters.deactivate()
 
@@ -359,6 +385,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # -- reporting -----------------------------------------------------------------------------------------------
+def limit_of(row: str) -> str:
+    """The inference-only limit a row is compared with: the same compiled model at the shape the row runs.
+
+    A dynamic yolo_adapters model runs 16:9 frames at 640x384, like Ultralytics PyTorch; static models
+    (Ultralytics' export, ``dynamic=False``) run 640x640 squares; the INT8 row has its own model. The
+    decode-inclusive bound is compared with the limit of the model it runs, which shows what decoding costs."""
+    if row in (LIMIT_SQUARE, LIMIT_RECT, LIMIT_INT8):
+        return row
+    if row == THROUGHPUT_INT8:
+        return LIMIT_INT8
+    rect = (row.startswith("yolo_adapters") and "static" not in row) or row == LIMIT_DECODE or "PyTorch" in row
+    return LIMIT_RECT if rect else LIMIT_SQUARE
+
+
 def summarise(report: dict[str, Any]) -> list[dict[str, Any]]:
     results = report["results"]
     native_key = "Ultralytics native OpenVINO (FP32)"  # FP32, like every yolo_adapters row
@@ -372,10 +412,7 @@ def summarise(report: dict[str, Any]) -> list[dict[str, Any]]:
     for key, runs in results.items():
         if not runs:
             continue
-        # a dynamic yolo_adapters model runs 16:9 frames at 640x384, like Ultralytics PyTorch: compare it with the
-        # limit at that shape; static models (Ultralytics' export, dynamic=False) run 640x640 squares
-        rect = (key.startswith("yolo_adapters") and "static" not in key) or key == LIMIT_RECT or "PyTorch" in key
-        limit = median_fps(LIMIT_RECT if rect else LIMIT_SQUARE)
+        limit = median_fps(limit_of(key))
         fps = [r["fps"] for r in runs]
         gaps = np.concatenate([r["gaps"] for r in runs])
         table.append({
@@ -399,6 +436,19 @@ def render(report: dict[str, Any], command: str) -> str:
             f"{r['p95']:.1f} | {r['vs_native']:.2f}x | {r['vs_limit']:.2f}x |"
         )
     lines.append("")
+    fps = {r["row"]: r["fps"] for r in table}
+    if THROUGHPUT in fps and LIMIT_DECODE in fps:
+        lines.append(
+            f"- Decoding and letterboxing the 1280x720 frames alone leave the engine {fps[LIMIT_DECODE] / fps[LIMIT_RECT]:.2f}x "
+            f"of its inference-only limit on this machine; {THROUGHPUT} reaches {fps[THROUGHPUT] / fps[LIMIT_DECODE]:.2f}x "
+            "of that decode + letterbox + inference bound while also running Ultralytics' post-processing, NMS and results."
+        )
+    if THROUGHPUT_INT8 in fps and THROUGHPUT in fps:
+        inference = f", inference only {fps[LIMIT_INT8] / fps[LIMIT_RECT]:.2f}x" if LIMIT_INT8 in fps and LIMIT_RECT in fps else ""
+        lines.append(
+            f"- INT8 / FP32 in this run (throughput mode, 640x384): end to end {fps[THROUGHPUT_INT8] / fps[THROUGHPUT]:.2f}x"
+            f"{inference} (NNCF, calibrated on the bundled images; accuracy: docs/quantization.md)."
+        )
     if "single_ratio" in extras:
         lines.append(
             f"- Single image (bus.jpg, latency mode, median of {extras['single_runs']} alternated "
@@ -438,10 +488,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.barh(labels, fps, xerr=err, color=colors, capsize=3)
     ax.invert_yaxis()
     ax.set_xlabel("frames per second, end to end (median; bars: min-max over repeats)")
-    ax.set_title(f"yolo11n-pose, imgsz {report['imgsz']}, FP32 CPU, {report['frames']}-frame 1280x720 stream", loc="right")
-    ax.set_xlim(0, max(fps) * 1.15)  # room for the value labels
-    for y, v in enumerate(fps):
-        ax.text(v, y, f" {v:.1f}", va="center")
+    ax.set_title(f"yolo11n-pose, imgsz {report['imgsz']}, CPU, FP32 unless INT8, {report['frames']}-frame 1280x720 stream",
+                 loc="right")  # fmt: skip
+    ax.set_xlim(0, max(r["fps_max"] for r in table) * 1.15)  # room for the value labels
+    for y, r in enumerate(table):
+        ax.text(r["fps_max"], y, f"  {r['fps']:.1f}", va="center")  # past the error bar
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")  # long row labels must not push the title off the canvas
     plt.close(fig)
@@ -454,7 +505,7 @@ def write_docs(report: dict[str, Any], command: str, docs: Path) -> Path:
     marker_start, marker_end = "<!-- bench:start -->", "<!-- bench:end -->"
     block = (
         f"{marker_start}\n\nMachine: {report['machine']}.\n\nCommand: `{command}`\n\n"
-        f"{report['frames']}-frame stream, {report['imgsz']}x{report['imgsz']}, FP32, CPU, {report['repeats']} interleaved "
+        f"{report['frames']}-frame stream, {report['imgsz']}x{report['imgsz']}, CPU, FP32 unless INT8, {report['repeats']} interleaved "
         f"repeats (PyTorch fewer: it is slow and only a reference).\n\n{render(report, command)}\n\n"
         f"![benchmark](benchmark.png)\n\n{marker_end}"
     )
