@@ -20,6 +20,7 @@ tensor, and cold start (first result in a new process, warm caches). Nothing her
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -310,6 +311,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         THROUGHPUT_INT8: adapter("openvino", hint="throughput", **int8),
         "yolo_adapters onnxruntime": adapter("onnxruntime"),
     }
+    if importlib.util.find_spec("nncf") is None:
+        say("nncf is not installed (pip install 'yolo-adapters[int8]'): no INT8 row")
+        rows.pop(THROUGHPUT_INT8)
     if args.skip:
         rows = {k: v for k, v in rows.items() if not any(s.lower() in k.lower() for s in args.skip)}
     results: dict[str, list[dict]] = {k: [] for k in rows}
