@@ -145,6 +145,17 @@ class OpenVINOEngine(Engine):
             compiled = _compile(artifact, device, config, options)
             with _core_lock:
                 compiled = _compiled.setdefault(key, compiled)
+        self._adopt(compiled)
+
+    @classmethod
+    def from_compiled(cls, compiled: Any) -> "OpenVINOEngine":
+        """An engine over a model someone else compiled (NNCF's accuracy control hands its candidates so)."""
+        engine = cls.__new__(cls)
+        Engine.__init__(engine)
+        engine._adopt(compiled)
+        return engine
+
+    def _adopt(self, compiled: Any) -> None:
         self.compiled = compiled
         self._request = compiled.create_infer_request()
         self._lock = threading.Lock()

@@ -177,42 +177,12 @@ def _quantize_with_accuracy_control(
     return quantized, control
 
 
-class _CompiledEngine:
-    """An ``openvino.CompiledModel`` someone else compiled (NNCF's validation), as a yolo_adapters Engine."""
-
-    parallel = 1
-
-    def __init__(self, compiled: Any) -> None:
-        from ..backends.base import Engine
-
-        Engine.__init__(self)  # type: ignore[arg-type] - the counter only
-        self.compiled = compiled
-        self._request = compiled.create_infer_request()
-        self._outputs = len(compiled.outputs)
-        partial = compiled.input(0).get_partial_shape()
-        self.input_shape = tuple(int(d.get_length()) if d.is_static else -1 for d in partial)
-        self.input_dtype = np.dtype(np.float32)
-
-    dynamic = property(lambda self: any(int(d) < 0 for d in self.input_shape))
-
-    def _count(self) -> None:
-        self.calls += 1
-
-    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
-        self._count()
-        self._request.infer({0: batch})
-        return [self._request.get_output_tensor(i).data.copy() for i in range(self._outputs)]
-
-    def submit(self, batch: np.ndarray) -> Any:
-        from ..backends.base import Done
-
-        return Done(self.infer(batch))
-
-
 def _compiled_adapter(compiled: Any, info: Any, artifact: Path) -> Any:
+    """NNCF's compiled candidate as the AdapterBackend Ultralytics' validator runs."""
+    from ..backends.openvino import OpenVINOEngine
     from ..runtime import AdapterBackend
 
-    return AdapterBackend(_CompiledEngine(compiled), info, "openvino", "CPU", artifact, pipeline=False)  # type: ignore[arg-type]
+    return AdapterBackend(OpenVINOEngine.from_compiled(compiled), info, "openvino", "CPU", artifact, pipeline=False)
 
 
 def static_shape(model: Any, plan: "ExportPlan") -> tuple[int, int, int, int]:
