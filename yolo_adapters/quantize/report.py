@@ -88,20 +88,16 @@ def _predictor(task: str, module: Any, imgsz: Sequence[int]) -> Any:
 
 
 def _adapter(path: Path, plan: "ExportPlan", precision: str, backend: str = "openvino") -> Any:
-    """The model at ``path`` as the AdapterBackend Ultralytics' predictor and validator run (CPU)."""
+    """The model at ``path`` as the AdapterBackend Ultralytics' predictor and validator run, on the backend's
+    default (CPU) device; OpenVINO's compiled-blob cache is left out for these one-off models."""
+    from .. import registry
     from ..runtime import AdapterBackend, read_artifact_info
 
-    options = {"precision": precision, "dynamic": plan.dynamic, "imgsz": list(plan.imgsz), "batch": plan.batch}
-    if backend == "onnxruntime":
-        from ..backends.onnxruntime import ONNXRuntimeBackend, ONNXRuntimeEngine
-
-        engine: Any = ONNXRuntimeEngine(ONNXRuntimeBackend(), path, "cpu", options)
-        device = "cpu"
-    else:
-        from ..backends.openvino import OpenVINOEngine
-
-        engine, device = OpenVINOEngine(path, "CPU", {**options, "compile_cache": False}), "CPU"
-    return AdapterBackend(engine, read_artifact_info(path), backend, device, path, pipeline=False)
+    plugin = registry.get_backend(backend)
+    options = {"precision": precision, "dynamic": plan.dynamic, "imgsz": list(plan.imgsz), "batch": plan.batch,
+               "compile_cache": False}  # fmt: skip
+    engine = plugin.load(path, plugin.default_device, options)
+    return AdapterBackend(engine, read_artifact_info(path), plugin.name, plugin.default_device, path, pipeline=False)
 
 
 def agreement_report(
