@@ -49,6 +49,7 @@ def quantize_openvino(fp32_xml: Path, plan: "ExportPlan") -> Path:
     import nncf
     import openvino as ov
 
+    from ..backends.openvino import core
     from ..runtime import read_artifact_info
 
     settings = plan_settings(plan)
@@ -56,7 +57,7 @@ def quantize_openvino(fp32_xml: Path, plan: "ExportPlan") -> Path:
     task = info.task or "detect"
     root, calib_images, held = _calibration_split(settings)
 
-    model = ov.Core().read_model(str(fp32_xml))
+    model = core().read_model(str(fp32_xml))  # the process's one Core (its plugins are costly to load)
     shape = static_shape(model, plan)
     batches, scope, ignored = _calibration_inputs(model, calib_images, shape, task, info.stride or 32)
 
