@@ -179,3 +179,21 @@ def test_fp16_precision_converts_separately(checkpoints: dict, images: list[Path
     assert model16.predictor.model.artifact != fp32_artifact
     assert len(fp16.boxes) == len(fp32.boxes)
     assert torch.allclose(fp16.boxes.conf, fp32.boxes.conf, atol=0.05)
+
+
+def test_submit_copies_the_batch(checkpoints: dict, images: list[Path]) -> None:
+    """Once submit() returns, the engine owns its input: the caller's array may be reused at once. OpenVINO's
+    zero-copy inputs (share_inputs=True) broke this and, over a long stream, crashed the process."""
+    import numpy as np
+
+    model = YOLO(str(checkpoints["pose"]))
+    model.predict(str(images[0]), device="openvino", imgsz=320, verbose=False)
+    engine = model.predictor.model.engine
+    rng = np.random.default_rng(0)
+    batches = [rng.random((1, 3, 320, 320), dtype=np.float32) for _ in range(8)]
+    expected = [engine.infer(b.copy()) for b in batches]
+    for batch, want in zip(batches, expected):
+        pending = engine.submit(batch)
+        batch[:] = 0.0  # what a caller recycling its buffer does
+        for got, ref in zip(pending.result(), want):
+            np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
