@@ -187,7 +187,7 @@ class OpenVINOEngine(Engine):
         try:
             # Copied into the request's own input tensor, never shared: with share_inputs=True (OpenVINO 2026.4,
             # CPU) a 5,000-frame stream left the heap corrupt and a later compile or infer crashed the process
-            # (tests/test_reliability.py, 2 runs in 3). The copy cost 0.5% of stream throughput (docs/benchmarks.md).
+            # (tests/test_reliability.py, 5 runs in 6). The copy cost 0.5% of stream throughput (docs/benchmarks.md).
             request.start_async({0: batch})
         except BaseException:
             self._idle.put(request)
