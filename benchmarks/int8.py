@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from ultralytics import YOLO
     from ultralytics.utils import ASSETS
 
-    from yolo_adapters.parity import _match, compare_results
+    from yolo_adapters.parity import match_detections, compare_results
     from yolo_adapters.quantize import format_report, quantize_model, summarize_agreement
 
     model_path = args.model or str(pose_weights())
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             artifacts[precision] = model.predictor.model.artifact
     assert artifacts["int8"] == int8.artifact
     names = [Path(p).name for p in eval_images]
-    agreement = summarize_agreement(results["fp32"], results["int8"], names, 0.25, _match, compare_results)
+    agreement = summarize_agreement(results["fp32"], results["int8"], names, 0.25, match_detections, compare_results)
 
     shape = (1, 3, *((imgsz, imgsz) if isinstance(imgsz, int) else imgsz))
     fps: dict[str, list[float]] = {"fp32": [], "int8": []}

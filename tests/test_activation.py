@@ -57,17 +57,17 @@ def test_import_activates_in_either_order(
     tmp_path: Path, pose_pt: Path, images: list, people_on_bus: int, before: str, after: str
 ) -> None:
     out = _run([sys.executable, str(_script(tmp_path, pose_pt, images[0], before, after))])
-    assert out == {"engine": "AdapterBackend", "people": people_on_bus, "argv": []}
+    assert out == {"engine": "EngineModule", "people": people_on_bus, "argv": []}
 
 
 def test_device_string_needs_no_import(tmp_path: Path, pose_pt: Path, images: list, people_on_bus: int) -> None:
     out = _run([sys.executable, str(_script(tmp_path, pose_pt, images[0], device="openvino:CPU"))])
-    assert out["engine"] == "AdapterBackend" and out["people"] == people_on_bus
+    assert out["engine"] == "EngineModule" and out["people"] == people_on_bus
 
 
 def test_env_var_activates_unchanged_script(tmp_path: Path, pose_pt: Path, images: list, people_on_bus: int) -> None:
     script = _script(tmp_path, pose_pt, images[0])
-    assert _run([sys.executable, str(script)], {"YOLO_ADAPTERS": "openvino"})["engine"] == "AdapterBackend"
+    assert _run([sys.executable, str(script)], {"YOLO_ADAPTERS": "openvino"})["engine"] == "EngineModule"
     stock = _run([sys.executable, str(script)], {"YOLO_ADAPTERS": ""})
     assert stock["engine"] == "AutoBackend" and stock["people"] == people_on_bus
 
@@ -82,9 +82,9 @@ def test_cli_run_script_and_module(tmp_path: Path, pose_pt: Path, images: list) 
     script = _script(tmp_path, pose_pt, images[0])
     cli = [sys.executable, "-m", "yolo_adapters", "run", "--backend", "openvino"]
     out = _run([*cli, str(script), "--their-flag", "7"])
-    assert out == {"engine": "AdapterBackend", "people": 4, "argv": ["--their-flag", "7"]}
+    assert out == {"engine": "EngineModule", "people": 4, "argv": ["--their-flag", "7"]}
     out = _run([*cli, "-m", "their_script", "x"], cwd=tmp_path)
-    assert out["engine"] == "AdapterBackend" and out["argv"] == ["x"]
+    assert out["engine"] == "EngineModule" and out["argv"] == ["x"]
 
 
 def test_cli_run_covers_ultralytics_yolo_cli(tmp_path: Path, pose_pt: Path, images: list) -> None:

@@ -1,4 +1,5 @@
-"""`yolo-adapters bench` reporting: each row is compared with the right limit, and --docs rewrites only its block.
+"""`yolo-adapters bench` reporting: each row is compared with the right limit, and benchmarks/bench.py --docs rewrites
+only its block of docs/benchmarks.md.
 
 Nothing here is timed: the report is synthetic, so the ratios it checks are known exactly.
 """
@@ -7,9 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sys
+
 import pytest
 
 from yolo_adapters import bench
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bench as maintainers_bench  # noqa: E402  (benchmarks/bench.py: the reference run's docs bookkeeping)
 
 
 def _runs(*fps: float) -> list[dict]:
@@ -54,9 +60,9 @@ def test_render_states_the_decode_bound_and_int8_ratios(report: dict) -> None:
 def test_docs_block_is_replaced_and_the_rest_kept(report: dict, tmp_path: Path) -> None:
     page = tmp_path / "benchmarks.md"
     page.write_text("# Benchmarks\n\nhand-written analysis\n\n<!-- bench:start -->\nold table\n<!-- bench:end -->\n\ntail\n")
-    bench.write_docs(report, "yolo-adapters bench --docs docs", tmp_path)
+    maintainers_bench.write_docs(report, "python benchmarks/bench.py --docs docs", tmp_path)
     text = page.read_text()
     assert text.startswith("# Benchmarks\n\nhand-written analysis\n\n<!-- bench:start -->")
     assert "old table" not in text and text.endswith("<!-- bench:end -->\n\ntail\n")
-    assert "Command: `yolo-adapters bench --docs docs`" in text and "Machine: test machine." in text
+    assert "Command: `python benchmarks/bench.py --docs docs`" in text and "Machine: test machine." in text
     assert (tmp_path / "benchmark.png").stat().st_size > 10_000 and (tmp_path / "benchmark.json").is_file()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from yolo_adapters import cli, registry
-from yolo_adapters.backends.base import Backend, ExportPlan
+from yolo_adapters.backends.base import BackendPlugin, ExportPlan
 from yolo_adapters.cache import ArtifactCache
 
 
@@ -76,7 +76,7 @@ def test_info_without_a_backend_package_in_a_fresh_process(tmp_path: Path) -> No
     assert text.returncode == 0 and "onnxruntime  [built-in] unavailable: ONNX Runtime is not installed" in text.stdout
 
 
-class _ThirdParty(Backend):
+class _ThirdParty(BackendPlugin):
     name = "thirdparty"
 
     def missing_requirements(self):

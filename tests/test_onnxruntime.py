@@ -15,13 +15,13 @@ import yolo_adapters
 from yolo_adapters.errors import BackendUnavailableError, DeviceError, ModelFormatError, OptionError
 from engine_checks import assert_engine_ran_not_pytorch
 from yolo_adapters.parity import DEFAULT_TOLERANCES, Tolerances, compare_results
-from yolo_adapters.runtime import AdapterBackend
+from yolo_adapters.module import EngineModule
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 from ultralytics import YOLO  # noqa: E402
 
-from yolo_adapters.backends import onnxruntime as ort_backend  # noqa: E402
+from yolo_adapters.backends.onnxruntime import convert as ort_convert, plugin as ort_backend  # noqa: E402
 
 TASKS = ("detect", "segment", "pose", "obb", "classify")
 CPU = "CPUExecutionProvider"
@@ -65,7 +65,7 @@ def test_every_task_matches_pytorch(task: str, checkpoints: dict, images: list[P
     candidate = _predict(model, images, device="onnxruntime")
 
     engine_module = model.predictor.model
-    assert isinstance(engine_module, AdapterBackend) and engine_module.format == "onnxruntime"
+    assert isinstance(engine_module, EngineModule) and engine_module.format == "onnxruntime"
     assert engine_module.engine.calls >= len(images)
     assert engine_module.engine.providers[0] == CPU
     assert Path(engine_module.artifact).suffix == ".onnx"
@@ -99,7 +99,7 @@ def test_device_spellings(checkpoints: dict, images: list[Path]) -> None:
     model = YOLO(str(checkpoints["pose"]))
     for device in ("onnxruntime", "onnxruntime:cpu", "ort", "ORT:CPU", "onnxruntime:CPUExecutionProvider"):
         result = model.predict(str(images[0]), device=device, verbose=False)[0]
-        assert isinstance(model.predictor.model, AdapterBackend), device
+        assert isinstance(model.predictor.model, EngineModule), device
         assert model.predictor.model.engine_device == "cpu", device
         assert model.predictor.model.engine.providers == [CPU], device
         assert len(result.boxes) == 4
@@ -139,7 +139,7 @@ def test_fallback_warns_once_and_runs_on_cpu(
 def test_provider_chain_and_device_id(monkeypatch: pytest.MonkeyPatch) -> None:
     """The provider list handed to InferenceSession, for GPU providers this CPU machine lacks."""
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", CPU])
-    backend = ort_backend.ONNXRuntimeBackend()
+    backend = ort_backend.ONNXRuntimePlugin()
     extra = {"provider_options": {"arena_extend_strategy": "kSameAsRequested"}}
     assert backend.resolve_providers("cuda:1", extra) == [
         ("CUDAExecutionProvider", {"device_id": 1, "arena_extend_strategy": "kSameAsRequested"}),
@@ -246,9 +246,9 @@ def test_fp16_precision_converts_separately(checkpoints: dict, images: list[Path
 def test_fp16_pass_is_idempotent(pose_onnx: Path, images: list[Path], pose_reference: list) -> None:
     """The FP16 pass converts an FP32 file once and leaves an FP16 one alone."""
     assert not _has_fp16_weights(pose_onnx)
-    assert ort_backend.ensure_fp16(pose_onnx) is True
+    assert ort_convert.ensure_fp16(pose_onnx) is True
     assert _has_fp16_weights(pose_onnx)
-    assert ort_backend.ensure_fp16(pose_onnx) is False  # already FP16: left alone
+    assert ort_convert.ensure_fp16(pose_onnx) is False  # already FP16: left alone
     model = YOLO(str(pose_onnx), task="pose")
     candidate = _predict(model, images, device="onnxruntime")
     assert model.predictor.model.engine.input_dtype == np.float32  # float32 inputs and outputs kept

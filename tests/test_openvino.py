@@ -18,7 +18,7 @@ from yolo_adapters.errors import (
 )
 from engine_checks import assert_engine_ran_not_pytorch
 from yolo_adapters.parity import compare_results
-from yolo_adapters.runtime import AdapterBackend
+from yolo_adapters.module import EngineModule
 
 pytest.importorskip("openvino")
 from ultralytics import YOLO  # noqa: E402
@@ -38,7 +38,7 @@ def test_every_task_matches_pytorch(task: str, checkpoints: dict, images: list[P
     candidate = _predict(model, images, device="openvino")
 
     engine_module = model.predictor.model
-    assert isinstance(engine_module, AdapterBackend) and engine_module.format == "openvino"
+    assert isinstance(engine_module, EngineModule) and engine_module.format == "openvino"
     assert engine_module.engine.calls >= len(images)
     for ref, cand in zip(reference, candidate):
         agreement = compare_results(ref, cand)
@@ -55,7 +55,7 @@ def test_device_spellings(checkpoints: dict, images: list[Path]) -> None:
     model = YOLO(str(checkpoints["pose"]))
     for device in ("openvino:CPU", "openvino:cpu", "intel:cpu", "OpenVINO"):
         result = model.predict(str(images[0]), device=device, verbose=False)[0]
-        assert isinstance(model.predictor.model, AdapterBackend), device
+        assert isinstance(model.predictor.model, EngineModule), device
         assert model.predictor.model.engine_device == "CPU"
         assert len(result.boxes) == 4
 

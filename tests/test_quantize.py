@@ -10,7 +10,7 @@ import pytest
 
 import yolo_adapters
 from yolo_adapters.errors import OptionError
-from yolo_adapters.runtime import AdapterBackend
+from yolo_adapters.module import EngineModule
 
 pytest.importorskip("openvino")
 nncf = pytest.importorskip("nncf")
@@ -55,7 +55,7 @@ def fed_to_nncf(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
     return shapes
 
 
-def _runtime_int8_ops(module: AdapterBackend) -> int:
+def _runtime_int8_ops(module: EngineModule) -> int:
     """Convolutions the compiled model executes in int8/uint8 (OpenVINO's execution graph, not the IR)."""
     runtime = module.engine.compiled.get_runtime_model()
     count = 0
@@ -160,7 +160,7 @@ def test_every_task_quantizes(task: str, checkpoints: dict, images: list[Path], 
     model = YOLO(str(checkpoints[task]))
     result = model.predict(str(images[0]), verbose=False)[0]
     module = model.predictor.model
-    assert isinstance(module, AdapterBackend) and module.artifact == artifact
+    assert isinstance(module, EngineModule) and module.artifact == artifact
     assert module.engine.calls >= 1 and _runtime_int8_ops(module) > 10
     found = result.probs if task == "classify" else (result.obb if task == "obb" else result.boxes)
     assert found is not None and (task == "classify" or len(found) > 0)
@@ -385,7 +385,7 @@ def test_onnxruntime_int8_every_task(
     model = YOLO(str(checkpoints[task]))
     found = model.predict(str(images[0]), verbose=False)[0]
     module = model.predictor.model
-    assert isinstance(module, AdapterBackend) and module.artifact == artifact and module.engine.calls >= 1
+    assert isinstance(module, EngineModule) and module.artifact == artifact and module.engine.calls >= 1
     assert found.probs is not None if task == "classify" else len(found.obb if task == "obb" else found.boxes) > 0
 
 

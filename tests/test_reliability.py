@@ -170,10 +170,10 @@ def test_corrupt_model_files(tmp_path: Path, images: list, content: bytes, suffi
     path = tmp_path / f"broken{suffix}"
     path.write_bytes(content)
     from yolo_adapters.devices import Selection
-    from yolo_adapters.runtime import build_adapter_backend
+    from yolo_adapters.runtime import build_engine_module
 
     with pytest.raises(ModelFormatError, match=message):
-        build_adapter_backend(str(path), Selection("openvino", "CPU", {"device": "CPU"}))
+        build_engine_module(str(path), Selection("openvino", "CPU", {"device": "CPU"}))
 
 
 def test_empty_and_unreadable_sources(pose_pt: Path, tmp_path: Path) -> None:

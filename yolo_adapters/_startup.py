@@ -7,21 +7,9 @@ installed so plugin device strings (``device="openvino:GPU"``) work without impo
 ``YOLO_ADAPTERS_DISABLE=1`` turns all of it off.
 """
 
-import os
 import sys
 
-
-def disabled() -> bool:
-    return os.environ.get("YOLO_ADAPTERS_DISABLE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def requested_backend() -> "tuple[str, str] | None":
-    """``YOLO_ADAPTERS=openvino:GPU`` -> ("openvino", "GPU"); unset, empty or "off" -> None."""
-    value = os.environ.get("YOLO_ADAPTERS", "").strip()
-    if not value or value.lower() in ("0", "off", "none", "false"):
-        return None
-    backend, _, device = value.partition(":")
-    return backend.strip().lower(), device.strip()
+from yolo_adapters.settings import disabled, requested_backend
 
 
 def on_ultralytics_import() -> None:

@@ -15,6 +15,9 @@ Repeats are interleaved (every row once, then again) and the table reports media
 printed beside them, because other processes on the machine move the numbers. It also measures single-image latency
 (latency mode vs the native path), the adapter's per-call overhead over a bare compiled-model call on the same
 tensor, and cold start (first result in a new process, warm caches). Nothing here needs the network.
+
+This is the user command (measure your own machine). The maintainers' part, rewriting docs/benchmarks.md and its
+plot from a reference run, is ``benchmarks/bench.py --docs docs``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from .assets import pose_weights, sample_images
+from .backends.base import Engine
 
 THROUGHPUT = "yolo_adapters openvino throughput"
 THROUGHPUT_INT8 = "yolo_adapters openvino throughput, INT8"
@@ -133,8 +137,22 @@ def single_image_ms(model: Any, image: str, imgsz: int, runs: int) -> list[float
     return times
 
 
+class _Answering(Engine):
+    """An engine that answers every batch at once with the outputs of one real run: under an ``EngineModule`` it
+    leaves only the module's own work (tensor conversion, output copies, torch views) to be timed."""
+
+    def __init__(self, engine: Engine, outputs: list[np.ndarray]) -> None:
+        super().__init__()
+        self.input_shape, self.input_dtype, self.parallel = engine.input_shape, engine.input_dtype, engine.parallel
+        self._outputs = outputs
+
+    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
+        self._count()
+        return [o.copy() for o in self._outputs]  # a real engine hands out fresh arrays too
+
+
 def overhead(module: Any, tensor: Any, runs: int) -> dict[str, float]:
-    """AdapterBackend.forward vs a bare infer request of the same compiled model on the same tensor, alternated."""
+    """EngineModule.forward vs a bare infer request of the same compiled model on the same tensor, alternated."""
     compiled = module.engine.compiled
     request = compiled.create_infer_request()
     x = tensor.numpy()
@@ -155,26 +173,17 @@ def overhead(module: Any, tensor: Any, runs: int) -> dict[str, float]:
             start = time.perf_counter()
             fn()
             bucket.append((time.perf_counter() - start) * 1e3)
-    # The adapter's own work, measured alone: the same forward with the engine's request answering at once from
-    # the outputs of a real run (tensor conversion, lock, output copies, torch views all still run).
-    engine = module.engine
+    # The module's own work, measured alone: the same forward over an engine answering at once with the outputs of
+    # a real run of this tensor.
+    from .module import EngineModule  # torch: only when measuring
 
-    class Answered:
-        def infer(self, inputs: Any) -> None:
-            pass
-
-        def get_output_tensor(self, i: int) -> Any:
-            return real.get_output_tensor(i)
-
-    real, engine._request = engine._request, Answered()
+    answering = _Answering(module.engine, module.engine.infer(x))
+    alone = EngineModule(answering, module.info, module.backend_name, module.engine_device, module.artifact, pipeline=False)
     own = []
-    try:
-        for _ in range(runs * 10):
-            start = time.perf_counter()
-            module(tensor)
-            own.append((time.perf_counter() - start) * 1e3)
-    finally:
-        engine._request = real
+    for _ in range(runs * 10):
+        start = time.perf_counter()
+        alone(tensor)
+        own.append((time.perf_counter() - start) * 1e3)
     med_b = statistics.median(b)
     return {"bare_ms": med_b, "adapter_ms": statistics.median(a), "own_ms": statistics.median(own),
             "overhead_pct": 100 * statistics.median(own) / med_b,
@@ -463,9 +472,9 @@ def render(report: dict[str, Any], command: str) -> str:
         o = extras["overhead"]
         lines.append(
             f"- Per-call adapter overhead on the same tensor and compiled model: bare infer request {o['bare_ms']:.1f} ms, "
-            f"AdapterBackend.forward {o['adapter_ms']:.1f} ms (medians, alternated; difference of paired calls "
+            f"EngineModule.forward {o['adapter_ms']:.1f} ms (medians, alternated; difference of paired calls "
             f"{o['paired_pct']:+.1f}%, which is noise-dominated). The adapter's own work measured alone (same forward, "
-            f"the request answering at once): {o['own_ms']:.3f} ms = {o['overhead_pct']:.2f}% of a bare call (<= 2% wanted)."
+            f"an engine answering at once): {o['own_ms']:.3f} ms = {o['overhead_pct']:.2f}% of a bare call (<= 2% wanted)."
         )
     if "cold_native_s" in extras:
         lines.append(
@@ -474,54 +483,6 @@ def render(report: dict[str, Any], command: str) -> str:
             f"{extras['cold_adapter_s']:.2f} s."
         )
     return "\n".join(lines)
-
-
-def plot(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    table = summarise(report)
-    labels = [r["row"] for r in table]
-    fps = [r["fps"] for r in table]
-    err = [[r["fps"] - r["fps_min"] for r in table], [r["fps_max"] - r["fps"] for r in table]]
-    fig, ax = plt.subplots(figsize=(12, 0.5 * len(labels) + 1.5))
-    colors = ["#1f77b4" if l.startswith("yolo_adapters") else "#7f7f7f" if l.startswith("Ultralytics") else "#2ca02c"
-              for l in labels]  # fmt: skip
-    ax.barh(labels, fps, xerr=err, color=colors, capsize=3)
-    ax.invert_yaxis()
-    ax.set_xlabel("frames per second, end to end (median; bars: min-max over repeats)")
-    ax.set_title(f"yolo11n-pose, imgsz {report['imgsz']}, CPU, FP32 unless INT8, {report['frames']}-frame 1280x720 stream",
-                 loc="right")  # fmt: skip
-    ax.set_xlim(0, max(r["fps_max"] for r in table) * 1.15)  # room for the value labels
-    for y, r in enumerate(table):
-        ax.text(r["fps_max"], y, f"  {r['fps']:.1f}", va="center")  # past the error bar
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")  # long row labels must not push the title off the canvas
-    plt.close(fig)
-
-
-def write_docs(report: dict[str, Any], command: str, docs: Path) -> Path:
-    docs.mkdir(parents=True, exist_ok=True)
-    plot(report, docs / "benchmark.png")
-    page = docs / "benchmarks.md"
-    marker_start, marker_end = "<!-- bench:start -->", "<!-- bench:end -->"
-    block = (
-        f"{marker_start}\n\nMachine: {report['machine']}.\n\nCommand: `{command}`\n\n"
-        f"{report['frames']}-frame stream, {report['imgsz']}x{report['imgsz']}, CPU, FP32 unless INT8, {report['repeats']} interleaved "
-        f"repeats (PyTorch fewer: it is slow and only a reference).\n\n{render(report, command)}\n\n"
-        f"![benchmark](benchmark.png)\n\n{marker_end}"
-    )
-    if page.exists() and marker_start in page.read_text():
-        text = page.read_text()
-        head, _, rest = text.partition(marker_start)
-        _, _, tail = rest.partition(marker_end)
-        page.write_text(head + block + tail)
-    else:
-        page.write_text(f"# Benchmarks\n\n{block}\n")
-    (docs / "benchmark.json").write_text(json.dumps({k: v for k, v in report.items()}, indent=1))
-    return page
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -534,7 +495,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cold-runs", type=int, default=3, help="new processes per cold-start figure (0: skip)")
     parser.add_argument("--skip", action="append", default=[], help="leave out rows whose label contains this")
     parser.add_argument("--workdir", help="where the video and Ultralytics' own exports go (reused when present)")
-    parser.add_argument("--docs", help="write benchmarks.md + benchmark.png into this folder (e.g. docs)")
     parser.add_argument("--json", action="store_true", help="print the raw report as JSON")
     parser.add_argument("--quiet", action="store_true")
 
@@ -543,8 +503,6 @@ def main(args: argparse.Namespace, command: str | None = None) -> int:
     command = command or "yolo-adapters bench " + " ".join(sys.argv[2:])
     report = run(args)
     print(json.dumps(report, indent=1) if args.json else render(report, command))
-    if args.docs:
-        print(f"written: {write_docs(report, command, Path(args.docs))}")
     return 0
 
 

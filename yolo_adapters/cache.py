@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import ConversionError
+from .settings import CACHE_ENV
 
 LOGGER = logging.getLogger("yolo_adapters")
 ENTRY_FILE = "entry.json"
@@ -25,7 +26,7 @@ _warned_roots: set[str] = set()
 
 
 def default_root() -> Path:
-    env = os.environ.get("YOLO_ADAPTERS_CACHE")
+    env = os.environ.get(CACHE_ENV)
     return Path(env).expanduser() if env else Path.home() / ".cache" / "yolo_adapters"
 
 

@@ -291,7 +291,8 @@ def check(
 
     from . import registry
     from .activation import use
-    from .runtime import AdapterBackend, resolve_artifact
+    from .module import EngineModule
+    from .runtime import resolve_artifact
 
     model_path = Path(str(model))
     if model_path.suffix != ".pt" or not model_path.is_file():
@@ -376,7 +377,7 @@ def check(
             if rect not in references:
                 with _stock():
                     references[rect] = reference.predict(str(image), device=torch_device, rect=rect, **predict_args)[0]
-                if isinstance(reference.predictor.model, AdapterBackend):  # pragma: no cover - a patch-layer bug
+                if isinstance(reference.predictor.model, EngineModule):  # pragma: no cover - a patch-layer bug
                     raise AdapterError("the PyTorch reference was routed to an engine; run check without YOLO_ADAPTERS set.")
             return references[rect]
 
@@ -396,7 +397,7 @@ def check(
     bar.close()
     for report, yolo, _ in engines:
         adapter = getattr(getattr(yolo, "predictor", None), "model", None)
-        if isinstance(adapter, AdapterBackend):
+        if isinstance(adapter, EngineModule):
             report.engine_calls = int(adapter.engine.calls)
     return CheckReport(
         model=str(model_path),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from . import activation, registry
+from . import registry, state
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def resolve(device: Any) -> Selection | None:
     """The plugin route for ``device``, or None to leave it to Ultralytics."""
     if isinstance(device, Selection):
         return device
-    current = activation.current()
+    current = state.current()
     if isinstance(device, str) and device.strip():
         prefix, spec = split_device(device)
         backend = registry.backend_for_device_prefix(prefix)

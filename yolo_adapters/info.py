@@ -65,7 +65,7 @@ def describe_backend(name: str) -> dict[str, Any]:
 def patch_state() -> dict[str, Any]:
     """Whether the patches are on in *this* process, and what turns them on in others."""
     from . import activation, patching
-    from ._startup import disabled
+    from .settings import disabled
     from .patching.targets import TARGETS
 
     return {

@@ -109,6 +109,15 @@ def read_onnx_metadata(path: Path) -> dict[str, Any]:
         raise ModelFormatError(f"{path} is not a readable ONNX model ({exc}); re-export it or delete it.") from exc
 
 
+def read_artifact_info(artifact: Path) -> ModelInfo:
+    """Ultralytics metadata stored with an artifact: metadata.yaml beside it, or inside the ONNX file."""
+    folder = artifact if artifact.is_dir() else artifact.parent
+    meta = read_metadata_yaml(folder)
+    if not meta and artifact.suffix == ".onnx":
+        meta = read_onnx_metadata(artifact)
+    return ModelInfo.from_metadata(meta, str(artifact))
+
+
 def info_from_module(model: Any) -> ModelInfo:
     """From a loaded Ultralytics nn.Module (used only to size a conversion; the artifact's metadata wins)."""
     names = getattr(model, "names", None) or {}

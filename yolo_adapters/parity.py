@@ -95,7 +95,7 @@ def compare_results(reference: Any, candidate: Any, conf: float = 0.25, tol: Tol
     boxes_ref = reference.obb if task == "obb" else reference.boxes
     boxes_cand = candidate.obb if task == "obb" else candidate.boxes
     out.reference, out.candidate = len(boxes_ref), len(boxes_cand)
-    pairs = _match(boxes_ref, boxes_cand, task)
+    pairs = match_detections(boxes_ref, boxes_cand, task)
     out.matched = len(pairs)
     near = conf + 2 * tol.score
     matched_ref, matched_cand = {i for i, _, _ in pairs}, {j for _, j, _ in pairs}
@@ -123,7 +123,7 @@ def compare_results(reference: Any, candidate: Any, conf: float = 0.25, tol: Tol
     return out
 
 
-def _match(boxes_ref: Any, boxes_cand: Any, task: str) -> list[tuple[int, int, float]]:
+def match_detections(boxes_ref: Any, boxes_cand: Any, task: str) -> list[tuple[int, int, float]]:
     """Greedy one-to-one matching of same-class detections by IoU (highest first)."""
     if not len(boxes_ref) or not len(boxes_cand):
         return []

@@ -3,7 +3,7 @@
 Ultralytics' predictor runs one batch at a time: load, preprocess, ``model(im)``, postprocess, yield. Its 8.4
 ``stream_inference`` already hands video and folder sources to a one-batch-ahead loader (``_prefetch``) when the
 model says ``prefetch``. With the patch layer on (``patching.targets.PIPELINE``), that loader is replaced, for an
-:class:`~yolo_adapters.runtime.AdapterBackend` only, by :meth:`Pipeline.prefetch`: a worker thread loads batch
+:class:`~yolo_adapters.module.EngineModule` only, by :meth:`Pipeline.prefetch`: a worker thread loads batch
 *k+1..k+depth*, runs the predictor's own ``preprocess`` on it and starts it on the engine (OpenVINO infer requests
 run without the GIL), while the predictor's thread post-processes batch *k*. When the predictor then calls
 ``preprocess`` and ``model(im)`` for a batch, the wrappers hand back the tensor made ahead and wait for the
@@ -18,15 +18,15 @@ Ultralytics releases the video capture.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import queue
 import threading
 from typing import Any, Iterator
 
+from .module import STREAM, EngineModule
+
 LOGGER = logging.getLogger("yolo_adapters")
 
-_active: contextvars.ContextVar["Pipeline | None"] = contextvars.ContextVar("yolo_adapters_pipeline", default=None)
 _END = object()
 
 
@@ -39,21 +39,13 @@ class _Failure:
 
 def active() -> "Pipeline | None":
     """The pipeline of the stream being advanced in this thread, if any."""
-    return _active.get()
-
-
-def started(im: Any) -> Any:
-    """The inference the pipeline started for the tensor ``im``, or None (then the caller runs it now)."""
-    pipe = _active.get()
-    return None if pipe is None else pipe.take(im)
+    return STREAM.get()
 
 
 def pipeline_for(predictor: Any) -> "Pipeline | None":
     """A pipeline for ``predictor`` when its model is ours with ``pipeline`` on, else None (stock loop)."""
-    from .runtime import AdapterBackend
-
     model = getattr(predictor, "model", None)
-    if not isinstance(model, AdapterBackend) or not model.pipeline:
+    if not isinstance(model, EngineModule) or not model.pipeline:
         return None
     base = _base_predictor(predictor)
     # Predictors with their own preprocess (classify, YOLOE prompts) keep the stock loop: the tensor made ahead
@@ -97,7 +89,7 @@ def _release(entry: Any) -> None:
 
 
 class Pipeline:
-    """One ``stream_inference`` run of one predictor on an AdapterBackend."""
+    """One ``stream_inference`` run of one predictor on an EngineModule."""
 
     def __init__(self, predictor: Any, model: Any) -> None:
         self.predictor = predictor
@@ -113,20 +105,20 @@ class Pipeline:
         """Advance Ultralytics' ``stream_inference`` generator with this pipeline active, then clean up."""
         try:
             while True:
-                token = _active.set(self)
+                token = STREAM.set(self)
                 try:
                     item = next(generator)
                 except StopIteration:
                     return
                 finally:
-                    _active.reset(token)
+                    STREAM.reset(token)
                 yield item
         finally:
-            token = _active.set(self)
+            token = STREAM.set(self)
             try:
                 generator.close()
             finally:
-                _active.reset(token)
+                STREAM.reset(token)
                 self._drop_stale()
 
     def preprocessed(self, im0s: Any) -> Any:

@@ -1,9 +1,12 @@
 """What a backend plugin is: an engine loader with a device grammar and its own options.
 
-A backend is registered under the entry-point group ``yolo_adapters.backends``. The built-in ones are
-registered the same way a third-party package would register its own (see docs/plugins.md). Everything
-engine-independent (conversion, caching, the Ultralytics-facing module, output layout) lives once in
-``yolo_adapters.runtime`` and ``yolo_adapters.convert``; a backend only answers the questions below.
+Three words, three things: a *plugin* (``BackendPlugin``) knows an engine's devices, options and conversion; an
+*engine* (``Engine``) is one loaded model that runs batches; the *engine module* (``yolo_adapters.module``) is the
+torch module Ultralytics gets in place of its AutoBackend. A plugin is registered under the entry-point group
+``yolo_adapters.backends``; the built-in ones are registered the same way a third-party package would register its
+own (see docs/plugins.md). Everything engine-independent (conversion, caching, the engine module, output layout)
+lives once in the layers above (``yolo_adapters.runtime``, ``convert``, ``module``); a plugin only answers the
+questions below, and nothing here imports an engine package.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 
 from ..errors import OptionError
+from ..model_info import ModelInfo, read_artifact_info
 
 #: Options every backend understands; the runtime acts on them, not the engine.
 COMMON_OPTIONS: dict[str, tuple[type, ...]] = {
@@ -109,7 +113,7 @@ class Done(Pending):
         return self._outputs
 
 
-class Backend(ABC):
+class BackendPlugin(ABC):
     """An inference engine plugin."""
 
     #: Name used in activate("name"), YOLO_ADAPTERS=name and the device string "name:DEVICE".
@@ -214,6 +218,15 @@ class Backend(ABC):
             extra=extra,
         )
 
+    #: Whether INT8 conversion supports accuracy control (``max_drop``): NNCF does, ONNX Runtime's quantizer does not.
+    accuracy_control: ClassVar[bool] = False
+
+    def quantizer_version(self) -> str:
+        """Name and version of the INT8 quantizer (part of the cache key); a clear error when it is not installed.
+
+        Only called for plugins that list "int8" in ``precisions``."""
+        raise NotImplementedError(f"The {self.name!r} backend has no INT8 quantizer.")
+
     def engine_version(self) -> str:
         """Version of the engine package; part of the conversion cache key."""
         return ""
@@ -222,12 +235,14 @@ class Backend(ABC):
         """Post-process what Ultralytics exported (e.g. run a compiler); returns the runnable artifact."""
         return self.find_artifact(exported) or exported
 
-    def artifact_info(self, artifact: Path, options: Mapping[str, Any]) -> Any:
+    def artifact_info(self, artifact: Path, options: Mapping[str, Any]) -> ModelInfo:
         """Ultralytics metadata (a ModelInfo) for ``artifact``; a backend may fill gaps from its options."""
-        from ..runtime import read_artifact_info
-
         return read_artifact_info(artifact)
 
     @abstractmethod
     def load(self, artifact: Path, device: str, options: Mapping[str, Any]) -> Engine:
         """Compile/open ``artifact`` on ``device``."""
+
+
+#: The name this class had before the plugin/engine/module names were split; third-party plugins keep working.
+Backend = BackendPlugin

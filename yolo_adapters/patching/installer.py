@@ -8,6 +8,7 @@ import sys
 import threading
 from types import ModuleType
 
+from ..settings import disabled
 from .targets import MAX_TESTED, MIN_TESTED, TARGETS, PatchTarget, parse_version
 
 LOGGER = logging.getLogger("yolo_adapters")
@@ -44,8 +45,6 @@ def is_patched(module_name: str, name: str) -> bool:
 def install() -> None:
     """Turn the patch layer on. Idempotent; safe before or after ``import ultralytics``."""
     global _installed
-    from .._startup import disabled
-
     if disabled():
         return
     import wrapt

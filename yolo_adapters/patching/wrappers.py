@@ -10,6 +10,10 @@ import inspect
 from typing import Any, Callable
 
 from ..devices import Selection, resolve
+from ..errors import ModelFormatError
+from ..module import EngineModule, NPUOutputsOnHost
+from ..pipeline import active, pipeline_for
+from ..runtime import build_engine_module
 
 
 def select_device_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
@@ -27,20 +31,14 @@ def autobackend_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: d
     if not isinstance(selection, Selection):
         stock = wrapped(*args, **kwargs)
         if getattr(getattr(stock, "device", None), "type", None) == "npu":
-            from ..runtime import HostOutputs
-
-            return HostOutputs(stock)  # torch_npu route: NMS and post-processing get CPU tensors
+            return NPUOutputsOnHost(stock)  # torch_npu route: NMS and post-processing get CPU tensors
         return stock
-    from ..runtime import build_adapter_backend
-
     model = bound.get("model", bound.get("weights"))
-    return build_adapter_backend(model, selection, data=bound.get("data"), batch=bound.get("batch"))
+    return build_engine_module(model, selection, data=bound.get("data"), batch=bound.get("batch"))
 
 
 def stream_inference_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-    """``BasePredictor.stream_inference``: on an AdapterBackend, run the generator with the stream pipeline active."""
-    from ..pipeline import pipeline_for
-
+    """``BasePredictor.stream_inference``: on an EngineModule, run the generator with the stream pipeline active."""
     pipeline = pipeline_for(instance) if instance is not None else None
     generator = wrapped(*args, **kwargs)
     return generator if pipeline is None else pipeline.drive(generator)
@@ -48,8 +46,6 @@ def stream_inference_wrapper(wrapped: Callable, instance: Any, args: tuple, kwar
 
 def prefetch_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
     """``ultralytics.engine.predictor._prefetch``: the pipeline's loader inside a pipelined stream, else stock."""
-    from ..pipeline import active
-
     pipeline = active()
     if pipeline is None or kwargs or len(args) != 1:
         return wrapped(*args, **kwargs)
@@ -58,8 +54,6 @@ def prefetch_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict
 
 def preprocess_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
     """``BasePredictor.preprocess``: the tensor the pipeline made ahead for this batch, else stock."""
-    from ..pipeline import active
-
     pipeline = active()
     if pipeline is not None and pipeline.predictor is instance and len(args) == 1 and not kwargs:
         tensor = pipeline.preprocessed(args[0])
@@ -73,12 +67,10 @@ def setup_model_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: d
 
     Ultralytics would post-process a pose model's outputs as detections (or worse) without a word."""
     result = wrapped(*args, **kwargs)
-    from ..errors import ModelFormatError
-    from ..runtime import AdapterBackend
 
     model = getattr(instance, "model", None)
     wanted = getattr(getattr(instance, "args", None), "task", None)
-    if isinstance(model, AdapterBackend) and wanted and model.task and wanted != model.task:
+    if isinstance(model, EngineModule) and wanted and model.task and wanted != model.task:
         raise ModelFormatError(
             f"{model.artifact} is a {model.task} model but the predictor was set up for task={wanted!r}: "
             f"pass task={model.task!r} to YOLO(...) (or drop task=)."

@@ -1,8 +1,9 @@
 """INT8 post-training quantization, calibrated on the images the model will really see.
 
 The flow (``precision="int8"``): Ultralytics exports an FP32 model (an OpenVINO IR, or an ONNX file for ONNX
-Runtime) into the cache's staging folder, then the backend's ``finish_artifact`` calls ``quantize_openvino``
-(NNCF) or ``quantize_onnx`` (``onnxruntime.quantization.quantize_static``, QDQ), which
+Runtime) into the cache's staging folder, then the plugin's ``finish_artifact`` calls its engine package's INT8
+module (``backends.openvino.int8``: NNCF; ``backends.onnxruntime.int8``: ``onnxruntime.quantization.quantize_static``,
+QDQ), which
 
 1. letterbox the calibration images exactly as Ultralytics' predictor will at run time (``LetterBox`` with
    ``auto=False`` at the model's static input shape, or at ``imgsz`` for a dynamic model; classify models get
@@ -20,10 +21,10 @@ Runtime) into the cache's staging folder, then the backend's ``finish_artifact``
 Only images are needed (labels for ``max_drop`` and the mAP figures); with no calibration data it fails before
 any export (Ultralytics would download coco8).
 
-The package, one module per job: ``calibration`` (the images, their split and labels, the tensors),
-``openvino`` (NNCF, with or without accuracy control), ``onnxruntime`` (``quantize_static``), ``report`` (agreement,
-metrics, ``quantization_report.json``); this module holds the options, the cache key and plan (``int8_plan``,
-``plan_settings``), the quantizer checks and ``quantize_model``, and re-exports the rest. NNCF, OpenVINO, ONNX,
+This package is the engine-neutral part, below the engine packages that use it: ``calibration`` (the images, their
+split and labels, the tensors), ``report`` (agreement, metrics, ``quantization_report.json``); this module holds the
+options, the cache key and plan (``int8_plan``, ``plan_settings``) and ``quantize_model``, and re-exports the rest.
+Each engine's quantizer lives in its own package (``yolo_adapters.backends.<engine>.int8``). NNCF, OpenVINO, ONNX,
 ONNX Runtime and Ultralytics are imported only inside the functions that use them.
 """
 
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from .. import graph
 from ..errors import BackendUnavailableError, OptionError
 from .calibration import (
-    _LABELS_NEEDED,
+    LABELS_NEEDED,
     DEFAULT_CALIBRATION_SIZE,
     IMAGE_SUFFIXES,
     calibration_batches,
@@ -50,8 +51,6 @@ from .calibration import (
     preprocess,
     split_holdout,
 )
-from .onnxruntime import onnx_quantize_arguments, quantize_onnx
-from .openvino import CONTROL_METRIC, PRESET, count_fake_quantize, quantize_arguments, quantize_openvino, static_shape
 from .report import (
     REPORT_FILE,
     agreement_report,
@@ -63,15 +62,13 @@ from .report import (
 )
 
 if TYPE_CHECKING:
-    from ..backends.base import ExportPlan
+    from ..backends.base import BackendPlugin, ExportPlan
 
 __all__ = [
-    "CONTROL_METRIC", "DEFAULT_CALIBRATION_SIZE", "IMAGE_SUFFIXES", "PRESET", "QUANT_OPTIONS", "REPORT_FILE",
-    "QuantizationResult", "agreement_report", "calibration_batches", "class_of", "count_fake_quantize", "data_root",
-    "find_images", "float_scope", "format_report", "head_postprocessing", "images_digest", "int8_plan", "label_file",
-    "labelled", "labelled_metrics", "onnx_quantize_arguments", "plan_settings", "preprocess", "quantize_arguments",
-    "quantize_model", "quantize_onnx", "quantize_openvino", "read_report", "require_nncf", "require_quantizer",
-    "split_holdout", "static_shape", "summarize_agreement", "write_report",
+    "DEFAULT_CALIBRATION_SIZE", "IMAGE_SUFFIXES", "QUANT_OPTIONS", "REPORT_FILE", "QuantizationResult",
+    "agreement_report", "calibration_batches", "class_of", "data_root", "find_images", "float_scope", "format_report",
+    "head_postprocessing", "images_digest", "int8_plan", "label_file", "labelled", "labelled_metrics", "plan_settings",
+    "preprocess", "quantize_model", "read_report", "split_holdout", "summarize_agreement", "write_report",
 ]  # fmt: skip
 
 #: Options every backend that supports precision="int8" accepts (see docs/quantization.md).
@@ -90,11 +87,11 @@ float_scope = graph.float_scope
 
 
 # -- the cache key and plan ------------------------------------------------------------------------------
-def int8_plan(plan: "ExportPlan", options: Mapping[str, Any], backend: str = "openvino") -> "ExportPlan":
+def int8_plan(plan: "ExportPlan", options: Mapping[str, Any], plugin: "BackendPlugin") -> "ExportPlan":
     """``plan`` for precision='int8': FP32 export, plus the calibration settings (content hash in the key,
     folder path outside it). Fails here, before any export, when there is no calibration data, no quantizer,
     or ``max_drop`` without labels."""
-    tool = require_quantizer(backend)
+    tool = plugin.quantizer_version()
     images = find_images(options.get("calibration"))
     root = data_root(options["calibration"])
     size = int(options.get("calibration_size") or DEFAULT_CALIBRATION_SIZE)
@@ -108,9 +105,9 @@ def int8_plan(plan: "ExportPlan", options: Mapping[str, Any], backend: str = "op
         max_drop = float(max_drop)
         if not 0 <= max_drop < 1:
             raise OptionError(f"max_drop={max_drop} is an absolute metric drop (mAP50-95 or top-1 in 0..1): use e.g. 0.01.")
-        if backend != "openvino":
+        if not plugin.accuracy_control:
             raise OptionError(
-                f"max_drop (accuracy-controlled quantization) is NNCF's, on the openvino backend; the {backend!r} "
+                f"max_drop (accuracy-controlled quantization) is NNCF's, on the openvino backend; the {plugin.name!r} "
                 "backend quantizes with fixed settings: leave max_drop out, or use --backend openvino."
             )
         _, held = split_holdout(images, holdout)
@@ -119,46 +116,17 @@ def int8_plan(plan: "ExportPlan", options: Mapping[str, Any], backend: str = "op
         if not labelled(held, root=root):
             raise OptionError(
                 f"max_drop needs labels for the held-back images of {options['calibration']} (none of "
-                f"{', '.join(p.name for p in held[:3])}{'...' if len(held) > 3 else ''} has one): give {_LABELS_NEEDED}."
+                f"{', '.join(p.name for p in held[:3])}{'...' if len(held) > 3 else ''} has one): give {LABELS_NEEDED}."
             )
     fast = bool(options.get("fast_bias_correction", False))
     key = (("data", images_digest(images, root, labels=True)), ("size", size), ("holdout", holdout),
-           ("preset", PRESET), ("fast_bias_correction", fast), ("max_drop", max_drop), ("tool", tool),
-           ("scheme", 3))  # fmt: skip
+           ("fast_bias_correction", fast), ("max_drop", max_drop), ("tool", tool),
+           ("scheme", 4))  # fmt: skip
     return dataclasses.replace(
         plan,
         extra=tuple(plan.extra) + ((_PLAN_KEY, key),),
         inputs={"calibration": str(Path(options["calibration"]).expanduser().resolve())},
     )
-
-
-def require_quantizer(backend: str = "openvino") -> str:
-    """The quantizer's name and version (part of the cache key); a clear error when it is not installed."""
-    import importlib.util
-
-    if backend == "openvino":
-        require_nncf()
-        import nncf
-
-        return f"nncf {nncf.__version__}"
-    if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
-        raise BackendUnavailableError(
-            "precision='int8' on onnxruntime quantizes with onnxruntime.quantization, which needs onnxruntime and "
-            "onnx: pip install 'yolo-adapters[onnxruntime]'."
-        )
-    import onnxruntime
-
-    return f"onnxruntime {onnxruntime.__version__}"
-
-
-def require_nncf() -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("nncf") is None:
-        raise BackendUnavailableError(
-            "precision='int8' quantizes with NNCF, which is not installed: pip install 'yolo-adapters[int8]' "
-            "(or pip install nncf)."
-        )
 
 
 def plan_settings(plan: "ExportPlan") -> dict[str, Any]:
@@ -189,13 +157,12 @@ def quantize_model(model: Any, calibration: str | Path, backend: str = "openvino
     returns the report.
     """
     from .. import registry
-    from ..errors import BackendUnavailableError as Unavailable
     from ..runtime import resolve_artifact
 
     plugin = registry.get_backend(backend)
     missing = plugin.missing_requirements()
     if missing:
-        raise Unavailable(missing)
+        raise BackendUnavailableError(missing)
     if "int8" not in plugin.precisions:
         raise OptionError(f"The {plugin.name!r} backend has no INT8 conversion; precisions: {plugin.precisions}.")
     checked = plugin.validate_options({**options, "precision": "int8", "calibration": calibration})

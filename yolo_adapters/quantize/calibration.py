@@ -22,7 +22,7 @@ LOGGER = logging.getLogger("yolo_adapters")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_CALIBRATION_SIZE = 300
-_LABELS_NEEDED = (
+LABELS_NEEDED = (
     "a labelled dataset: a YOLO data.yaml, or a folder with images/ and labels/ in YOLO format (labels/NAME.txt "
     "for images/NAME.jpg); for classify, images in one folder per class named like the model's classes"
 )
@@ -207,14 +207,14 @@ def calibration_batches(
 
 
 # -- what both quantizers start from ---------------------------------------------------------------------
-def _calibration_split(settings: Mapping[str, Any]) -> tuple[Path, list[Path], list[Path]]:
+def calibration_split(settings: Mapping[str, Any]) -> tuple[Path, list[Path], list[Path]]:
     """(root, calibration images, held-back images) of a plan's settings (``plan_settings``)."""
     source = settings["calibration"]
     calib, held = split_holdout(find_images(source), settings.get("holdout"))
     return data_root(source), calib[: settings.get("size") or DEFAULT_CALIBRATION_SIZE], held
 
 
-def _calibration_inputs(
+def calibration_inputs(
     model: Any, images: Sequence[Path], shape: Sequence[int], task: str, stride: int
 ) -> tuple[list[np.ndarray], dict[str, list[str]], list[str]]:
     """What a quantizer is handed, for either graph format (OpenVINO model or ONNX proto): the calibration batches
@@ -227,7 +227,7 @@ def _calibration_inputs(
     return batches, scope, ignored
 
 
-def _calibration_section(settings: Mapping[str, Any], root: Path, calib: list, held: list, batches: int) -> dict:
+def calibration_section(settings: Mapping[str, Any], root: Path, calib: list, held: list, batches: int) -> dict:
     """The report's ``calibration`` section."""
     return {
         "folder": str(settings["calibration"]),

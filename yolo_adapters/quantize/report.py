@@ -14,23 +14,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .. import graph
+from ..convert import quiet_ultralytics
+from ..model_info import read_artifact_info
+from ..parity import compare_results, match_detections
+from ..patching import install
 from .calibration import class_of, labelled
 
 if TYPE_CHECKING:
-    from ..backends.base import ExportPlan
+    from ..backends.base import BackendPlugin, ExportPlan
+    from ..module import EngineModule
 
 REPORT_FILE = "quantization_report.json"
 
 
-def _int8_report(
-    backend: str, fp32: Path, int8: Path, plan: "ExportPlan", info: Any, shape: Sequence[int], calibration: dict,
+def int8_report(
+    plugin: "BackendPlugin", fp32: Path, int8: Path, plan: "ExportPlan", info: Any, shape: Sequence[int], calibration: dict,
     held: list[Path], quantization: dict, accuracy_control: dict | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The report both quantizers write, beside ``int8``: what was converted, ``calibration`` and ``quantization``
     (each quantizer's own sections), ``accuracy_control``, then agreement and metrics on the ``held`` images."""
     task = info.task or "detect"
     report = {
-        "backend": backend,
+        "backend": plugin.name,
         "task": task,
         "precision": "int8",
         "artifact": int8.name,
@@ -40,12 +45,12 @@ def _int8_report(
         "quantization": quantization,
         "accuracy_control": accuracy_control,
     }
-    _finish_report(report, fp32, int8, held, plan, task, info, backend)
+    _finish_report(report, fp32, int8, held, plan, task, info, plugin)
     write_report(int8.parent, report)
     return report
 
 
-def _kept_in_float(model: Any, scope: Mapping[str, Sequence[str]], ignored: Sequence[str]) -> dict[str, Any]:
+def kept_in_float(model: Any, scope: Mapping[str, Sequence[str]], ignored: Sequence[str]) -> dict[str, Any]:
     """The ``quantization`` section's float scope: the ops kept in float by type and by reason (either graph)."""
     return {
         "kept_in_float": graph.count_kinds(model, ignored),
@@ -54,16 +59,17 @@ def _kept_in_float(model: Any, scope: Mapping[str, Sequence[str]], ignored: Sequ
 
 
 def _finish_report(
-    report: dict, fp32: Path, int8: Path, held: list[Path], plan: "ExportPlan", task: str, info: Any, backend: str
+    report: dict, fp32: Path, int8: Path, held: list[Path], plan: "ExportPlan", task: str, info: Any,
+    plugin: "BackendPlugin",
 ) -> None:
     """The agreement and (where the held-back images have labels) mAP sections of ``report``."""
-    report["agreement"] = agreement_report(fp32, int8, held, plan, task, backend=backend) if held else None
+    report["agreement"] = agreement_report(fp32, int8, held, plan, task, plugin) if held else None
     images = labelled(held, task, info.names)
     report["metrics"] = None
     if images:
         report["metrics"] = {"images": len(images), "validator": "ultralytics " + _ultralytics_version()}
         for path, precision in ((fp32, "fp32"), (int8, "int8")):
-            report["metrics"][precision] = labelled_metrics(_adapter(path, plan, precision, backend), images, task, plan.imgsz)
+            report["metrics"][precision] = labelled_metrics(_engine_module(path, plan, precision, plugin), images, task, plan.imgsz)
 
 
 def _ultralytics_version() -> str:
@@ -73,7 +79,7 @@ def _ultralytics_version() -> str:
 
 
 def _predictor(task: str, module: Any, imgsz: Sequence[int]) -> Any:
-    """Ultralytics' own predictor for ``task``, running ``module`` (an AdapterBackend) with no AutoBackend."""
+    """Ultralytics' own predictor for ``task``, running ``module`` (an EngineModule) with no AutoBackend."""
     from ultralytics.models import yolo
 
     classes = {
@@ -87,44 +93,36 @@ def _predictor(task: str, module: Any, imgsz: Sequence[int]) -> Any:
     return predictor
 
 
-def _adapter(path: Path, plan: "ExportPlan", precision: str, backend: str = "openvino") -> Any:
-    """The model at ``path`` as the AdapterBackend Ultralytics' predictor and validator run, on the backend's
+def _engine_module(path: Path, plan: "ExportPlan", precision: str, plugin: "BackendPlugin") -> "EngineModule":
+    """The model at ``path`` as the EngineModule Ultralytics' predictor and validator run, on the plugin's
     default (CPU) device; OpenVINO's compiled-blob cache is left out for these one-off models."""
-    from .. import registry
-    from ..runtime import AdapterBackend, read_artifact_info
-
-    plugin = registry.get_backend(backend)
+    from ..module import EngineModule  # torch: only when a report is made
     options = {"precision": precision, "dynamic": plan.dynamic, "imgsz": list(plan.imgsz), "batch": plan.batch,
                "compile_cache": False}  # fmt: skip
     engine = plugin.load(path, plugin.default_device, options)
-    return AdapterBackend(engine, read_artifact_info(path), plugin.name, plugin.default_device, path, pipeline=False)
+    return EngineModule(engine, read_artifact_info(path), plugin.name, plugin.default_device, path, pipeline=False)
 
 
 def agreement_report(
-    reference: Path, candidate: Path, images: Sequence[Path], plan: "ExportPlan", task: str, conf: float = 0.25,
-    backend: str = "openvino",
+    reference: Path, candidate: Path, images: Sequence[Path], plan: "ExportPlan", task: str,
+    plugin: "BackendPlugin", conf: float = 0.25,
 ) -> dict[str, Any]:  # fmt: skip
     """INT8 vs FP32 on ``images`` through Ultralytics' predictor: matched detections, IoU, keypoints, masks, top-1."""
-    from ..convert import quiet_ultralytics
-    from ..parity import _match, compare_results
-
     runs = []
     with quiet_ultralytics():
         for path, precision in ((reference, "fp32"), (candidate, "int8")):
-            predictor = _predictor(task, _adapter(path, plan, precision, backend), plan.imgsz)
+            predictor = _predictor(task, _engine_module(path, plan, precision, plugin), plan.imgsz)
             runs.append([predictor(source=str(p), stream=False)[0] for p in images])
-    return summarize_agreement(runs[0], runs[1], [p.name for p in images], conf, _match, compare_results)
+    return summarize_agreement(runs[0], runs[1], [p.name for p in images], conf, match_detections, compare_results)
 
 
 def labelled_metrics(module: Any, images: Sequence[Path], task: str, imgsz: Sequence[int]) -> dict[str, float]:
-    """The accuracy of ``module`` (an AdapterBackend) on labelled ``images``, by Ultralytics' own classes:
+    """The accuracy of ``module`` (an EngineModule) on labelled ``images``, by Ultralytics' own classes:
 
     detect/segment/pose/obb: the task's validator (``DetectionValidator``... on a temporary dataset listing
     exactly these images; labels are the YOLO files beside them), its ``metrics/...`` results (mAP50, mAP50-95
     per box/mask/pose); classify: the predictor's top-5 and ``ClassifyMetrics`` (top-1, top-5), the label being
     the class folder."""
-    from ..convert import quiet_ultralytics
-
     with quiet_ultralytics():
         if task == "classify":
             return _classify_metrics(module, images, imgsz)
@@ -153,9 +151,7 @@ def _classify_metrics(module: Any, images: Sequence[Path], imgsz: Sequence[int])
 def _validator_metrics(module: Any, images: Sequence[Path], task: str, imgsz: Sequence[int]) -> dict[str, float]:
     from ultralytics.models import yolo
 
-    from ..patching import install
-
-    install()  # the patched AutoBackend hands the validator ``module`` itself (runtime.build_adapter_backend)
+    install()  # the patched AutoBackend hands the validator ``module`` itself (runtime.build_engine_module)
     classes = {"detect": yolo.detect.DetectionValidator, "segment": yolo.segment.SegmentationValidator,
                "pose": yolo.pose.PoseValidator, "obb": yolo.obb.OBBValidator}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="yolo_adapters_val_") as tmp:

@@ -14,31 +14,29 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from .. import graph
-from ..errors import ConversionError
-from .calibration import _calibration_inputs, _calibration_section, _calibration_split
-from .report import _int8_report, _kept_in_float
+from ... import graph
+from ...errors import ConversionError
+from ...model_info import read_artifact_info
+from ...quantize import plan_settings
+from ...quantize.calibration import calibration_inputs, calibration_section, calibration_split
+from ...quantize.report import int8_report, kept_in_float
 
 if TYPE_CHECKING:
-    from ..backends.base import ExportPlan
+    from ..base import BackendPlugin, ExportPlan
 
 
-def quantize_onnx(fp32_onnx: Path, plan: "ExportPlan") -> Path:
+def quantize_onnx(fp32_onnx: Path, plan: "ExportPlan", plugin: "BackendPlugin") -> Path:
     """Quantize the FP32 ONNX file at ``fp32_onnx`` with ``onnxruntime.quantization.quantize_static`` (QDQ) into
     ``model_int8.onnx`` beside it; returns its path. The report goes next to it; the FP32 file is removed."""
-    from . import plan_settings, require_quantizer  # the package's plan helpers (the package imports this module)
-
-    require_quantizer("onnxruntime")
+    plugin.quantizer_version()  # onnx and onnxruntime installed, or the error saying so
     import onnx
     import onnxruntime
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from ..runtime import read_artifact_info
-
     settings = plan_settings(plan)
     info = read_artifact_info(fp32_onnx)
     task = info.task or "detect"
-    root, calib_images, held = _calibration_split(settings)
+    root, calib_images, held = calibration_split(settings)
 
     model = onnx.load(str(fp32_onnx))
     if graph.name_nodes(model):  # an ignore list needs node names
@@ -46,7 +44,7 @@ def quantize_onnx(fp32_onnx: Path, plan: "ExportPlan") -> Path:
     input_value = model.graph.input[0]
     dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in input_value.type.tensor_type.shape.dim]
     shape = tuple(int(d) if d > 0 else int(f) for d, f in zip(dims, (plan.batch, 3, *plan.imgsz)))
-    batches, scope, ignored = _calibration_inputs(model, calib_images, shape, task, info.stride or 32)
+    batches, scope, ignored = calibration_inputs(model, calib_images, shape, task, info.stride or 32)
 
     bar = tqdm(total=len(batches), desc="yolo_adapters: INT8 calibration", unit="batch")
 
@@ -84,11 +82,11 @@ def quantize_onnx(fp32_onnx: Path, plan: "ExportPlan") -> Path:
         "preset": "qdq u8s8",
         "settings": {"format": "QDQ", "activations": "uint8 asymmetric", "weights": "int8 symmetric per-channel",
                      "calibration": "minmax"},  # fmt: skip
-        **_kept_in_float(model, scope, ignored),
+        **kept_in_float(model, scope, ignored),
         "quantizers": sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node),
     }
-    section = _calibration_section(settings, root, calib_images, held, len(batches))
-    _int8_report("onnxruntime", fp32_onnx, int8_onnx, plan, info, shape, section, held, quantization)
+    section = calibration_section(settings, root, calib_images, held, len(batches))
+    int8_report(plugin, fp32_onnx, int8_onnx, plan, info, shape, section, held, quantization)
     fp32_onnx.unlink(missing_ok=True)
     return int8_onnx
 

@@ -1,21 +1,22 @@
-"""OpenVINO: Ultralytics models as compiled OpenVINO models on CPU, GPU, NPU or any virtual device."""
+"""The OpenVINO engine: one compiled model per process, an infer request per predictor, async requests for streams.
+
+``core()`` is the process's one ``openvino.Core``; compiled models are shared by every predictor (and by the INT8
+quantizer, which reads its FP32 IR through the same Core).
+"""
 
 from __future__ import annotations
 
-import importlib.util
 import queue
 import threading
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import DeviceError, ModelFormatError, OptionError
-from ..quantize import QUANT_OPTIONS
-from .base import Backend, Engine, ExportPlan
+from ...cache import resolve_root
+from ...errors import DeviceError, ModelFormatError
+from ..base import Engine
 
-_VIRTUAL = ("AUTO", "MULTI", "HETERO", "BATCH")
-_HINTS = ("latency", "throughput", "cumulative_throughput")
 _core_lock = threading.Lock()
 _core: Any = None
 _compiled: dict[tuple, Any] = {}  # compiled models shared by every predictor in the process
@@ -32,92 +33,6 @@ def core() -> Any:
         return _core
 
 
-class OpenVINOBackend(Backend):
-    name = "openvino"
-    device_aliases = ("intel", "ov")
-    extra = "openvino"
-    default_device = "CPU"
-    artifact_suffixes = (".xml", ".onnx")  # OpenVINO reads ONNX directly
-    option_types: ClassVar[dict[str, tuple[type, ...]]] = {
-        "hint": (str,),
-        "config": (dict,),
-        "compile_cache": (bool, str, Path),
-        **QUANT_OPTIONS,  # precision="int8": calibration, calibration_size, holdout, max_drop... (yolo_adapters.quantize)
-    }
-    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
-
-    def missing_requirements(self) -> str | None:
-        if importlib.util.find_spec("openvino") is None:
-            return "OpenVINO is not installed: pip install 'yolo-adapters[openvino]' (or pip install openvino)."
-        return None
-
-    def normalize_device(self, prefix: str, spec: str) -> str:
-        # Ultralytics spells "intel:gpu"; OpenVINO wants "GPU". Device names are upper case in OpenVINO.
-        return spec.upper() if spec else self.default_device
-
-    def available_devices(self) -> list[str]:
-        return list(core().available_devices)
-
-    def environment(self) -> dict[str, Any]:
-        """Each device OpenVINO sees with its full name (e.g. CPU: "Intel(R) Xeon(R) ...")."""
-        if self.missing_requirements() is not None:
-            return {}
-        names = {}
-        for device in self.available_devices():
-            try:
-                names[device] = str(core().get_property(device, "FULL_DEVICE_NAME"))
-            except Exception:  # a device plugin that cannot answer still counts as present
-                names[device] = ""
-        return {"device_names": names}
-
-    def validate_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
-        checked = super().validate_options(options)
-        hint = checked.get("hint")
-        if hint is not None and hint.lower() not in _HINTS:
-            raise OptionError(f"hint={hint!r} is not an OpenVINO performance hint; use one of {_HINTS}.")
-        return checked
-
-    def engine_version(self) -> str:
-        from importlib.metadata import version
-
-        return version("openvino")
-
-    def export_plan(self, device: str, options: Mapping[str, Any], imgsz: Sequence[int], batch: int) -> ExportPlan:
-        plan = self.make_plan("openvino", options, imgsz, batch, cpu=device.upper() == "CPU")
-        if plan.precision == "int8":  # FP32 export, quantized with NNCF in finish_artifact
-            from ..quantize import int8_plan
-
-            plan = int8_plan(plan, options, self.name)
-        return plan
-
-    def finish_artifact(self, exported: Path, plan: ExportPlan) -> Path:
-        artifact = super().finish_artifact(exported, plan)
-        if plan.precision == "int8":
-            from ..quantize import quantize_openvino
-
-            artifact = quantize_openvino(artifact, plan)
-        return artifact
-
-    def check_device(self, device: str) -> None:
-        """Reject a device OpenVINO does not see, listing the ones it does."""
-        available = self.available_devices()
-        families = {d.split(".")[0] for d in available}
-        virtual, _, listed = device.partition(":")
-        tokens = listed.split(",") if virtual in _VIRTUAL else [device]
-        if virtual in _VIRTUAL and not listed:
-            return
-        for token in tokens:
-            name = token.split("(")[0].strip()
-            if name and name not in available and name not in families:
-                raise DeviceError(
-                    f"OpenVINO has no device {name!r} here. Available: {', '.join(available) or 'none'} "
-                    f"(plus AUTO, MULTI:..., HETERO:...). Example: device='openvino:{available[0] if available else 'CPU'}'."
-                )
-
-    def load(self, artifact: Path, device: str, options: Mapping[str, Any]) -> Engine:
-        return OpenVINOEngine(artifact, device, options)
-
-
 class OpenVINOEngine(Engine):
     """One compiled model (shared per process) and this predictor's own infer request."""
 
@@ -130,8 +45,6 @@ class OpenVINOEngine(Engine):
             config["INFERENCE_PRECISION_HINT"] = "f32"
         compile_cache = options.get("compile_cache", True)
         if compile_cache:
-            from ..cache import resolve_root
-
             folder = Path(compile_cache) if isinstance(compile_cache, (str, Path)) else None
             folder = folder or resolve_root(options.get("cache_dir")) / "openvino_compiled"
             config["CACHE_DIR"] = str(folder)

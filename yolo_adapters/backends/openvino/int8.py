@@ -15,19 +15,24 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import ConversionError, OptionError
-from .calibration import (
-    _LABELS_NEEDED,
-    _calibration_inputs,
-    _calibration_section,
-    _calibration_split,
+from ...errors import ConversionError, OptionError
+from ...model_info import read_artifact_info
+from ...module import EngineModule
+from ...quantize import plan_settings
+from ...quantize.calibration import (
+    LABELS_NEEDED,
+    calibration_inputs,
+    calibration_section,
+    calibration_split,
     labelled,
     preprocess,
 )
-from .report import _int8_report, _kept_in_float, labelled_metrics
+from ...quantize.report import int8_report, kept_in_float, labelled_metrics
+
+from .engine import OpenVINOEngine, core
 
 if TYPE_CHECKING:
-    from ..backends.base import ExportPlan
+    from ..base import BackendPlugin, ExportPlan
 
 #: NNCF's preset (``nncf.QuantizationPreset.MIXED`` in ``quantize_arguments``): in the report and the cache key.
 PRESET = "mixed"
@@ -38,28 +43,23 @@ CONTROL_METRIC = {
 }  # fmt: skip
 
 
-def quantize_openvino(fp32_xml: Path, plan: "ExportPlan") -> Path:
+def quantize_openvino(fp32_xml: Path, plan: "ExportPlan", plugin: "BackendPlugin") -> Path:
     """Quantize the FP32 IR at ``fp32_xml`` into a sibling ``*_int8_openvino_model/`` folder; returns its .xml.
 
     The report goes next to it; the FP32 IR is removed afterwards (the cache keeps only what runs).
     """
-    from . import plan_settings, require_nncf  # the package's plan helpers (the package imports this module)
-
-    require_nncf()
+    plugin.quantizer_version()  # NNCF installed, or the error saying how to install it
     import nncf
     import openvino as ov
-
-    from ..backends.openvino import core
-    from ..runtime import read_artifact_info
 
     settings = plan_settings(plan)
     info = read_artifact_info(fp32_xml)
     task = info.task or "detect"
-    root, calib_images, held = _calibration_split(settings)
+    root, calib_images, held = calibration_split(settings)
 
     model = core().read_model(str(fp32_xml))  # the process's one Core (its plugins are costly to load)
     shape = static_shape(model, plan)
-    batches, scope, ignored = _calibration_inputs(model, calib_images, shape, task, info.stride or 32)
+    batches, scope, ignored = calibration_inputs(model, calib_images, shape, task, info.stride or 32)
 
     bar = tqdm(total=len(batches), desc="yolo_adapters: INT8 calibration", unit="batch")
 
@@ -104,12 +104,12 @@ def quantize_openvino(fp32_xml: Path, plan: "ExportPlan") -> Path:
         "tool": f"nncf {nncf.__version__}",
         "preset": PRESET,
         "settings": {"model_type": "transformer", "activation_ranges": "minmax", "fast_bias_correction": fast},
-        **_kept_in_float(model, scope, ignored),
+        **kept_in_float(model, scope, ignored),
         "fake_quantize": quantizers,
         "quantizers": quantizers,
     }
-    section = _calibration_section(settings, root, calib_images, held, len(batches))
-    _int8_report("openvino", fp32_xml, int8_xml, plan, info, shape, section, held, quantization, control)
+    section = calibration_section(settings, root, calib_images, held, len(batches))
+    int8_report(plugin, fp32_xml, int8_xml, plan, info, shape, section, held, quantization, control)
     shutil.rmtree(fp32_dir, ignore_errors=True)
     return int8_xml
 
@@ -139,7 +139,7 @@ def _quantize_with_accuracy_control(
     task = info.task or "detect"
     images = labelled(held, task, info.names)
     if not images:
-        raise OptionError(f"max_drop needs labels for the held-back images ({len(held)}): give {_LABELS_NEEDED}.")
+        raise OptionError(f"max_drop needs labels for the held-back images ({len(held)}): give {LABELS_NEEDED}.")
     metric = CONTROL_METRIC[task]
     hw, batch = (int(shape[2]), int(shape[3])), int(shape[0])
     calls = tqdm(desc=f"yolo_adapters: accuracy control ({metric} on {len(images)} images)", unit="validation")
@@ -179,11 +179,8 @@ def _quantize_with_accuracy_control(
 
 
 def _compiled_adapter(compiled: Any, info: Any, artifact: Path) -> Any:
-    """NNCF's compiled candidate as the AdapterBackend Ultralytics' validator runs."""
-    from ..backends.openvino import OpenVINOEngine
-    from ..runtime import AdapterBackend
-
-    return AdapterBackend(OpenVINOEngine.from_compiled(compiled), info, "openvino", "CPU", artifact, pipeline=False)
+    """NNCF's compiled candidate as the EngineModule Ultralytics' validator runs."""
+    return EngineModule(OpenVINOEngine.from_compiled(compiled), info, "openvino", "CPU", artifact, pipeline=False)
 
 
 def static_shape(model: Any, plan: "ExportPlan") -> tuple[int, int, int, int]:

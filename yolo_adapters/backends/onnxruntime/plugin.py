@@ -13,11 +13,11 @@ import threading
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
-import numpy as np
-
-from ..errors import BackendUnavailableError, ConversionError, DeviceError, ModelFormatError, OptionError
-from ..quantize import QUANT_OPTIONS
-from .base import Backend, Engine, ExportPlan
+from ...errors import BackendUnavailableError, DeviceError, OptionError
+from ...quantize import QUANT_OPTIONS, int8_plan
+from ..base import BackendPlugin, Engine, ExportPlan
+from .convert import ensure_fp16
+from .engine import DEVICE_MEMORY, LEVELS, ONNXRuntimeEngine
 
 LOGGER = logging.getLogger("yolo_adapters")
 
@@ -25,17 +25,8 @@ _SUFFIX = "ExecutionProvider"
 _CPU = "CPUExecutionProvider"
 #: Spellings people use that are not ONNX Runtime's own short names (those come from get_all_providers()).
 _ALIASES = {"trt": "tensorrt", "directml": "dml", "ov": "openvino"}
-#: Providers whose device index goes into the provider option ``device_id``.
-_DEVICE_ID = {
-    "CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider", "MIGraphXExecutionProvider",
-    "DmlExecutionProvider", "CANNExecutionProvider",
-}  # fmt: skip
-#: Providers for which IO binding is on by default (io_binding=None): those whose memory is not the host's.
-_DEVICE_MEMORY = _DEVICE_ID
-_LEVELS = {
-    "disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL",
-}  # fmt: skip
-_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+#: Providers whose device index goes into the provider option ``device_id`` (those with device memory).
+_DEVICE_ID = DEVICE_MEMORY
 
 _warned_lock = threading.Lock()
 _warned: set[str] = set()  # fallback warnings already given in this process
@@ -48,7 +39,7 @@ def short_name(provider: str) -> str:
     return _ALIASES.get(name, name)
 
 
-class ONNXRuntimeBackend(Backend):
+class ONNXRuntimePlugin(BackendPlugin):
     name = "onnxruntime"
     device_aliases = ("ort",)
     extra = "onnxruntime"
@@ -95,14 +86,24 @@ class ONNXRuntimeBackend(Backend):
     def validate_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         checked = super().validate_options(options)
         level = checked.get("graph_optimization")
-        if level is not None and level.lower() not in _LEVELS:
-            raise OptionError(f"graph_optimization={level!r} is not an ONNX Runtime level; use one of {tuple(_LEVELS)}.")
+        if level is not None and level.lower() not in LEVELS:
+            raise OptionError(f"graph_optimization={level!r} is not an ONNX Runtime level; use one of {tuple(LEVELS)}.")
         for key in ("intra_op_threads", "inter_op_threads"):
             if checked.get(key) is not None and checked[key] < 0:
                 raise OptionError(f"{key}={checked[key]} must be >= 0 (0 lets ONNX Runtime choose).")
         if checked.get("opset") is not None and checked["opset"] < 7:
             raise OptionError(f"opset={checked['opset']} is not an ONNX opset Ultralytics exports to; use 11 or later.")
         return checked
+
+    def quantizer_version(self) -> str:
+        if importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None:
+            raise BackendUnavailableError(
+                "precision='int8' on onnxruntime quantizes with onnxruntime.quantization, which needs onnxruntime and "
+                "onnx: pip install 'yolo-adapters[onnxruntime]'."
+            )
+        import onnxruntime
+
+        return f"onnxruntime {onnxruntime.__version__}"
 
     def engine_version(self) -> str:
         # The artifact is Ultralytics' ONNX export plus our FP16 pass (onnxruntime.transformers): both versions count.
@@ -186,9 +187,7 @@ class ONNXRuntimeBackend(Backend):
             extra += [("half", False), ("quantize", None)]  # whichever of the two this Ultralytics knows
         plan = self.make_plan("onnx", options, imgsz, batch, cpu=providers[0][0] == _CPU, extra=tuple(extra))
         if plan.precision == "int8":  # FP32 export, quantized with onnxruntime.quantization in finish_artifact
-            from ..quantize import int8_plan
-
-            plan = int8_plan(plan, options, self.name)
+            plan = int8_plan(plan, options, self)
         return plan
 
     def finish_artifact(self, exported: Path, plan: ExportPlan) -> Path:
@@ -196,108 +195,10 @@ class ONNXRuntimeBackend(Backend):
         if plan.precision == "fp16":
             ensure_fp16(artifact)
         if plan.precision == "int8":
-            from ..quantize import quantize_onnx
+            from .int8 import quantize_onnx  # onnxruntime.quantization is imported only when something is quantized
 
-            artifact = quantize_onnx(artifact, plan)
+            artifact = quantize_onnx(artifact, plan, self)
         return artifact
 
     def load(self, artifact: Path, device: str, options: Mapping[str, Any]) -> Engine:
         return ONNXRuntimeEngine(self, artifact, device, options)
-
-
-def ensure_fp16(path: Path) -> bool:
-    """Make the ONNX file at ``path`` FP16 (float32 inputs and outputs kept); False if it already was.
-
-    Ultralytics' own CPU FP16 export exists only in recent versions (older ones drop or reject half=True on a
-    CPU ONNX export), so the backend always exports FP32 and runs the maintained converter that ships with
-    onnxruntime (onnxruntime.transformers.float16) here, with the settings Ultralytics 8.4 uses.
-    """
-    import onnx
-
-    model = onnx.load(str(path))
-    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
-        return False
-    try:
-        from onnxruntime.transformers.float16 import convert_float_to_float16
-    except ImportError as exc:  # very old onnxruntime builds without the transformers tools
-        raise ConversionError(
-            f"precision='fp16' needs onnxruntime.transformers.float16 ({exc}); upgrade onnxruntime or use fp32."
-        ) from exc
-    onnx.save(convert_float_to_float16(model, keep_io_types=True), str(path))
-    return True
-
-
-_pool: Any = None
-
-
-def _executor() -> Any:
-    """Two threads shared by every session: enough to overlap one run with the Python stages around it."""
-    global _pool
-    with _warned_lock:
-        if _pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="yolo_adapters-ort")
-        return _pool
-
-
-class ONNXRuntimeEngine(Engine):
-    """One InferenceSession; its ``run`` is thread-safe, so predictor threads share it without a lock."""
-
-    def __init__(self, backend: ONNXRuntimeBackend, artifact: Path, device: str, options: Mapping[str, Any]) -> None:
-        super().__init__()
-        import onnxruntime as ort
-        from onnxruntime.capi import onnxruntime_pybind11_state as state
-
-        providers = backend.resolve_providers(device, options)
-        session_options = ort.SessionOptions()
-        if options.get("intra_op_threads") is not None:
-            session_options.intra_op_num_threads = int(options["intra_op_threads"])
-        if options.get("inter_op_threads") is not None:
-            session_options.inter_op_num_threads = int(options["inter_op_threads"])
-        level = _LEVELS[(options.get("graph_optimization") or "all").lower()]
-        session_options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
-        try:
-            self.session = ort.InferenceSession(str(artifact), sess_options=session_options, providers=providers)
-        except (state.InvalidProtobuf, state.InvalidGraph, state.NoSuchFile) as exc:
-            raise ModelFormatError(
-                f"ONNX Runtime cannot read {artifact} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}). "
-                "The file is corrupt or incomplete: re-export it, or pass the .pt."
-            ) from exc
-        except Exception as exc:
-            raise DeviceError(
-                f"ONNX Runtime could not open {artifact} on {', '.join(p for p, _ in providers)}: {exc}"
-            ) from exc
-        wanted = providers[0][0]
-        if wanted not in self.session.get_providers():
-            # ONNX Runtime drops a provider whose libraries fail to load (CUDA, cuDNN, TensorRT) with a log line only.
-            available = self.session.get_providers()
-            if not options.get("fallback"):
-                raise DeviceError(
-                    f"ONNX Runtime could not start {wanted} (its libraries failed to load; see ONNX Runtime's log "
-                    f"above). Session providers: {', '.join(available)}. Pass fallback=True to run on the CPU instead."
-                )
-            backend.warn_fallback(wanted, available)
-        self.providers = list(self.session.get_providers())
-        first = self.session.get_inputs()[0]
-        self._input = first.name
-        self._outputs = [o.name for o in self.session.get_outputs()]  # model order
-        self.input_shape = tuple(d if isinstance(d, int) and d > 0 else -1 for d in first.shape)
-        self.input_dtype = np.dtype(_ORT_DTYPES.get(first.type, np.float32))
-        io_binding = options.get("io_binding")
-        self.io_binding = bool(self.providers[0] in _DEVICE_MEMORY if io_binding is None else io_binding)
-
-    def submit(self, batch: np.ndarray) -> Any:
-        """Run ``batch`` on a worker thread (``run`` releases the GIL and is thread-safe); returns a Future."""
-        return _executor().submit(self.infer, batch)
-
-    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
-        self._count()
-        if not self.io_binding:
-            return self.session.run(self._outputs, {self._input: batch})
-        binding = self.session.io_binding()  # one per call: a binding is not shareable between threads
-        binding.bind_cpu_input(self._input, batch)
-        for name in self._outputs:
-            binding.bind_output(name, "cpu")
-        self.session.run_with_iobinding(binding)
-        return binding.copy_outputs_to_cpu()

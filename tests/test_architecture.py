@@ -1,0 +1,32 @@
+"""The layering of docs/architecture.md holds: import-linter's contracts in pyproject.toml, imports inside
+functions counted. A broken contract fails here with import-linter's own report of the offending import chain."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_contracts_are_kept() -> None:
+    exe = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
+    done = subprocess.run([exe, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "3 kept, 0 broken" in done.stdout, done.stdout[-2000:]
+
+
+def test_nothing_points_outside_the_repository() -> None:
+    """Users cannot follow a reference to the maintainers' notes beside the repository."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    offenders = []
+    for name in tracked:
+        path = ROOT / name
+        if name.startswith(".ci/") or name == "tests/test_architecture.py" or path.suffix not in (".py", ".md", ".toml", ".yml", ".yaml"):
+            continue
+        text = path.read_text(errors="replace")
+        if "DESIGN.md" in text or "../shared" in text:
+            offenders.append(name)
+    assert not offenders, f"these files point at files outside the repository: {offenders}"

@@ -1,0 +1,29 @@
+"""FP16 for ONNX Runtime: the exported FP32 ONNX file made FP16 with ONNX Runtime's own converter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...errors import ConversionError
+
+
+def ensure_fp16(path: Path) -> bool:
+    """Make the ONNX file at ``path`` FP16 (float32 inputs and outputs kept); False if it already was.
+
+    Ultralytics' own CPU FP16 export exists only in recent versions (older ones drop or reject half=True on a
+    CPU ONNX export), so the backend always exports FP32 and runs the maintained converter that ships with
+    onnxruntime (onnxruntime.transformers.float16) here, with the settings Ultralytics 8.4 uses.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
+        return False
+    try:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+    except ImportError as exc:  # very old onnxruntime builds without the transformers tools
+        raise ConversionError(
+            f"precision='fp16' needs onnxruntime.transformers.float16 ({exc}); upgrade onnxruntime or use fp32."
+        ) from exc
+    onnx.save(convert_float_to_float16(model, keep_io_types=True), str(path))
+    return True

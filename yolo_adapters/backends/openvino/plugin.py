@@ -1,0 +1,113 @@
+"""The OpenVINO plugin: device names, options, conversion plan (FP32/FP16 IR, INT8 through NNCF)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
+
+from ...errors import BackendUnavailableError, DeviceError, OptionError
+from ...quantize import QUANT_OPTIONS, int8_plan
+from ..base import BackendPlugin, Engine, ExportPlan
+from .engine import OpenVINOEngine, core
+
+_VIRTUAL = ("AUTO", "MULTI", "HETERO", "BATCH")
+_HINTS = ("latency", "throughput", "cumulative_throughput")
+
+
+class OpenVINOPlugin(BackendPlugin):
+    name = "openvino"
+    device_aliases = ("intel", "ov")
+    extra = "openvino"
+    default_device = "CPU"
+    artifact_suffixes = (".xml", ".onnx")  # OpenVINO reads ONNX directly
+    option_types: ClassVar[dict[str, tuple[type, ...]]] = {
+        "hint": (str,),
+        "config": (dict,),
+        "compile_cache": (bool, str, Path),
+        **QUANT_OPTIONS,  # precision="int8": calibration, calibration_size, holdout, max_drop... (yolo_adapters.quantize)
+    }
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
+
+    def missing_requirements(self) -> str | None:
+        if importlib.util.find_spec("openvino") is None:
+            return "OpenVINO is not installed: pip install 'yolo-adapters[openvino]' (or pip install openvino)."
+        return None
+
+    def normalize_device(self, prefix: str, spec: str) -> str:
+        # Ultralytics spells "intel:gpu"; OpenVINO wants "GPU". Device names are upper case in OpenVINO.
+        return spec.upper() if spec else self.default_device
+
+    def available_devices(self) -> list[str]:
+        return list(core().available_devices)
+
+    def environment(self) -> dict[str, Any]:
+        """Each device OpenVINO sees with its full name (e.g. CPU: "Intel(R) Xeon(R) ...")."""
+        if self.missing_requirements() is not None:
+            return {}
+        names = {}
+        for device in self.available_devices():
+            try:
+                names[device] = str(core().get_property(device, "FULL_DEVICE_NAME"))
+            except Exception:  # a device plugin that cannot answer still counts as present
+                names[device] = ""
+        return {"device_names": names}
+
+    def validate_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        checked = super().validate_options(options)
+        hint = checked.get("hint")
+        if hint is not None and hint.lower() not in _HINTS:
+            raise OptionError(f"hint={hint!r} is not an OpenVINO performance hint; use one of {_HINTS}.")
+        return checked
+
+    accuracy_control = True  # nncf.quantize_with_accuracy_control (max_drop)
+
+    def quantizer_version(self) -> str:
+        if importlib.util.find_spec("nncf") is None:
+            raise BackendUnavailableError(
+                "precision='int8' quantizes with NNCF, which is not installed: pip install 'yolo-adapters[int8]' "
+                "(or pip install nncf)."
+            )
+        import nncf
+
+        return f"nncf {nncf.__version__}"
+
+    def engine_version(self) -> str:
+        from importlib.metadata import version
+
+        return version("openvino")
+
+    def export_plan(self, device: str, options: Mapping[str, Any], imgsz: Sequence[int], batch: int) -> ExportPlan:
+        plan = self.make_plan("openvino", options, imgsz, batch, cpu=device.upper() == "CPU")
+        if plan.precision == "int8":  # FP32 export, quantized with NNCF in finish_artifact
+            plan = int8_plan(plan, options, self)
+        return plan
+
+    def finish_artifact(self, exported: Path, plan: ExportPlan) -> Path:
+        artifact = super().finish_artifact(exported, plan)
+        if plan.precision == "int8":
+            from .int8 import quantize_openvino  # NNCF is imported only when something is quantized
+
+            artifact = quantize_openvino(artifact, plan, self)
+        return artifact
+
+    def check_device(self, device: str) -> None:
+        """Reject a device OpenVINO does not see, listing the ones it does."""
+        available = self.available_devices()
+        families = {d.split(".")[0] for d in available}
+        virtual, _, listed = device.partition(":")
+        tokens = listed.split(",") if virtual in _VIRTUAL else [device]
+        if virtual in _VIRTUAL and not listed:
+            return
+        for token in tokens:
+            name = token.split("(")[0].strip()
+            if name and name not in available and name not in families:
+                raise DeviceError(
+                    f"OpenVINO has no device {name!r} here. Available: {', '.join(available) or 'none'} "
+                    f"(plus AUTO, MULTI:..., HETERO:...). Example: device='openvino:{available[0] if available else 'CPU'}'."
+                )
+
+    def load(self, artifact: Path, device: str, options: Mapping[str, Any]) -> Engine:
+        return OpenVINOEngine(artifact, device, options)
+
+

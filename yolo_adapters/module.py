@@ -1,0 +1,214 @@
+"""``EngineModule``: the torch module Ultralytics' predictor and validator get instead of their AutoBackend.
+
+It answers every attribute they read (format, stride, names, imgsz, dynamic, batch, kpt_shape, device, fp16,
+legacy ``pt``/``jit`` flags...) and turns the engine's host arrays into CPU tensors in Ultralytics' layout,
+so letterboxing, NMS, keypoints and masks stay in Ultralytics, on the CPU, whatever the engine.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from .errors import ModelFormatError
+from .model_info import ModelInfo
+
+if TYPE_CHECKING:
+    from .backends.base import Engine
+
+LOGGER = logging.getLogger("yolo_adapters")
+
+# Format flags older Ultralytics (8.1-8.4.22) reads from AutoBackend; all False for a plugin engine.
+_LEGACY_FLAGS = (
+    "pt", "jit", "dnn", "onnx", "xml", "engine", "coreml", "saved_model", "pb", "tflite", "edgetpu", "tfjs",
+    "paddle", "mnn", "ncnn", "imx", "rknn", "triton", "nn_module",
+)  # fmt: skip
+
+
+#: The stream pipeline advancing in this thread (yolo_adapters.pipeline sets it): ``forward`` asks it for the
+#: inference it started ahead for a batch. Held here so that this module needs nothing from the pipeline above it.
+STREAM: contextvars.ContextVar[Any] = contextvars.ContextVar("yolo_adapters_stream", default=None)
+
+
+class EngineModule(torch.nn.Module):
+    """An engine dressed as Ultralytics' AutoBackend: what the patched ``AutoBackend`` returns."""
+
+    def __init__(
+        self, engine: "Engine", info: ModelInfo, backend: str, device: str, artifact: Path, pipeline: bool = True
+    ) -> None:
+        super().__init__()
+        # Ultralytics 8.4 loads the next batch on a worker thread when its model says ``prefetch``; with the patch
+        # layer on, yolo_adapters.pipeline goes further (pre-processing and inference run ahead, in order).
+        self.prefetch = self.pipeline = bool(pipeline)
+        for flag in _LEGACY_FLAGS:
+            setattr(self, flag, False)
+        self.engine = engine
+        self.format = backend
+        self.backend_name = backend
+        self.engine_device = device
+        self.artifact = Path(artifact)
+        self.device = torch.device("cpu")  # pre/post-processing and NMS run on CPU tensors
+        self.fp16 = False  # the predictor feeds float32; the engine casts if its input is FP16
+        self.nhwc = False
+        self.base_model = False  # augment / visualize / embed need the PyTorch model
+        self.model = None
+        self.info = info
+        self.task = info.task
+        self.names = dict(info.names)
+        self.stride = info.stride
+        self.kpt_shape = info.kpt_shape
+        self.end2end = info.end2end
+        self.channels = self.ch = info.channels
+        self.metadata = info.metadata
+        shape = engine.input_shape
+        self.dynamic = engine.dynamic
+        # Ultralytics < 8.4.23 reads `pt` where it means "any input shape works": minimal (rect) letterbox and
+        # rect val batches, exactly as for the PyTorch model. True only for dynamic engines; 8.4.23+ reads `dynamic`.
+        # Not for classifiers: there `pt` makes the predictor take transforms from the PyTorch module we replace.
+        self.pt = self.dynamic and info.task != "classify"
+        self.batch = int(shape[0]) if int(shape[0]) > 0 else max(info.batch, 1)
+        self.batch_size = self.batch
+        if not self.dynamic:
+            self.imgsz = [int(shape[2]), int(shape[3])]
+        self._expected_channels = info.expected_channels()
+
+    def __deepcopy__(self, memo: dict) -> "EngineModule":
+        """The same module: an engine (compiled model, session) is shared, never copied. Ultralytics' validator
+        deep-copies the model it is given before wrapping it (yolo_adapters.quantize hands it a built module)."""
+        return self
+
+    def __repr__(self) -> str:
+        return f"EngineModule({self.backend_name}:{self.engine_device}, task={self.task}, artifact={self.artifact})"
+
+    # -- what the predictor and validator call ------------------------------------------------------
+    def forward(self, im: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor | list[torch.Tensor]:
+        """Run the engine on a preprocessed NCHW batch; returns CPU tensors shaped as Ultralytics expects."""
+        stream = STREAM.get()
+        pending = stream.take(im) if stream is not None else None  # this batch was submitted ahead
+        if pending is not None:
+            return pending.result()
+        x = self._numpy(im)
+        static_batch = int(self.engine.input_shape[0])
+        if static_batch > 0 and x.shape[0] != static_batch:
+            return self._forward_static_batches(x, static_batch)
+        if x.shape[0] > 1 and self.engine.parallel > 1:
+            return self.submit(im).result()
+        return self._to_ultralytics(self._infer(x))
+
+    @staticmethod
+    def _numpy(im: torch.Tensor) -> np.ndarray:
+        x = im.detach().to("cpu")
+        return x.numpy() if x.dtype == torch.float32 else x.float().numpy()
+
+    def submit(self, im: torch.Tensor) -> "_Submitted":
+        """Start ``im`` on the engine without waiting; ``.result()`` gives what ``forward(im)`` gives.
+
+        A dynamic batch of N > 1 is split over the engine's parallel requests (OpenVINO THROUGHPUT streams)."""
+        x = self._numpy(im)
+        static_batch = int(self.engine.input_shape[0])
+        if static_batch > 0 and x.shape[0] != static_batch:
+            return _Submitted(self, [], self._forward_static_batches(x, static_batch))
+        if not self.dynamic and tuple(x.shape[2:]) != tuple(self.imgsz):
+            self._infer(x)  # raises the size error
+        x = np.ascontiguousarray(x, dtype=self.engine.input_dtype)
+        parts = min(x.shape[0], max(self.engine.parallel, 1)) if static_batch <= 0 else 1
+        chunks = np.array_split(x, parts) if parts > 1 else [x]
+        return _Submitted(self, [self.engine.submit(np.ascontiguousarray(c)) for c in chunks])
+
+    def _infer(self, x: np.ndarray) -> list[np.ndarray]:
+        if not self.dynamic and tuple(x.shape[2:]) != tuple(self.imgsz):
+            raise ModelFormatError(
+                f"The {self.backend_name} model at {self.artifact} takes {self.imgsz[0]}x{self.imgsz[1]} images but got "
+                f"{x.shape[2]}x{x.shape[3]}: pass imgsz={self.imgsz[0]} (or dynamic=True when converting)."
+            )
+        x = np.ascontiguousarray(x, dtype=self.engine.input_dtype)
+        return self.engine.infer(x)
+
+    def _forward_static_batches(self, x: np.ndarray, size: int) -> torch.Tensor | list[torch.Tensor]:
+        """A static-batch engine: pad short batches with zeros, split long ones, then drop the padding."""
+        parts: list[list[np.ndarray]] = []
+        for start in range(0, x.shape[0], size):
+            chunk = x[start : start + size]
+            real = chunk.shape[0]
+            if real < size:
+                chunk = np.concatenate([chunk, np.zeros((size - real, *chunk.shape[1:]), chunk.dtype)])
+            parts.append([o[:real] for o in self._infer(chunk)])
+        return self._to_ultralytics([np.concatenate(outs) for outs in zip(*parts)])
+
+    def _to_ultralytics(self, outputs: list[np.ndarray]) -> torch.Tensor | list[torch.Tensor]:
+        tensors = [torch.from_numpy(np.ascontiguousarray(o)) for o in outputs]
+        tensors = [t.float() if t.dtype == torch.float16 else t for t in tensors]  # NMS wants float32
+        if len(tensors) == 2 and tensors[0].ndim == 4 and tensors[1].ndim == 3:
+            tensors.reverse()  # segment: detections first, mask prototypes second
+        head = tensors[0]
+        if self._expected_channels is not None and head.ndim >= 2 and head.shape[1] != self._expected_channels:
+            raise ModelFormatError(
+                f"{self.artifact} does not match its metadata: output has {head.shape[1]} channels where a "
+                f"{self.task} model with {len(self.names)} classes has {self._expected_channels}. "
+                "The model file and its metadata.yaml come from different exports: re-export or clear the cache."
+            )
+        return tensors[0] if len(tensors) == 1 else tensors
+
+    def warmup(self, imgsz: tuple[int, ...] = (1, 3, 640, 640), im: torch.Tensor | None = None) -> None:
+        """Nothing to warm: the engine was compiled when this module was built."""
+
+    def fuse(self, *args: Any, **kwargs: Any) -> "EngineModule":
+        return self
+
+
+class _Submitted:
+    """Batches started on the engine; ``result()`` joins them (in input order) into Ultralytics' layout."""
+
+    __slots__ = ("_module", "_pending", "_value")
+
+    def __init__(self, module: EngineModule, pending: list, value: Any = None) -> None:
+        self._module, self._pending, self._value = module, pending, value
+
+    def result(self) -> torch.Tensor | list[torch.Tensor]:
+        if self._value is None:
+            outs, error = [], None
+            for pending in self._pending:  # wait for every part, even after a failure: each holds a request
+                try:
+                    outs.append(pending.result())
+                except BaseException as exc:  # noqa: BLE001 - re-raised below
+                    error = error or exc
+            self._pending = []
+            if error is not None:
+                raise error
+            merged = outs[0] if len(outs) == 1 else [np.concatenate(o) for o in zip(*outs)]
+            self._value = self._module._to_ultralytics(merged)
+        return self._value
+
+
+class NPUOutputsOnHost(torch.nn.Module):
+    """Ultralytics' own AutoBackend on torch_npu, with its outputs moved to the host.
+
+    On Ascend cards torch_npu runs NMS and mask/keypoint post-processing slowly or not at all; the model still runs
+    on the NPU, everything after it runs on CPU tensors, as on every yolo_adapters engine.
+    """
+
+    def __init__(self, backend: torch.nn.Module) -> None:
+        super().__init__()
+        self.backend = backend
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["backend"], name)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return _to_host(self.backend(*args, **kwargs))
+
+
+def _to_host(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_host(v) for v in value)
+    return value
