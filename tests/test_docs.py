@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("mkdocs", reason="mkdocs is not installed (pip install -e '.[docs]')")
-pytest.importorskip("material", reason="mkdocs-material is not installed (pip install -e '.[docs]')")
+from needs import require  # noqa: E402  (tests/needs.py: a skip under CI is a failure)
+
+require("mkdocs", "docs")
+require("material", "docs")
 
 
 def _build(root: Path, site: Path) -> subprocess.CompletedProcess:

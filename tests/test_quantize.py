@@ -12,8 +12,10 @@ import yolo_adapters
 from yolo_adapters.errors import OptionError
 from yolo_adapters.module import EngineModule
 
-pytest.importorskip("openvino")
-nncf = pytest.importorskip("nncf")
+from needs import require  # noqa: E402  (tests/needs.py: a skip under CI is a failure)
+
+require("openvino")
+nncf = require("nncf")
 from ultralytics import YOLO  # noqa: E402
 
 from yolo_adapters import quantize  # noqa: E402
@@ -201,7 +203,7 @@ def test_head_found_in_onnx_route(checkpoints: dict) -> None:
     from yolo_adapters import registry
     from yolo_adapters.runtime import resolve_artifact
 
-    pytest.importorskip("onnxruntime")
+    require("onnxruntime")
     backend = registry.get_backend("onnxruntime")
     onnx_file = resolve_artifact(str(checkpoints["pose"]), backend, "cpu", backend.validate_options({"imgsz": 320}))
     model = ov.Core().read_model(str(onnx_file))
@@ -311,7 +313,7 @@ ORT_SMALL = {"imgsz": 320, "calibration_size": 4, "holdout": 1}
 @pytest.fixture
 def fed_to_ort(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
     """Shapes of every tensor the calibration reader hands onnxruntime.quantization.quantize_static."""
-    oq = pytest.importorskip("onnxruntime.quantization")
+    oq = require("onnxruntime.quantization")
     shapes: list[tuple[int, ...]] = []
     real = oq.quantize_static
 
@@ -365,7 +367,7 @@ def _assert_qdq_outside_head(path: Path) -> None:
 def test_onnxruntime_int8_every_task(
     task: str, checkpoints: dict, images: list[Path], calib_dir: Path, fed_to_ort: list
 ) -> None:
-    pytest.importorskip("onnxruntime")
+    require("onnxruntime")
     result = quantize.quantize_model(checkpoints[task], calib_dir, backend="onnxruntime", **ORT_SMALL)
     artifact = result.artifact
     assert artifact.name == "model_int8.onnx" and not (artifact.parent / "model.onnx").exists()
@@ -397,7 +399,7 @@ def test_graph_walk_is_the_same_on_onnx_and_openvino(checkpoints: dict) -> None:
     from yolo_adapters import graph, registry
     from yolo_adapters.runtime import resolve_artifact
 
-    pytest.importorskip("onnxruntime")
+    require("onnxruntime")
     backend = registry.get_backend("onnxruntime")
     onnx_file = resolve_artifact(str(checkpoints["pose"]), backend, "cpu", backend.validate_options({"imgsz": 320}))
     by_onnx = graph.float_scope(onnx.load(str(onnx_file)))
