@@ -11,6 +11,7 @@ import torch
 import yolo_adapters
 from yolo_adapters.errors import (
     BackendUnavailableError,
+    ConversionError,
     DeviceError,
     ModelFormatError,
     OptionError,
@@ -20,7 +21,9 @@ from engine_checks import assert_engine_ran_not_pytorch
 from yolo_adapters.parity import compare_results
 from yolo_adapters.module import EngineModule
 
-pytest.importorskip("openvino")
+from needs import require  # noqa: E402  (tests/needs.py: a skip under CI is a failure)
+
+require("openvino")
 from ultralytics import YOLO  # noqa: E402
 
 TASKS = ("detect", "segment", "pose", "obb", "classify")
@@ -197,3 +200,61 @@ def test_submit_copies_the_batch(checkpoints: dict, images: list[Path]) -> None:
         batch[:] = 0.0  # what a caller recycling its buffer does
         for got, ref in zip(pending.result(), want):
             np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
+
+
+# -- conversion chosen by what works (issue 17) --------------------------------------------------------------
+def _old_exporter(monkeypatch: pytest.MonkeyPatch, failing: tuple[str, ...]) -> None:
+    """Ultralytics' exporter failing for ``failing`` formats as 8.1-8.3's does with OpenVINO 2026."""
+    from ultralytics.engine import exporter
+
+    real = exporter.Exporter.__call__
+
+    def call(self, model=None):
+        if self.args.format in failing:
+            raise AttributeError("module 'openvino' has no attribute 'runtime'")
+        return real(self, model)
+
+    monkeypatch.setattr(exporter.Exporter, "__call__", call)
+
+
+@pytest.mark.parametrize("task", ("detect", "segment"))
+def test_exporter_that_cannot_make_openvino_falls_back_to_onnx(
+    task: str, checkpoints: dict, images: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """The ONNX route (Ultralytics' ONNX export + openvino.convert_model) gives the cache layout of Ultralytics' own
+    OpenVINO export and PyTorch's results."""
+    import logging
+
+    _old_exporter(monkeypatch, ("openvino",))
+    reference = _predict(YOLO(str(checkpoints[task])), images, device="cpu")
+    yolo_adapters.activate("openvino", cache_dir=str(tmp_path / "cache"))
+    model = YOLO(str(checkpoints[task]))
+    with caplog.at_level(logging.WARNING, logger="yolo_adapters"):
+        candidate = _predict(model, images)
+    assert any("through Ultralytics' onnx export instead" in r.message for r in caplog.records)
+    artifact = model.predictor.model.artifact
+    assert artifact.suffix == ".xml" and artifact.parent.name.endswith("_openvino_model")
+    assert (artifact.parent / "metadata.yaml").is_file() and artifact.with_suffix(".bin").is_file()
+    assert not list(artifact.parent.parent.glob("*.onnx")), "the cache keeps only what runs"
+    for ref, cand in zip(reference, candidate):
+        agreement = compare_results(ref, cand)
+        assert agreement.passed(), agreement.failures()
+
+
+def test_no_route_to_openvino_is_one_error_naming_versions(
+    checkpoints: dict, images: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ultralytics
+
+    from yolo_adapters import registry
+
+    _old_exporter(monkeypatch, ("openvino", "onnx"))
+    yolo_adapters.activate("openvino", cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(ConversionError) as caught:
+        YOLO(str(checkpoints["detect"])).predict(str(images[0]), verbose=False)
+    message = str(caught.value)
+    version = registry.get_backend("openvino").engine_version()
+    assert f"Ultralytics {ultralytics.__version__} cannot convert the model for the openvino backend" in message
+    assert f"installed engine ({version})" in message
+    assert "pip install -U ultralytics" in message and "onnx route failed too" in message

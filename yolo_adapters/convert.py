@@ -22,7 +22,7 @@ from .errors import ConversionError, ModelFormatError
 if TYPE_CHECKING:
     import torch
 
-    from .backends.base import Backend, ExportPlan
+    from .backends.base import BackendPlugin, ExportPlan
 
 LOGGER = logging.getLogger("yolo_adapters")
 
@@ -95,7 +95,7 @@ def export_model(model: "torch.nn.Module", plan: "ExportPlan", out_dir: Path) ->
 
 def prepare_artifact(
     model: "torch.nn.Module",
-    backend: "Backend",
+    backend: "BackendPlugin",
     plan: "ExportPlan",
     cache_dir: str | None = None,
     label: str = "model",
@@ -122,7 +122,7 @@ def prepare_artifact(
         def build(staging: Path) -> Path:
             bar.set_postfix_str(f"Ultralytics export to {plan.format}")
             with quiet_ultralytics():
-                exported = export_model(model, plan, staging)
+                exported = export_with_fallback(model, backend, plan, staging)
             bar.update()
             bar.set_postfix_str("finishing")
             artifact = backend.finish_artifact(exported, plan)
@@ -135,6 +135,32 @@ def prepare_artifact(
             raise ConversionError(f"Could not write the converted model into {cache.root}: {exc}") from exc
         bar.set_postfix_str(f"cached in {cache.root}")
     return artifact
+
+
+def export_with_fallback(model: "torch.nn.Module", backend: "BackendPlugin", plan: "ExportPlan", staging: Path) -> Path:
+    """Ultralytics' own export to ``plan.format``; when that fails and the plugin knows another route (its
+    ``fallback_plan``), that export instead, which its ``finish_artifact`` completes. Conversion is chosen by what
+    works with the installed versions, not by a version table; when nothing works, one error names the versions."""
+    try:
+        return export_model(model, plan, staging)
+    except ConversionError as first:
+        fallback = backend.fallback_plan(plan)
+        if fallback is None:
+            raise
+        LOGGER.warning(
+            "yolo_adapters: %s; converting through Ultralytics' %s export instead.", str(first).splitlines()[0], fallback.format
+        )
+        try:
+            return export_model(model, fallback, staging)
+        except ConversionError as second:
+            import ultralytics
+
+            raise ConversionError(
+                f"Ultralytics {ultralytics.__version__} cannot convert the model for the {backend.name} backend with the "
+                f"installed engine ({backend.engine_version()}): its {plan.format} export failed ({first.__cause__ or first}) and the {fallback.format} route "
+                f"failed too ({second.__cause__ or second}). Fix: upgrade Ultralytics (pip install -U ultralytics), or "
+                f"install the engine release it was made for (docs/compatibility.md lists the pairs CI runs)."
+            ) from second
 
 
 @contextmanager

@@ -109,6 +109,20 @@ def read_onnx_metadata(path: Path) -> dict[str, Any]:
         raise ModelFormatError(f"{path} is not a readable ONNX model ({exc}); re-export it or delete it.") from exc
 
 
+def onnx_metadata(path: Path) -> dict[str, Any]:
+    """Ultralytics' metadata of an ONNX export as values (ONNX stores them as strings)."""
+    return {k: _literal(v) for k, v in read_onnx_metadata(path).items()}
+
+
+def write_metadata_yaml(folder: Path, meta: Mapping[str, Any]) -> Path:
+    """metadata.yaml as Ultralytics writes it beside an exported model, for a model converted another way."""
+    import yaml
+
+    path = folder / "metadata.yaml"
+    path.write_text(yaml.safe_dump(dict(meta), sort_keys=False))
+    return path
+
+
 def read_artifact_info(artifact: Path) -> ModelInfo:
     """Ultralytics metadata stored with an artifact: metadata.yaml beside it, or inside the ONNX file."""
     folder = artifact if artifact.is_dir() else artifact.parent

@@ -231,6 +231,12 @@ class BackendPlugin(ABC):
         """Version of the engine package; part of the conversion cache key."""
         return ""
 
+    def fallback_plan(self, plan: ExportPlan) -> ExportPlan | None:
+        """Another Ultralytics export that ``finish_artifact`` can turn into this engine's artifact, tried when
+        Ultralytics' own exporter cannot produce ``plan.format`` with the installed engine (Ultralytics 8.1-8.3 with
+        OpenVINO 2026, whose ``openvino.runtime`` they import, is gone). None: there is no other route."""
+        return None
+
     def finish_artifact(self, exported: Path, plan: ExportPlan) -> Path:
         """Post-process what Ultralytics exported (e.g. run a compiler); returns the runnable artifact."""
         return self.find_artifact(exported) or exported

@@ -1,6 +1,7 @@
 """OpenVINO: Ultralytics models as compiled OpenVINO models on CPU, GPU, NPU or any virtual device.
 
-``plugin`` (devices, options, conversion plan), ``engine`` (the compiled model and its infer requests), ``int8``
+``plugin`` (devices, options, conversion plan), ``engine`` (the compiled model and its infer requests), ``convert``
+(ONNX to IR, for Ultralytics releases whose own exporter cannot run with this OpenVINO), ``int8``
 (NNCF quantization of the FP32 IR, imported only when something is quantized).
 """
 

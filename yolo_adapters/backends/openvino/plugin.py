@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import logging
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
 from ...errors import BackendUnavailableError, DeviceError, OptionError
 from ...quantize import QUANT_OPTIONS, int8_plan
 from ..base import BackendPlugin, Engine, ExportPlan
+from .convert import onnx_to_ir
 from .engine import OpenVINOEngine, core
 
+LOGGER = logging.getLogger("yolo_adapters")
 _VIRTUAL = ("AUTO", "MULTI", "HETERO", "BATCH")
 _HINTS = ("latency", "throughput", "cumulative_throughput")
 
@@ -83,7 +87,18 @@ class OpenVINOPlugin(BackendPlugin):
             plan = int8_plan(plan, options, self)
         return plan
 
+    def fallback_plan(self, plan: ExportPlan) -> ExportPlan | None:
+        """Ultralytics' ONNX export, converted with ``openvino.convert_model`` in ``finish_artifact``: for releases
+        whose OpenVINO exporter needs an older OpenVINO (8.1-8.3 import ``openvino.runtime``, gone in 2026).
+        None without the onnx package (Ultralytics would try to pip-install it mid-export)."""
+        if importlib.util.find_spec("onnx") is None:
+            LOGGER.warning("yolo_adapters: the ONNX route to OpenVINO needs the onnx package (pip install onnx).")
+            return None
+        return dataclasses.replace(plan, format="onnx", precision="fp32")  # FP16 weights are made in onnx_to_ir
+
     def finish_artifact(self, exported: Path, plan: ExportPlan) -> Path:
+        if exported.suffix == ".onnx":  # the fallback route: make the IR Ultralytics' own export would have made
+            exported = onnx_to_ir(exported, plan)
         artifact = super().finish_artifact(exported, plan)
         if plan.precision == "int8":
             from .int8 import quantize_openvino  # NNCF is imported only when something is quantized
