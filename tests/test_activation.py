@@ -14,10 +14,13 @@ import pytest
 
 import yolo_adapters
 from yolo_adapters import patching
+from yolo_adapters.module import EngineModule
 from yolo_adapters.parity import compare_results
 from yolo_adapters.patching import installer
 
-pytest.importorskip("openvino")
+from needs import require  # noqa: E402  (tests/needs.py: a skip under CI is a failure)
+
+require("openvino")
 from ultralytics import YOLO  # noqa: E402
 
 PREDICT = """
@@ -122,12 +125,31 @@ def _originals():
     return predictor_module, AutoBackend, select_device
 
 
-def test_deactivate_restores_stock_ultralytics(pose_pt: Path, images: list) -> None:
+def test_deactivate_keeps_device_strings_working(
+    pose_pt: Path, images: list, people_on_bus: int, tiny_pose_dataset: Path
+) -> None:
+    """deactivate() leaves what a new process has: nothing active (device=None is stock PyTorch), while a plugin
+    device string still runs on its engine, for predict and for val (the route used to vanish: issue 17)."""
+    predictor_module, AutoBackend, _ = _originals()
+    yolo_adapters.activate("openvino")
+    yolo_adapters.deactivate()
+    assert yolo_adapters.active() is None
+    model = YOLO(str(pose_pt))
+    model.predict(str(images[0]), verbose=False)
+    assert type(model.predictor.model) is AutoBackend  # nothing routed without a device string
+    result = model.predict(str(images[0]), device="openvino", verbose=False)[0]
+    assert isinstance(model.predictor.model, EngineModule) and model.predictor.model.format == "openvino"
+    assert len(result.boxes) == people_on_bus
+    metrics = model.val(data=str(tiny_pose_dataset), device="openvino", batch=1, plots=False, verbose=False)
+    assert metrics.pose.map50 > 0.5  # labels are PyTorch's own answers: the engine validated, it did not fail
+
+
+def test_deactivate_uninstall_restores_stock_ultralytics(pose_pt: Path, images: list) -> None:
     predictor_module, AutoBackend, select_device = _originals()
     yolo_adapters.activate("openvino")
     assert yolo_adapters.active() == "openvino"
     assert patching.is_patched("ultralytics.engine.predictor", "AutoBackend")
-    yolo_adapters.deactivate()
+    yolo_adapters.deactivate(uninstall=True)
     assert yolo_adapters.active() is None
     assert predictor_module.AutoBackend is AutoBackend and predictor_module.select_device is select_device
     for method in ("BasePredictor.setup_model", "BasePredictor.stream_inference", "BasePredictor.preprocess"):
@@ -141,7 +163,7 @@ def test_deactivate_restores_stock_ultralytics(pose_pt: Path, images: list) -> N
 
 
 def test_use_context_restores_previous_state(pose_pt: Path, images: list) -> None:
-    yolo_adapters.deactivate()
+    yolo_adapters.deactivate(uninstall=True)
     with yolo_adapters.use("openvino", hint="throughput"):
         assert yolo_adapters.active() == "openvino"
         model = YOLO(str(pose_pt))
@@ -211,7 +233,7 @@ def test_fails_open_when_a_patch_point_moved(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, pose_pt: Path, images: list
 ) -> None:
     predictor_module, AutoBackend, _ = _originals()
-    yolo_adapters.deactivate()
+    yolo_adapters.deactivate(uninstall=True)
     original = predictor_module.BasePredictor.setup_model
 
     def setup_model_from_the_future(self, model, verbose=True):  # no longer calls AutoBackend/select_device
@@ -232,7 +254,7 @@ def test_fails_open_when_a_patch_point_moved(
 def test_version_guard(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     import ultralytics
 
-    yolo_adapters.deactivate()
+    yolo_adapters.deactivate(uninstall=True)
     monkeypatch.setattr(installer, "_warned", set())
     monkeypatch.setattr(ultralytics, "__version__", "8.0.200")
     with caplog.at_level(logging.WARNING, logger="yolo_adapters"):
@@ -240,7 +262,7 @@ def test_version_guard(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptur
     assert not patching.is_patched("ultralytics.engine.predictor", "AutoBackend")
     assert any("not supported" in r.message for r in caplog.records)
 
-    yolo_adapters.deactivate()
+    yolo_adapters.deactivate(uninstall=True)
     monkeypatch.setattr(ultralytics, "__version__", "8.9.0")  # newer than tested, same shape: patched
     patching.install()
     assert patching.is_patched("ultralytics.engine.predictor", "AutoBackend")
@@ -249,7 +271,7 @@ def test_version_guard(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptur
 def test_hook_errors_never_escape(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     import ultralytics.engine.predictor as predictor_module
 
-    yolo_adapters.deactivate()
+    yolo_adapters.deactivate(uninstall=True)
     monkeypatch.setattr(installer, "_warned", set())
 
     def explode(*args, **kwargs):

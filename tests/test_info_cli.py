@@ -140,7 +140,7 @@ def test_info_says_whether_patches_are_active(capsys: pytest.CaptureFixture) -> 
     assert info["patches"]["installed"] and info["patches"]["active_backend"] == "openvino"
     assert info["patches"]["patched"]["ultralytics.engine.predictor.AutoBackend"] is True
     assert info["active_backend"] == "openvino" and info["patches_installed"] is True
-    yolo_adapters.deactivate()
+    yolo_adapters.deactivate(uninstall=True)
     info = json.loads(_info(capsys, "--json"))
     assert not info["patches"]["installed"] and not any(info["patches"]["patched"].values())
     assert "patches in this process: not installed" in _info(capsys)

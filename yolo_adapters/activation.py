@@ -1,7 +1,8 @@
 """Process-wide activation: which backend takes every Ultralytics predict/val when none is named.
 
 ``activate`` and ``deactivate`` are the only writers; the patch layer reads ``current()`` at each
-predictor/validator setup, so a change takes effect the next time Ultralytics builds its model.
+predictor/validator setup, so a change takes effect the next time Ultralytics builds its model. ``deactivate``
+leaves the state a new process starts in: nothing active, plugin device strings routed.
 """
 
 from __future__ import annotations
@@ -43,11 +44,19 @@ def activate(backend: str = "openvino", **options: Any) -> None:
         patching.install()
 
 
-def deactivate() -> None:
-    """Stop routing and remove every patch: Ultralytics behaves exactly as if yolo_adapters were absent."""
+def deactivate(uninstall: bool = False) -> None:
+    """Stop routing every predict, stream, val and track through the active backend.
+
+    Ultralytics then behaves as in a new process with yolo_adapters installed: a plugin device string
+    (``device="openvino"``) still runs on its engine, through the start-up hook's passive patch layer, and everything
+    else is stock. ``uninstall=True`` also removes every patch: Ultralytics exactly as if yolo_adapters were absent
+    (a plugin device string then gets Ultralytics' own "Invalid device" error)."""
     with state.lock:
         state.set_current(None)
-        patching.uninstall()
+        if uninstall or disabled():
+            patching.uninstall()
+        else:
+            patching.install()  # passive: routes plugin device strings only
 
 
 @contextmanager
