@@ -53,9 +53,9 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> list:
     seen: list = []
     original = pipeline.Pipeline.prefetch
 
-    def recording(self, iterator):
+    def recording(self, iterator, *args, **kwargs):
         seen.append(self)
-        return original(self, iterator)
+        return original(self, iterator, *args, **kwargs)
 
     monkeypatch.setattr(pipeline.Pipeline, "prefetch", recording)
     return seen
@@ -231,3 +231,79 @@ def test_pipeline_patch_is_idempotent_reversible_and_version_checked() -> None:
         assert f"{target.module}:{target.owner}" not in installer._warned
     finally:
         patching.install()
+
+
+# -- in-memory sources: engine-sized batches run ahead (issue 19) ------------------------------------------------
+def _frames(images: list[Path], count: int, same_size: tuple[int, int] | None = None) -> list[np.ndarray]:
+    """``count`` BGR frames alternating the test photos (mixed shapes), or all resized to ``same_size``."""
+    import cv2
+
+    photos = [cv2.imread(str(p)) for p in images]
+    if same_size:
+        photos = [cv2.resize(p, same_size) for p in photos]
+    return [photos[i % len(photos)].copy() for i in range(count)]
+
+
+def _answers(results: list) -> list[tuple]:
+    return [(r.path, r.orig_shape, r.keypoints.data.numpy().copy()) for r in results]
+
+
+@pytest.mark.parametrize("same_size", [None, (480, 320)], ids=["mixed-shapes", "same-shapes"])
+def test_in_memory_list_runs_in_engine_batches_with_stock_results(
+    same_size: tuple | None, pose_pt: Path, images: list[Path], spy: list
+) -> None:
+    """A list of frames gives what the stock loop gives for the whole list (paths, order, the whole list's letterbox
+    decision), in batches of the engine's size, at most ``depth`` ahead, the first result after the first batches."""
+    from ultralytics import YOLO
+
+    frames = _frames(images, 13, same_size)
+
+    def run(**options) -> tuple[list, YOLO, int]:
+        yolo_adapters.activate("openvino", hint="throughput", **options)
+        model = YOLO(str(pose_pt))
+        model.predict(frames[:1], imgsz=320, verbose=False)  # build and compile outside the measured call
+        before = model.predictor.model.engine.calls
+        first_at = None
+        results = []
+        for result in model.predict(frames, stream=True, imgsz=320, verbose=False):
+            if first_at is None:
+                first_at = model.predictor.model.engine.calls - before
+            results.append(result)
+        return results, model, first_at
+
+    stock, _, stock_first = run(pipeline=False)
+    assert not spy
+    piped, model, piped_first = run()
+    assert len(spy) == 1, "the in-memory list did not run through the pipeline"
+    assert any(len(r.boxes) for r in stock), "nobody found: the comparison would prove nothing"
+    assert len(piped) == len(stock) == 13
+    for i, (a, b) in enumerate(zip(_answers(stock), _answers(piped))):
+        assert a[0] == b[0] == f"image{i}.jpg" and a[1] == b[1], f"frame {i}"
+        np.testing.assert_allclose(a[2], b[2], atol=1e-3, err_msg=f"frame {i}")
+    engine = model.predictor.model.engine
+    size = max(engine.parallel, 1)
+    assert 1 <= spy[0].ahead_max <= spy[0].depth
+    assert piped_first <= (spy[0].depth + 1) * size < 13, "the first result waited for the whole list"
+    assert stock_first >= 2  # stock runs the whole list as one batch before its first result
+    assert engine._idle.qsize() == engine.parallel + 1  # every infer request was given back
+
+
+def test_tensor_source_runs_in_engine_batches_with_stock_results(pose_pt: Path, images: list[Path], spy: list) -> None:
+    import torch
+    from ultralytics import YOLO
+    from ultralytics.data.augment import LetterBox
+
+    letterbox = LetterBox((320, 320), auto=False)
+    frames = [letterbox(image=f)[..., ::-1].transpose(2, 0, 1) for f in _frames(images, 5)]
+    tensor = torch.from_numpy(np.ascontiguousarray(np.stack(frames))).float() / 255
+
+    def run(**options) -> list:
+        yolo_adapters.activate("openvino", hint="throughput", **options)
+        return list(YOLO(str(pose_pt)).predict(tensor, stream=True, imgsz=320, verbose=False))
+
+    stock, piped = run(pipeline=False), run()
+    assert len(spy) == 1 and len(piped) == len(stock) == 5
+    for i, (a, b) in enumerate(zip(_answers(stock), _answers(piped))):
+        assert a[0] == b[0] and a[1] == b[1], f"frame {i}"
+        np.testing.assert_allclose(a[2], b[2], atol=1e-3, err_msg=f"frame {i}")
+

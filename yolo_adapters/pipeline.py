@@ -18,6 +18,7 @@ Ultralytics releases the video capture.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
@@ -35,6 +36,52 @@ class _Failure:
 
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
+
+
+#: Ultralytics' loaders of in-memory sources, which make the whole source one batch (``bs = len(list)``).
+IN_MEMORY_LOADERS = ("LoadPilAndNumpy", "LoadTensor")
+#: Set in the pipeline's worker while it pre-processes batches of an in-memory list whose images differ in shape:
+#: Ultralytics letterboxes such a list to a square as a whole, so every batch cut from it must be too, even one
+#: whose own images happen to share a shape (see ``square_letterbox``).
+_SQUARE: contextvars.ContextVar[bool] = contextvars.ContextVar("yolo_adapters_square", default=False)
+
+
+def square_letterbox() -> bool:
+    """Whether the batch being pre-processed in this thread must be letterboxed as a list of mixed shapes."""
+    return _SQUARE.get()
+
+
+class ChunkedSource:
+    """An in-memory source as engine-sized batches run ahead by the pipeline, in order, with the source's names.
+
+    Ultralytics makes a list of N frames one batch: one N x 3 x H x W float tensor, all N run at once, the first
+    result after the last frame. Here the list is cut into batches of ``size`` (the engine's parallel requests or
+    ``batch=``, whichever is larger), at most ``Pipeline.depth`` of them ahead: memory is bounded whatever N, the
+    first result comes after the first batch, and every result is the one stock Ultralytics gives (same paths, same
+    order, and the letterbox decision of the whole list)."""
+
+    def __init__(self, dataset: Any, size: int, pipeline: "Pipeline") -> None:
+        self._dataset, self.size, self._pipeline = dataset, size, pipeline
+        images = getattr(dataset, "im0", None)
+        shapes = {tuple(getattr(im, "shape", ())) for im in images} if isinstance(images, list) else set()
+        self._mixed = len(shapes) > 1  # a list of mixed shapes is letterboxed square as a whole
+        self.batches = -(-len(dataset.paths) // size)
+
+    def __getattr__(self, name: str) -> Any:  # mode, source_type, bs, count...: the source's own
+        return getattr(self._dataset, name)
+
+    def __len__(self) -> int:
+        return len(self._dataset)
+
+    def _chunks(self) -> Iterator[tuple[list, Any, list]]:
+        paths, images = list(self._dataset.paths), self._dataset.im0
+        for start in range(0, len(paths), self.size):
+            part = paths[start : start + self.size]
+            yield part, images[start : start + self.size], [""] * len(part)
+
+    def __iter__(self) -> Iterator[tuple[list, Any, list]]:
+        self._dataset.count = 1  # what Ultralytics' loader reports while its one batch is processed
+        return self._pipeline.prefetch(self._chunks(), batch_of=lambda item: item, square=self._mixed)
 
 
 def active() -> "Pipeline | None":
@@ -136,8 +183,21 @@ class Pipeline:
             return None
         return entry[1]
 
-    def prefetch(self, iterator: Iterator) -> Iterator:
-        """Yield the items of ``iterator`` in order while a worker loads, pre-processes and starts the next ones."""
+    def in_memory(self, dataset: Any) -> Any:
+        """``dataset`` cut into engine-sized batches run ahead, when it is an in-memory source Ultralytics makes one
+        batch of (a list of arrays or PIL images, a BCHW tensor); else ``dataset`` unchanged."""
+        if type(dataset).__name__ not in IN_MEMORY_LOADERS or len(getattr(dataset, "paths", ())) < 2:
+            return dataset
+        batch = int(getattr(getattr(self.predictor, "args", None), "batch", 1) or 1)
+        return ChunkedSource(dataset, max(batch, int(getattr(self.model.engine, "parallel", 1)), 1), self)
+
+    def prefetch(self, iterator: Iterator, batch_of: Any = None, square: bool = False) -> Iterator:
+        """Yield the items of ``iterator`` in order while a worker loads, pre-processes and starts the next ones.
+
+        An item is ``(batch, dataset snapshot)`` as Ultralytics' ``_prefetch`` gets it, or what ``batch_of(item)``
+        says is the batch ``(paths, im0s, strings)``. ``square``: the batches come from one in-memory list of mixed
+        shapes (``ChunkedSource``), letterboxed square like the whole list."""
+        batch_of = batch_of or (lambda item: item[0])
         ready: queue.Queue = queue.Queue(maxsize=self.depth)
         stop = threading.Event()
 
@@ -151,9 +211,10 @@ class Pipeline:
             return False
 
         def work() -> None:
+            _SQUARE.set(square)  # the worker's own context: the letterbox decision of the whole source
             try:
                 for item in iterator:
-                    batch = item[0]
+                    batch = batch_of(item)
                     tensor = self.predictor.preprocess(batch[1])
                     pending = self.model.submit(tensor)
                     if not offer((item, tensor, pending)):
@@ -177,7 +238,7 @@ class Pipeline:
                 self.ahead_max = max(self.ahead_max, ready.qsize() + 1)
                 item, tensor, pending = entry
                 self._drop_stale()  # a previous batch whose inference the loop never asked for
-                im0s = item[0][1]
+                im0s = batch_of(item)[1]
                 self._ready[id(im0s)] = (im0s, tensor, pending)
                 yield item
         finally:

@@ -16,7 +16,7 @@ _MARK = "_self_yolo_adapters_patch"
 
 _lock = threading.RLock()
 _installed = False
-_hooked: set[str] = set()
+_hooked: set[PatchTarget] = set()
 _warned: set[str] = set()
 
 
@@ -52,8 +52,8 @@ def install() -> None:
     with _lock:
         _installed = True
         for target in TARGETS:
-            if (target.module, target.owner) not in _hooked:
-                _hooked.add((target.module, target.owner))
+            if target not in _hooked:
+                _hooked.add(target)
                 # Fires at once if the module is already imported, else right after its import.
                 wrapt.register_post_import_hook(lambda module, t=target: _on_import(module, t), target.module)
             elif target.module in sys.modules:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
+import numpy as np
+
 from ..devices import Selection, resolve
 from ..errors import ModelFormatError
 from ..module import EngineModule, NPUOutputsOnHost
-from ..pipeline import active, pipeline_for
+from ..pipeline import active, pipeline_for, square_letterbox
 from ..runtime import build_engine_module
 
 
@@ -62,6 +64,29 @@ def preprocess_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: di
     return wrapped(*args, **kwargs)
 
 
+def setup_source_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    """``BasePredictor.setup_source``: an in-memory list or tensor becomes engine-sized batches run ahead (bounded
+    memory, first result after the first batch) inside a pipelined stream; every other source stays as it is."""
+    result = wrapped(*args, **kwargs)
+    pipeline = active()
+    if pipeline is not None and pipeline.predictor is instance and getattr(instance, "dataset", None) is not None:
+        instance.dataset = pipeline.in_memory(instance.dataset)
+    return result
+
+
+def pre_transform_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    """``BasePredictor.pre_transform``: a batch cut from an in-memory list of mixed shapes is letterboxed the way
+    Ultralytics letterboxes that whole list (square), even when the batch's own images share a shape."""
+    if not square_letterbox() or len(args) != 1 or kwargs or not isinstance(args[0], list):
+        return wrapped(*args, **kwargs)
+    images = args[0]
+    if not images:
+        return wrapped(*args, **kwargs)
+    first = images[0]
+    odd = np.zeros(((1, 1) if first.shape[:2] != (1, 1) else (2, 2)) + first.shape[2:], first.dtype)  # not this shape
+    return wrapped([*images, odd])[:-1]  # each image is letterboxed on its own: dropping the odd one changes nothing
+
+
 def setup_model_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
     """``BasePredictor.setup_model``: refuse a predictor whose task is not the engine model's.
 
@@ -85,4 +110,6 @@ WRAPPERS: dict[str, Callable] = {
     "_prefetch": prefetch_wrapper,
     "BasePredictor.stream_inference": stream_inference_wrapper,
     "BasePredictor.preprocess": preprocess_wrapper,
+    "BasePredictor.setup_source": setup_source_wrapper,
+    "BasePredictor.pre_transform": pre_transform_wrapper,
 }
