@@ -307,3 +307,95 @@ def test_tensor_source_runs_in_engine_batches_with_stock_results(pose_pt: Path, 
         assert a[0] == b[0] and a[1] == b[1], f"frame {i}"
         np.testing.assert_allclose(a[2], b[2], atol=1e-3, err_msg=f"frame {i}")
 
+
+
+# -- no hang: a request that never completes is an error after request_timeout ------------------------------------
+class _StuckRequest:
+    """An OpenVINO infer request that never completes, as on a hung device or driver."""
+
+    def start_async(self, inputs) -> None:
+        pass
+
+    def wait_for(self, milliseconds: int) -> bool:
+        import time
+
+        time.sleep(min(milliseconds, 100) / 1000)
+        return False
+
+    def cancel(self) -> None:
+        pass
+
+
+class _StuckCompiled:
+    def __init__(self, real) -> None:
+        self._real = real
+
+    def create_infer_request(self) -> _StuckRequest:
+        return _StuckRequest()
+
+    def __getattr__(self, name: str):
+        return getattr(self._real, name)
+
+
+def _consume_in_thread(model, source, seconds: float = 90) -> dict:
+    import threading
+
+    outcome: dict = {}
+
+    def consume() -> None:
+        try:
+            outcome["results"] = list(model.predict(source, stream=True, imgsz=160, verbose=False))
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    outcome["hung"] = thread.is_alive()
+    return outcome
+
+
+def test_stuck_openvino_request_is_an_error_not_a_hang(pose_pt: Path, tmp_path: Path) -> None:
+    from ultralytics import YOLO
+
+    from yolo_adapters.errors import EngineTimeoutError
+
+    video = _write_video(tmp_path / "stuck.avi", 30)
+    yolo_adapters.activate("openvino", hint="throughput", request_timeout=1)
+    model = YOLO(str(pose_pt))
+    model.predict(np.full((128, 192, 3), 90, np.uint8), imgsz=160, verbose=False)  # built, compiled, in step
+    engine = model.predictor.model.engine
+    assert engine.timeout == 1
+    engine.compiled = _StuckCompiled(engine.compiled)  # every request made from now on never completes
+    outcome = _consume_in_thread(model, str(video))
+    assert not outcome["hung"], "the stream hung on a request that never completes"
+    assert isinstance(outcome.get("error"), EngineTimeoutError), outcome
+    assert "did not complete within 1 s" in str(outcome["error"]) or "came free within 1 s" in str(outcome["error"])
+
+
+def test_stuck_onnxruntime_run_is_an_error_not_a_hang(pose_pt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from ultralytics import YOLO
+
+    from yolo_adapters.backends.onnxruntime import ONNXRuntimeEngine
+    from yolo_adapters.errors import EngineTimeoutError
+
+    video = _write_video(tmp_path / "stuck.avi", 30)
+    yolo_adapters.activate("onnxruntime", request_timeout=1)
+    model = YOLO(str(pose_pt))
+    model.predict(np.full((128, 192, 3), 90, np.uint8), imgsz=160, verbose=False)
+    release = threading.Event()
+    real = ONNXRuntimeEngine.infer
+
+    def stuck(self, batch):
+        release.wait(120)  # a run that does not come back (let go at the end of the test)
+        return real(self, batch)
+
+    monkeypatch.setattr(ONNXRuntimeEngine, "infer", stuck)
+    try:
+        outcome = _consume_in_thread(model, str(video))
+    finally:
+        release.set()
+    assert not outcome["hung"], "the stream hung on a run that never completes"
+    assert isinstance(outcome.get("error"), EngineTimeoutError), outcome

@@ -27,5 +27,9 @@ class ConversionError(AdapterError):
     """Converting a checkpoint into an engine artifact failed."""
 
 
+class EngineTimeoutError(AdapterError, TimeoutError):
+    """An inference request that did not complete in time (a hung device or driver): an error, never a hang."""
+
+
 class OptionError(AdapterError, TypeError):
     """An option with an unknown name or a value of the wrong type."""

@@ -81,5 +81,7 @@ def resolve_artifact(
 def _load(backend: "BackendPlugin", artifact: Path, device: str, options: dict) -> EngineModule:
     info = backend.artifact_info(artifact, options)
     engine = backend.load(artifact, device, options)
+    if options.get("request_timeout") is not None:
+        engine.timeout = float(options["request_timeout"])
     LOGGER.info("yolo_adapters: %s on %s:%s (%s)", artifact, backend.name, device, info.task)
     return EngineModule(engine, info, backend.name, device, artifact, pipeline=options.get("pipeline", True))

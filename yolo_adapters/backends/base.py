@@ -31,7 +31,10 @@ COMMON_OPTIONS: dict[str, tuple[type, ...]] = {
     "precision": (str,),
     "cache_dir": (str, Path, type(None)),
     "pipeline": (bool,),  # overlap loading, pre-processing, inference and post-processing on video/folder sources
+    "request_timeout": (int, float),  # seconds an asynchronous inference may take before it is an error
 }
+#: Default ``request_timeout``: far above any one batch of a YOLO model on a working device, so it only ends hangs.
+DEFAULT_REQUEST_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,9 @@ class Engine(ABC):
     input_dtype: np.dtype = np.dtype(np.float32)
     #: Number of inferences run so far: tests and `check` use it to prove the engine really ran.
     calls: int = 0
+    #: Seconds a started batch may take (option ``request_timeout``): past it, ``Pending.result`` raises
+    #: EngineTimeoutError instead of waiting forever on a hung device.
+    timeout: float = DEFAULT_REQUEST_TIMEOUT
 
     def __init__(self) -> None:
         self._calls_lock = threading.Lock()

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from ...errors import DeviceError, ModelFormatError
-from ..base import Engine
+from ...errors import DeviceError, EngineTimeoutError, ModelFormatError
+from ..base import Engine, Pending
 
 if TYPE_CHECKING:
     from .plugin import ONNXRuntimePlugin
@@ -86,9 +86,9 @@ class ONNXRuntimeEngine(Engine):
         io_binding = options.get("io_binding")
         self.io_binding = bool(self.providers[0] in DEVICE_MEMORY if io_binding is None else io_binding)
 
-    def submit(self, batch: np.ndarray) -> Any:
-        """Run ``batch`` on a worker thread (``run`` releases the GIL and is thread-safe); returns a Future."""
-        return _executor().submit(self.infer, batch)
+    def submit(self, batch: np.ndarray) -> "_ORTPending":
+        """Run ``batch`` on a worker thread (``run`` releases the GIL and is thread-safe)."""
+        return _ORTPending(_executor().submit(self.infer, batch), self.timeout)
 
     def infer(self, batch: np.ndarray) -> list[np.ndarray]:
         self._count()
@@ -100,3 +100,23 @@ class ONNXRuntimeEngine(Engine):
             binding.bind_output(name, "cpu")
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()
+
+
+class _ORTPending(Pending):
+    """A batch running on the session's thread pool; ``result`` waits at most the engine's timeout."""
+
+    __slots__ = ("_future", "_timeout")
+
+    def __init__(self, future: Any, timeout: float) -> None:
+        self._future, self._timeout = future, timeout
+
+    def result(self) -> list[np.ndarray]:
+        from concurrent.futures import TimeoutError as FutureTimeout
+
+        try:
+            return self._future.result(timeout=self._timeout)
+        except FutureTimeout:
+            raise EngineTimeoutError(
+                f"An ONNX Runtime run did not complete within {self._timeout:g} s (a hung device or provider?). "
+                "Pass request_timeout=SECONDS if a batch really takes longer."
+            ) from None

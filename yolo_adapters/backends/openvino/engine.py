@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ...cache import resolve_root
-from ...errors import DeviceError, ModelFormatError
+from ...errors import DeviceError, EngineTimeoutError, ModelFormatError
 from ..base import Engine
 
 _core_lock = threading.Lock()
@@ -95,7 +95,13 @@ class OpenVINOEngine(Engine):
                 self._idle = queue.SimpleQueue()
                 for _ in range(self.parallel + 1):  # one more than the engine runs: the next batch waits queued
                     self._idle.put(self.compiled.create_infer_request())
-        request = self._idle.get()
+        try:
+            request = self._idle.get(timeout=self.timeout)
+        except queue.Empty:
+            raise EngineTimeoutError(
+                f"No OpenVINO infer request came free within {self.timeout:g} s: the started ones never completed "
+                "(a hung device or driver?). Pass request_timeout=SECONDS if a batch really takes longer."
+            ) from None
         self._count()
         try:
             # Copied into the request's own input tensor, never shared: with share_inputs=True (OpenVINO 2026.4,
@@ -118,7 +124,12 @@ class _OVPending:
         if self._outputs is None:
             request, self._request = self._request, None
             try:
-                request.wait()
+                if not request.wait_for(int(self._engine.timeout * 1000)):
+                    request.cancel()  # returned to the pool below, usable again
+                    raise EngineTimeoutError(
+                        f"An OpenVINO infer request did not complete within {self._engine.timeout:g} s (a hung device "
+                        "or driver?). Pass request_timeout=SECONDS if a batch really takes longer."
+                    )
                 self._outputs = [request.get_output_tensor(i).data.copy() for i in range(self._engine._outputs)]
             finally:
                 self._engine._idle.put(request)
