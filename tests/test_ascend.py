@@ -1,7 +1,9 @@
 """The Ascend backend against the emulated ais_bench / atc / npu-smi (yolo_adapters.testing).
 
 No card here: every test that runs a model asserts that the emulated InferSession really ran it (its
-recorded calls), so nothing passes because the Ascend stack was missing.
+recorded calls), so nothing passes because the Ascend stack was missing. The emulated atc rewrites the model
+to compute with the arithmetic of its precision mode (yolo_adapters.testing.numerics), so the parity tests
+hold each mode to the tolerances published for it (precision.TOLERANCES_BY_KIND, docs/ascend.md).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import numpy as np
 import pytest
 
 import yolo_adapters
-from yolo_adapters.backends.ascend import FP16_TOLERANCES, AscendBackend, detect_soc, npu_count
-from yolo_adapters.errors import BackendUnavailableError, ConversionError, DeviceError, ModelFormatError
+from yolo_adapters.backends.ascend import AscendPlugin, atc_command, detect_soc, npu_count, tolerances
+from yolo_adapters.backends.ascend.precision import FP16_OUTPUT_TOLERANCES, TOLERANCES_BY_KIND
+from yolo_adapters.errors import BackendUnavailableError, ConversionError, DeviceError, ModelFormatError, OptionError
 from yolo_adapters.parity import DEFAULT_TOLERANCES, compare_results
 from yolo_adapters.testing import emulate_ascend
 from yolo_adapters.testing.om_format import read_om
@@ -57,7 +60,11 @@ def predict(model_path, images, device="ascend:0", task=None, predict_args=None,
     return model, results
 
 
-def assert_parity(refs, results, tol=DEFAULT_TOLERANCES):
+#: precision="fp32" (the default) on the emulated Ascend310P3: --precision_mode_v2=cube_fp16in_fp32out
+DEFAULT_MODE_TOL = tolerances("cube_fp16in_fp32out")
+
+
+def assert_parity(refs, results, tol=DEFAULT_MODE_TOL):
     assert len(refs) == len(results)
     for ref, res in zip(refs, results):
         agreement = compare_results(ref, res, tol=tol)
@@ -127,6 +134,120 @@ def test_dynamic_batch(emu, checkpoints, images, references):
     assert outs[0].shape[0] == 3 and emu.of("infer")[-1]["feeds"][0]["shape"][0] == 4
 
 
+# -- precision: every atc run states its mode; the emulation computes what the mode implies ---------------------
+def _plan_and_argv(tmp_path, chip="310P3", v2=True, **options):
+    """The ExportPlan and atc command line for ``options`` on an emulated ``chip`` whose atc does or does not
+    list --precision_mode_v2."""
+    with emulate_ascend(tmp_path / f"{chip}-v2-{v2}", chip=chip, precision_mode_v2=v2):
+        plugin = AscendPlugin()
+        plan = plugin.export_plan("0", plugin.validate_options(options), (640, 640), 1)
+        return plan, atc_command(Path("m.onnx"), Path("m"), plan, dict(plan.extra))
+
+
+def _precision_flags(argv):
+    return [a for a in argv if a.startswith("--precision_mode")]
+
+
+@pytest.mark.parametrize(
+    "chip, v2, options, expected",
+    [
+        # precision="fp32" (the default): as much FP32 as the SoC's cube units allow
+        ("310P3", True, {}, "--precision_mode_v2=cube_fp16in_fp32out"),
+        ("310P3", False, {}, "--precision_mode=force_fp32"),
+        ("310B4", True, {"precision": "fp32"}, "--precision_mode_v2=cube_fp16in_fp32out"),
+        ("910B3", True, {}, "--precision_mode_v2=origin"),
+        ("910B3", False, {}, "--precision_mode=must_keep_origin_dtype"),
+        # precision="fp16": FP16 on every SoC
+        ("310P3", True, {"precision": "fp16"}, "--precision_mode_v2=fp16"),
+        ("310P3", False, {"precision": "fp16"}, "--precision_mode=force_fp16"),
+        ("910B3", True, {"precision": "fp16"}, "--precision_mode_v2=fp16"),
+        # any ATC mode passes through, with the flag it was given as
+        ("310P3", True, {"precision_mode": "allow_fp32_to_fp16"}, "--precision_mode=allow_fp32_to_fp16"),
+        ("310P3", False, {"precision_mode": "allow_mix_precision"}, "--precision_mode=allow_mix_precision"),
+        ("910B3", True, {"precision_mode_v2": "mixed_float16"}, "--precision_mode_v2=mixed_float16"),
+    ],
+)
+def test_atc_command_states_the_precision(tmp_path, chip, v2, options, expected):
+    plan, argv = _plan_and_argv(tmp_path, chip, v2, **options)
+    assert _precision_flags(argv) == [expected]
+    assert argv[:7] == ["atc", "--framework=5", "--model=m.onnx", "--output=m", "--input_format=NCHW",
+                        "--input_shape=images:1,3,640,640", f"--soc_version=Ascend{chip}"]  # fmt: skip
+    extra = dict(plan.extra)
+    flag, mode = expected[2:].split("=")
+    assert (extra["atc_precision_flag"], extra["atc_precision_mode"]) == (flag, mode)  # part of the cache key
+    assert plan.precision == "fp32"  # the ONNX atc reads stays FP32 whatever the mode
+
+
+@pytest.mark.parametrize("chip", ["310P3", "310B4", "910B3"])
+@pytest.mark.parametrize("v2", [True, False])
+def test_fp32_and_fp16_never_compile_the_same(tmp_path, chip, v2):
+    from yolo_adapters.cache import make_key
+
+    fp32_plan, fp32 = _plan_and_argv(tmp_path / "a", chip, v2, precision="fp32")
+    fp16_plan, fp16 = _plan_and_argv(tmp_path / "b", chip, v2, precision="fp16")
+    assert _precision_flags(fp32) and _precision_flags(fp16) and _precision_flags(fp32) != _precision_flags(fp16)
+    assert make_key({"plan": fp32_plan}) != make_key({"plan": fp16_plan})
+
+
+def test_precision_options_that_contradict_are_refused(tmp_path):
+    plugin = AscendPlugin()
+    with pytest.raises(OptionError, match="cannot be combined"):
+        plugin.validate_options({"precision_mode": "force_fp16", "precision_mode_v2": "fp16"})
+    with pytest.raises(OptionError, match="computes everything in FP16"):
+        plugin.validate_options({"precision": "fp32", "precision_mode": "force_fp16"})
+    with pytest.raises(OptionError, match="keeps FP32"):
+        plugin.validate_options({"precision": "fp16", "precision_mode_v2": "origin"})
+    for managed in ("--precision_mode=force_fp32", "--precision_mode_v2=origin"):
+        with pytest.raises(OptionError, match="set from options"):
+            plugin.validate_options({"atc_args": [managed]})
+    with pytest.raises(ConversionError, match="no --precision_mode_v2"):
+        _plan_and_argv(tmp_path, "310P3", False, precision_mode_v2="origin")  # CANN < 7.0: atc --help lacks it
+
+
+def test_fp32_that_the_soc_cannot_keep_fails_with_the_reason(tmp_path, checkpoints, images):
+    """310-series cube units have no FP32: ATC cannot compile "origin" there (the emulated atc fails as ATC does)."""
+    with emulate_ascend(tmp_path, chip="310P3") as emu:
+        with pytest.raises(ConversionError, match="Ascend910B"):
+            predict(checkpoints["detect"], images[:1], precision_mode_v2="origin")
+        assert emu.atc_calls()[-1]["rc"] == 1 and "--precision_mode_v2=origin" in emu.atc_calls()[-1]["argv"]
+
+
+def _letterboxed(image, size=640):
+    import cv2
+    from ultralytics.data.augment import LetterBox
+
+    x = LetterBox(size, auto=False, stride=32)(image=cv2.imread(str(image)))
+    return np.ascontiguousarray(x[..., ::-1].transpose(2, 0, 1))[None].astype(np.float32) / 255
+
+
+def _raw_outputs(tmp_path, checkpoints, x, chip, **options):
+    with emulate_ascend(tmp_path / chip / "-".join(f"{k}{v}" for k, v in options.items()), chip=chip):
+        engine = _load_engine(checkpoints, **options)
+        try:
+            return engine.precision, [o.astype(np.float32) for o in engine.infer(x)]
+        finally:
+            engine.close()
+
+
+def test_emulated_fp16_differs_from_fp32_by_an_fp16_sized_amount(tmp_path, checkpoints, images):
+    """The emulated .om computes in the arithmetic of its mode: FP32 on a 910B ("origin") is ONNX Runtime's
+    FP32; FP16 moves the raw outputs by a float16-sized amount, not zero and not more. (That the results stay
+    within the published tolerances is test_parity_every_task / test_fp16_mode_matches_pytorch.)"""
+    x = _letterboxed(images[0])
+    exact, (fp32,) = _raw_outputs(tmp_path, checkpoints, x, "910B3")
+    assert (exact.flag, exact.mode) == ("precision_mode_v2", "origin")
+    cube, (mixed,) = _raw_outputs(tmp_path, checkpoints, x, "310P3")
+    assert cube.mode == "cube_fp16in_fp32out"
+    half, (fp16,) = _raw_outputs(tmp_path, checkpoints, x, "310P3", precision="fp16")
+    assert half.mode == "fp16"
+    scale = float(np.abs(fp32).max())
+    d_cube, d_fp16 = float(np.abs(mixed - fp32).max()) / scale, float(np.abs(fp16 - fp32).max()) / scale
+    u = 2.0**-11  # float16 unit roundoff (4.9e-4)
+    assert u / 100 < d_cube < 10 * u, d_cube  # FP16 inputs of matrix ops only
+    assert u / 10 < d_fp16 < 20 * u, d_fp16  # every tensor in FP16
+    assert d_cube < d_fp16
+
+
 # -- devices ------------------------------------------------------------------------------------------------
 def test_device_id_passed_as_int(emu, checkpoints, images):
     predict(checkpoints["detect"], images[:1], device="ascend:1")
@@ -144,9 +265,9 @@ def test_two_cards_both_used(emu, checkpoints, images, references):
 
 def test_npu_without_torch_npu_routes_here_without_importing_it(emu, checkpoints, images):
     if importlib.util.find_spec("torch_npu") is not None:
-        assert not AscendBackend().claims_device("npu")  # torch_npu installed: "npu" stays PyTorch's
+        assert not AscendPlugin().claims_device("npu")  # torch_npu installed: "npu" stays PyTorch's
         return
-    assert AscendBackend().claims_device("npu")
+    assert AscendPlugin().claims_device("npu")
     model, _ = predict(checkpoints["detect"], images[:1], device="npu:1")
     assert model.predictor.model.format == "ascend" and emu.infer_devices() == [1]
     assert "torch_npu" not in sys.modules
@@ -172,7 +293,7 @@ def test_device_out_of_range_without_npu_smi(tmp_path, checkpoints, images):
 
 def test_soc_from_npu_smi_option_and_env(emu, monkeypatch):
     assert detect_soc() == "Ascend310P3"
-    backend = AscendBackend()
+    backend = AscendPlugin()
     assert dict(backend.export_plan("0", {}, (640, 640), 1).extra)["atc_soc_version"] == "Ascend310P3"
     assert dict(backend.export_plan("0", {"soc_version": "Ascend910B3"}, (640, 640), 1).extra)["atc_soc_version"] == "Ascend910B3"
     monkeypatch.setenv("YOLO_ADAPTERS_SOC", "Ascend310B4")
@@ -183,7 +304,7 @@ def test_soc_from_npu_smi_option_and_env(emu, monkeypatch):
 def _load_engine(checkpoints, device="0", **options):
     from yolo_adapters.runtime import resolve_artifact
 
-    backend = AscendBackend()
+    backend = AscendPlugin()
     options = backend.validate_options(options)
     om = resolve_artifact(str(checkpoints["detect"]), backend, device, options)
     return backend.load(om, device, options)
@@ -246,7 +367,7 @@ def test_older_ais_bench_api(tmp_path, checkpoints):
 def _converted_om(checkpoints) -> Path:
     from yolo_adapters.runtime import resolve_artifact
 
-    backend = AscendBackend()
+    backend = AscendPlugin()
     return resolve_artifact(str(checkpoints["detect"]), backend, "0", backend.validate_options({}))
 
 
@@ -281,7 +402,7 @@ def test_om_with_wrong_imgsz(emu, checkpoints, images):
 def test_ais_bench_missing(monkeypatch, checkpoints, images):
     monkeypatch.setitem(sys.modules, "ais_bench", None)  # not importable, whatever is installed
     assert importlib.util.find_spec("ais_bench") is None
-    message = AscendBackend().missing_requirements()
+    message = AscendPlugin().missing_requirements()
     assert "not on PyPI" in message and "gitee.com/ascend/tools" in message
     with pytest.raises(BackendUnavailableError, match="gitee.com/ascend/tools"):
         yolo_adapters.activate("ascend")
@@ -298,9 +419,9 @@ def test_atc_missing_gives_the_command_then_the_manual_om_works(tmp_path, checkp
         with pytest.raises(ConversionError) as caught:
             predict(checkpoints["detect"], images, soc_version="Ascend310P3", cache_dir=str(tmp_path / "cache"))
         message = str(caught.value)
-        command = (
+        command = (  # no atc to ask about --precision_mode_v2: the flag every CANN version takes
             "atc --framework=5 --model=model.onnx --output=model --input_format=NCHW "
-            "--input_shape=images:1,3,640,640 --soc_version=Ascend310P3"
+            "--input_shape=images:1,3,640,640 --soc_version=Ascend310P3 --precision_mode=force_fp32"
         )
         assert command in message
         pending = Path(message.split("cd ", 1)[1].split(" && ", 1)[0])
