@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 from ...errors import BackendUnavailableError, ConversionError, DeviceError, ModelFormatError, OptionError
-from ..base import Backend, Engine, ExportPlan
+from ..base import BackendPlugin, Engine, ExportPlan
 from . import cann
 from .atc import MANAGED_FLAGS, artifact_precision, compile_onnx
 from .engine import AscendEngine
@@ -41,7 +41,7 @@ def parse_device_ids(device: str) -> list[int]:
     return ids
 
 
-class AscendPlugin(Backend):
+class AscendPlugin(BackendPlugin):
     name = "ascend"
     device_aliases = ("npu",)
     extra = ""  # ais_bench is not on PyPI

@@ -5,7 +5,8 @@ the same argument checks, the same refusal to convert dtypes (bytes are reinterp
 float16 outputs for an .om built with ``--output_type=FP16``, dynamic-batch gears, ``summary``/``sumary`` by
 API generation, and ``free_resource``. It only opens the emulated .om files written by the stand-in ``atc``,
 whose ONNX graph already computes with the arithmetic of the .om's precision mode
-(yolo_adapters.testing.numerics). Every call is recorded in the active emulation (device ids, feeds, overlapping calls on one session).
+(yolo_adapters.testing.numerics). Every call is recorded in the active emulation (device ids, feeds,
+overlapping calls on one session).
 """
 
 from __future__ import annotations
