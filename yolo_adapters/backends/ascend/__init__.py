@@ -20,13 +20,8 @@ from .engine import AscendEngine
 from .plugin import DEFAULT_GEARS, AscendPlugin, parse_device_ids
 from .precision import FP16_OUTPUT_TOLERANCES, Precision, default_mode, tolerances
 
-#: The former name of the plugin class (entry points written against it keep working).
-AscendBackend = AscendPlugin
-#: Kept for callers of the first version: the tolerances of FP16 outputs alone.
-FP16_TOLERANCES = FP16_OUTPUT_TOLERANCES
-
 __all__ = [
-    "AscendBackend", "AscendEngine", "AscendPlugin", "DEFAULT_GEARS", "FP16_OUTPUT_TOLERANCES", "FP16_TOLERANCES",
+    "AscendEngine", "AscendPlugin", "DEFAULT_GEARS", "FP16_OUTPUT_TOLERANCES",
     "Precision", "SOC_ENV", "artifact_precision", "atc_command", "atc_has_precision_mode_v2", "default_mode",
     "detect_soc", "npu_count", "parse_device_ids", "resolve_soc", "tolerances",
 ]  # fmt: skip
