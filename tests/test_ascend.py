@@ -36,6 +36,15 @@ def emu(tmp_path: Path):
         yield emulation
 
 
+@pytest.fixture
+def emu_fp32(tmp_path: Path):
+    """Two emulated Ascend910B3 NPUs: precision="fp32" compiles to "origin", FP32 throughout. The compatibility
+    matrix (.ci/compat) runs the tests on it: its seeded YOLOv8n models on old Ultralytics releases (about 140
+    overlapping detections on bus.jpg) do not keep the FP16 tolerances, whose NMS then picks other boxes."""
+    with emulate_ascend(tmp_path, cards=2, chip="910B3") as emulation:
+        yield emulation
+
+
 @pytest.fixture(scope="module")
 def references(checkpoints, images):
     """PyTorch results per task, letterboxed square like a static .om (rect=False)."""
@@ -103,14 +112,11 @@ def engine_of(model):
 
 
 # -- parity --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("task", TASKS)
-def test_parity_every_task(task, emu, checkpoints, images, references):
-    model, results = predict(checkpoints[task], images)
-    assert_parity(references(task), results)
+def _check_static_run(model, emu, images, soc):
     adapter = model.predictor.model
     assert adapter.format == "ascend" and adapter.artifact.suffix == ".om"
     header, _ = read_om(adapter.artifact)
-    assert header.input_shape == [1, 3, 640, 640] and header.soc_version == "Ascend310P3"
+    assert header.input_shape == [1, 3, 640, 640] and header.soc_version == soc
     infers = emu.of("infer")
     assert len(infers) == len(images) and engine_of(model).calls == len(images)
     for event in infers:  # the session contract: a list of C-contiguous float32 arrays of the input's byte size
@@ -119,6 +125,27 @@ def test_parity_every_task(task, emu, checkpoints, images, references):
         assert feed["type"] == "ndarray" and feed["dtype"] == "float32" and feed["c_contiguous"]
         assert feed["nbytes"] == 3 * 640 * 640 * 4
     assert (adapter.artifact.parent / "metadata.yaml").is_file()
+    return header
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_parity_every_task(task, emu_fp32, checkpoints, images, references):
+    """precision="fp32" on a 910B: FP32 throughout, at the shared tolerances."""
+    model, results = predict(checkpoints[task], images)
+    assert_parity(references(task), results, tolerances("origin"))
+    header = _check_static_run(model, emu_fp32, images, "Ascend910B3")
+    assert (header.precision_flag, header.precision_mode) == ("precision_mode_v2", "origin")
+    assert tolerances("origin") == DEFAULT_TOLERANCES
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_fp32_on_310p_matches_pytorch(task, emu, checkpoints, images, references):
+    """precision="fp32" on a 310P (the default): FP16 matrix inputs, FP32 accumulation and everything else."""
+    model, results = predict(checkpoints[task], images)
+    assert_parity(references(task), results, tolerances("cube_fp16in_fp32out"))
+    header = _check_static_run(model, emu, images, "Ascend310P3")
+    assert (header.precision_flag, header.precision_mode) == ("precision_mode_v2", "cube_fp16in_fp32out")
+    assert header.arithmetic == {"matrix_inputs": "fp16", "matrix_outputs": "fp32", "other_ops": "fp32"}
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -133,18 +160,11 @@ def test_fp16_mode_matches_pytorch(task, emu, checkpoints, images, references):
 
 
 @pytest.mark.parametrize("task", ["detect", "pose"])
-@pytest.mark.parametrize("chip, options, kind", [
-    ("910B3", {}, "origin"),  # precision="fp32" on a SoC with FP32 cube units: FP32 throughout
-    ("310P3", {"precision_mode": "allow_fp32_to_fp16"}, "matrix_fp16"),
-])  # fmt: skip
-def test_other_modes_match_pytorch(task, chip, options, kind, tmp_path, checkpoints, images, references):
-    with emulate_ascend(tmp_path, chip=chip) as emu:
-        model, results = predict(checkpoints[task], images, **options)
-        assert len(emu.of("infer")) == len(images)
-    assert engine_of(model).precision.kind == kind
-    assert_parity(references(task), results, tolerances(kind))
-    if kind == "origin":
-        assert tolerances(kind) == DEFAULT_TOLERANCES  # FP32 on the card: the shared tolerances
+def test_allow_fp32_to_fp16_matches_pytorch(task, emu, checkpoints, images, references):
+    model, results = predict(checkpoints[task], images, precision_mode="allow_fp32_to_fp16")
+    assert len(emu.of("infer")) == len(images)
+    assert engine_of(model).precision.kind == "matrix_fp16"
+    assert_parity(references(task), results, tolerances("matrix_fp16"))
 
 
 @pytest.mark.parametrize("task", ["detect", "pose", "segment"])
@@ -161,9 +181,10 @@ def test_fp16_outputs(task, emu, checkpoints, images, references):
     assert_fp16_parity(task, references(task), results, tol)
 
 
-def test_dynamic_batch(emu, checkpoints, images, references):
+def test_dynamic_batch(emu_fp32, checkpoints, images, references):
+    emu = emu_fp32
     model, results = predict(checkpoints["detect"], images, dynamic=True, predict_args={"batch": 2})
-    assert_parity(references("detect"), results)
+    assert_parity(references("detect"), results, tolerances("origin"))
     header, _ = read_om(model.predictor.model.artifact)
     assert header.input_shape == [-1, 3, 640, 640] and header.dynamic_batch_sizes == [1, 2, 4, 8]
     infers = emu.of("infer")
