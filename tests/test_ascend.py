@@ -128,23 +128,28 @@ def _check_static_run(model, emu, images, soc):
     return header
 
 
+def _default_precision_parity(task, emu, checkpoints, images, references, soc):
+    """precision="fp32" (the default) on ``soc``: the mode chosen for it, and parity at that mode's tolerances."""
+    model, results = predict(checkpoints[task], images)
+    precision = engine_of(model).precision
+    assert_parity(references(task), results, tolerances(precision.kind))
+    header = _check_static_run(model, emu, images, soc)
+    assert (header.precision_flag, header.precision_mode) == (precision.flag, precision.mode)
+    return precision, header
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_parity_every_task(task, emu_fp32, checkpoints, images, references):
     """precision="fp32" on a 910B: FP32 throughout, at the shared tolerances."""
-    model, results = predict(checkpoints[task], images)
-    assert_parity(references(task), results, tolerances("origin"))
-    header = _check_static_run(model, emu_fp32, images, "Ascend910B3")
-    assert (header.precision_flag, header.precision_mode) == ("precision_mode_v2", "origin")
-    assert tolerances("origin") == DEFAULT_TOLERANCES
+    precision, _ = _default_precision_parity(task, emu_fp32, checkpoints, images, references, "Ascend910B3")
+    assert precision.label() == "--precision_mode_v2=origin" and tolerances("origin") == DEFAULT_TOLERANCES
 
 
 @pytest.mark.parametrize("task", TASKS)
 def test_fp32_on_310p_matches_pytorch(task, emu, checkpoints, images, references):
     """precision="fp32" on a 310P (the default): FP16 matrix inputs, FP32 accumulation and everything else."""
-    model, results = predict(checkpoints[task], images)
-    assert_parity(references(task), results, tolerances("cube_fp16in_fp32out"))
-    header = _check_static_run(model, emu, images, "Ascend310P3")
-    assert (header.precision_flag, header.precision_mode) == ("precision_mode_v2", "cube_fp16in_fp32out")
+    precision, header = _default_precision_parity(task, emu, checkpoints, images, references, "Ascend310P3")
+    assert precision.label() == "--precision_mode_v2=cube_fp16in_fp32out"
     assert header.arithmetic == {"matrix_inputs": "fp16", "matrix_outputs": "fp32", "other_ops": "fp32"}
 
 
