@@ -109,7 +109,7 @@ def emulate_ascend(
     ``cards``: NPUs seen by npu-smi and InferSession. ``api``: "current" or "older" ais_bench generation.
     ``atc`` / ``npu_smi`` / ``cann_env``: leave one out to test the errors when it is missing.
     ``infer_delay``: seconds each inference sleeps, so tests can catch unserialised concurrent calls.
-    ``precision_mode_v2``: whether the emulated atc is CANN 7.0 or later (``atc --help`` lists the flag).
+    ``precision_mode_v2``: whether the emulated CANN is new enough to have the flag (``atc --help`` lists it).
     """
     root = Path(tmp_path) / "ascend_emulation"
     bin_dir, toolkit = root / "bin", root / "ascend-toolkit"

@@ -10,7 +10,7 @@ Writes ``OUT.om``: the ONNX model, rewritten so that ONNX Runtime computes with 
 mode implies on that SoC (see numerics: FP16 rounding of matrix-op inputs and weights with FP32 accumulation,
 FP16 or FP32 elsewhere), plus a header with the flags (see om_format). As in ATC, no precision flag means
 ``force_fp16``, the two precision flags cannot be combined, ``--precision_mode_v2`` exists only where the
-emulated CANN is 7.0 or later (``emulate_ascend(..., precision_mode_v2=False)`` emulates an older one), and a
+emulated CANN is new enough (``emulate_ascend(..., precision_mode_v2=False)`` emulates an older one), and a
 mode that keeps FP32 in matrix ops does not compile for a SoC whose cube units are FP16-only.
 """
 

@@ -83,7 +83,7 @@ def cann_version() -> str:
 
 
 def atc_has_precision_mode_v2() -> bool | None:
-    """Whether this machine's ``atc`` takes ``--precision_mode_v2`` (CANN 7.0 and later), read from
+    """Whether this machine's ``atc`` takes ``--precision_mode_v2`` (newer CANN versions), read from
     ``atc --help``; None when atc is not on PATH. Cached per atc binary (path and modification time)."""
     exe = shutil.which("atc")
     if exe is None:

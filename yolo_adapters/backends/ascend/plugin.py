@@ -190,7 +190,7 @@ class AscendPlugin(BackendPlugin):
             if v2_here is False:
                 raise ConversionError(
                     f"precision_mode_v2={options['precision_mode_v2']!r}: this atc has no --precision_mode_v2 "
-                    "(CANN older than 7.0; `atc --help` does not list it). Use precision_mode= instead."
+                    "(an older CANN: `atc --help` does not list it). Use precision_mode= instead."
                 )
             return V2, options["precision_mode_v2"]
         if options.get("precision_mode"):

@@ -14,7 +14,7 @@ whatever the ONNX says. So every atc run here states its mode (docs/ascend.md, "
 
 The cube units of 310-series and first-generation 910 chips multiply FP16 (and INT8) only, so FP32 is not
 available there for Conv/MatMul at all: ``must_keep_origin_dtype`` would fall back to AI CPU kernels or fail.
-``--precision_mode_v2`` is used when ``atc --help`` lists it (CANN 7.0 and later), ``--precision_mode``
+``--precision_mode_v2`` is used when ``atc --help`` lists it (newer CANN; documented from 6.3.RC2 on), ``--precision_mode``
 otherwise; both spell the same modes. ``precision_mode`` / ``precision_mode_v2`` options pass any mode through.
 """
 
