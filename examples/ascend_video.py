@@ -1,6 +1,6 @@
 """People counting on a video with a Huawei Ascend NPU: ordinary Ultralytics code plus one device string.
 
-    python examples/ascend_video.py VIDEO [--device ascend:0] [--soc Ascend310P3]
+    python examples/ascend_video.py VIDEO [--device ascend:0] [--soc Ascend310P3] [--precision fp16]
     python examples/ascend_video.py --emulate          # no card: emulated ais_bench/atc, synthetic video
 
 On an Atlas host (CANN sourced, ais_bench installed) the first run compiles yolo11n-pose.pt with atc into
@@ -47,6 +47,8 @@ def main() -> None:
     parser.add_argument("video", nargs="?", help="video file (default with --emulate: a synthetic clip)")
     parser.add_argument("--device", default="ascend:0", help="ascend:0, ascend:1, ascend:0,1 ...")
     parser.add_argument("--soc", default=None, help="ATC --soc_version (default: detected with npu-smi)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
+                        help="fp32: as much FP32 as the SoC computes; fp16: FP16 throughout (docs/ascend.md, Precision)")
     parser.add_argument("--emulate", action="store_true", help="no card: run through yolo_adapters.testing")
     args = parser.parse_args()
 
@@ -62,7 +64,7 @@ def main() -> None:
 
         import yolo_adapters
 
-        yolo_adapters.activate("ascend", **({"soc_version": args.soc} if args.soc else {}))
+        yolo_adapters.activate("ascend", precision=args.precision, **({"soc_version": args.soc} if args.soc else {}))
         from ultralytics import YOLO
 
         model = YOLO(str(bundled_pose_weights()))
@@ -71,6 +73,7 @@ def main() -> None:
             print(f"frame {i}: {people} people")
         engine = model.predictor.model
         print(f"engine: {engine.format} on NPU {engine.engine_device} ({engine.artifact})")
+        print(f"compiled with {engine.engine.precision.label()}: {engine.engine.precision.computes}")
 
 
 if __name__ == "__main__":

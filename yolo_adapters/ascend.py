@@ -1,7 +1,7 @@
 """``import yolo_adapters.ascend``: every Ultralytics predict, stream, val and track runs on a Huawei Ascend NPU.
 
-Options (SoC, NPU ids, FP16 outputs, dynamic batch...) go through ``yolo_adapters.activate("ascend", ...)``
-instead when defaults do not fit; see docs/ascend.md.
+Options (SoC, NPU ids, precision and ATC precision mode, FP16 outputs, dynamic batch...) go through
+``yolo_adapters.activate("ascend", ...)`` instead when defaults do not fit; see docs/ascend.md.
 """
 
 from . import activate as _activate

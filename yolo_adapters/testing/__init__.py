@@ -6,10 +6,14 @@
         YOLO("yolo11n.pt").predict("bus.jpg", device="ascend:0,1")
         emu.device_ids()      # [0, 1]: one InferSession per card, device ids passed as int
 
-What it proves: that the code path (conversion command line, .om loading, the InferSession contract of
-DESIGN.md section 3, device ids, batching, locking, teardown) is right. What it cannot tell you: speed,
-which operators a real ATC/CANN version supports, and the numerics of a real card (FP16 compute, ATC
-fusions). The "model" inside an emulated .om is the ONNX file, run by ONNX Runtime on the CPU.
+What it proves: that the code path (conversion command line, .om loading, the InferSession contract written
+down in docs/ascend.md, "The ais_bench and ATC contract", device ids, batching, locking, teardown) is right,
+and what the precision modes do to the results. The "model" inside an emulated .om is the ONNX file,
+rewritten by the stand-in atc so that ONNX Runtime on the CPU computes with the arithmetic the ATC precision
+mode implies on the chosen SoC (``numerics``: FP16 rounding of matrix-op inputs and weights with FP32
+accumulation, FP16 or FP32 elsewhere; FP16 outputs with ``--output_type=FP16``). What it cannot tell you:
+speed, which operators a real ATC/CANN version supports, which kernels it picks and their own rounding,
+accumulation order, fusions and AI CPU fallbacks (see ``numerics`` and docs/ascend.md).
 """
 
 from __future__ import annotations
@@ -98,19 +102,21 @@ def emulate_ascend(
     npu_smi: bool = True,
     cann_env: bool = True,
     infer_delay: float = 0.0,
+    precision_mode_v2: bool = True,
 ) -> Iterator[AscendEmulation]:
     """Install the stand-ins for the duration of the block; everything is restored afterwards.
 
     ``cards``: NPUs seen by npu-smi and InferSession. ``api``: "current" or "older" ais_bench generation.
     ``atc`` / ``npu_smi`` / ``cann_env``: leave one out to test the errors when it is missing.
     ``infer_delay``: seconds each inference sleeps, so tests can catch unserialised concurrent calls.
+    ``precision_mode_v2``: whether the emulated CANN is new enough to have the flag (``atc --help`` lists it).
     """
     root = Path(tmp_path) / "ascend_emulation"
     bin_dir, toolkit = root / "bin", root / "ascend-toolkit"
     bin_dir.mkdir(parents=True, exist_ok=True)
     toolkit.mkdir(parents=True, exist_ok=True)
     (toolkit / "version.info").write_text("Version=emulated\n")
-    (root / "config.json").write_text(json.dumps({"cards": cards, "chip": chip}))
+    (root / "config.json").write_text(json.dumps({"cards": cards, "chip": chip, "precision_mode_v2": precision_mode_v2}))
     for stale in ("atc", "npu-smi"):
         (bin_dir / stale).unlink(missing_ok=True)
     if atc:

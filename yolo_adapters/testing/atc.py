@@ -3,10 +3,15 @@
 Same command line as the real converter for what yolo_adapters uses::
 
     atc --framework=5 --model=m.onnx --output=OUT --input_format=NCHW --input_shape=images:1,3,640,640
-        --soc_version=Ascend310P3 [--output_type=FP16] [--precision_mode=force_fp16]
+        --soc_version=Ascend310P3 [--output_type=FP16] [--precision_mode=MODE | --precision_mode_v2=MODE]
         [--input_shape=images:-1,3,640,640 --dynamic_batch_size=1,2,4,8]
 
-Writes ``OUT.om``. It compiles nothing: the ONNX bytes are stored as they are (see om_format).
+Writes ``OUT.om``: the ONNX model, rewritten so that ONNX Runtime computes with the arithmetic the precision
+mode implies on that SoC (see numerics: FP16 rounding of matrix-op inputs and weights with FP32 accumulation,
+FP16 or FP32 elsewhere), plus a header with the flags (see om_format). As in ATC, no precision flag means
+``force_fp16``, the two precision flags cannot be combined, ``--precision_mode_v2`` exists only where the
+emulated CANN is new enough (``emulate_ascend(..., precision_mode_v2=False)`` emulates an older one), and a
+mode that keeps FP32 in matrix ops does not compile for a SoC whose cube units are FP16-only.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ import sys
 import time
 from pathlib import Path
 
+from . import numerics
 from .om_format import OmHeader, write_om
 
 _EMULATED = {"framework", "model", "output", "input_format", "input_shape", "soc_version", "output_type",
-             "dynamic_batch_size", "precision_mode", "log", "op_select_implmode", "optypelist_for_implmode",
+             "dynamic_batch_size", "precision_mode", "precision_mode_v2", "log", "op_select_implmode", "optypelist_for_implmode",
              "host_env_os", "host_env_cpu"}  # fmt: skip
 _NOT_EMULATED = {"insert_op_conf", "input_fp16_nodes", "dynamic_image_size", "dynamic_dims", "out_nodes", "mode",
                  "weight", "is_input_adjust_hw_layout", "is_output_adjust_hw_layout", "keep_dtype", "compression_optimize_conf"}  # fmt: skip
@@ -28,6 +34,32 @@ _NOT_EMULATED = {"insert_op_conf", "input_fp16_nodes", "dynamic_image_size", "dy
 
 class AtcError(Exception):
     pass
+
+
+def _config() -> dict:
+    folder = os.environ.get("YOLO_ADAPTERS_EMULATION_DIR")
+    path = Path(folder) / "config.json" if folder else None
+    return json.loads(path.read_text()) if path and path.is_file() else {}
+
+
+def _has_v2() -> bool:
+    return bool(_config().get("precision_mode_v2", True))
+
+
+HELP = """usage: atc <args>  (yolo_adapters emulated atc)
+  --framework         Framework type. 5:Onnx
+  --model             Model file
+  --output            Output file path&name (.om appended)
+  --input_format      Format of input data: NCHW
+  --input_shape       Shape of input data, e.g. "images:1,3,640,640"
+  --dynamic_batch_size  Set dynamic batch size, e.g. "1,2,4,8"
+  --soc_version       The soc version
+  --output_type       Set net output type: FP32, FP16
+  --precision_mode    precision mode: force_fp16 (default), force_fp32/cube_fp16in_fp32out, allow_fp32_to_fp16,
+                      must_keep_origin_dtype, allow_mix_precision
+"""
+HELP_V2 = """  --precision_mode_v2 precision mode: fp16 (default), origin, cube_fp16in_fp32out, mixed_float16
+"""
 
 
 def parse(argv: list[str]) -> dict[str, str]:
@@ -47,7 +79,7 @@ def parse(argv: list[str]) -> dict[str, str]:
             raise AtcError(f"E10001: parameter --{key} given twice")
         if key in _NOT_EMULATED:
             raise AtcError(f"--{key} is a real ATC option the emulated atc does not implement")
-        if key not in _EMULATED:
+        if key not in _EMULATED or (key == "precision_mode_v2" and not _has_v2()):
             raise AtcError(f"E10001: invalid parameter --{key}")
         args[key] = value
         i += 1
@@ -92,15 +124,28 @@ def convert(args: dict[str, str]) -> Path:
             raise AtcError("E10001: --dynamic_batch_size gears must be positive")
     elif any(d < 0 for d in shape):
         raise AtcError(f"E10001: input shape {shape} is dynamic; give --input_shape or --dynamic_batch_size")
+    if "precision_mode" in args and "precision_mode_v2" in args:
+        raise AtcError("E10001: --precision_mode and --precision_mode_v2 cannot be used together")
+    flag = "precision_mode_v2" if "precision_mode_v2" in args else "precision_mode" if "precision_mode" in args else ""
+    mode = args.get(flag, "") if flag else ""
+    v1_only = {"force_fp16", "force_fp32", "allow_fp32_to_fp16", "must_keep_origin_dtype", "allow_mix_precision",
+               "allow_mix_precision_fp16", "allow_mix_precision_bf16", "allow_fp32_to_bf16"}  # fmt: skip
+    v2_only = {"fp16", "origin", "mixed_float16", "mixed_bfloat16"}
+    if (flag == "precision_mode" and mode in v2_only) or (flag == "precision_mode_v2" and mode in v1_only):
+        raise AtcError(f"E10001: value {mode!r} of --{flag} is not supported")
+    try:
+        arithmetic = numerics.arithmetic_for(mode, args["soc_version"], numerics.has_matrix_ops(proto))
+    except numerics.ModeError as exc:
+        raise AtcError(str(exc)) from exc
     output_type = args.get("output_type", "FP32").upper()
     if output_type not in ("FP32", "FP16"):
         raise AtcError(f"the emulated atc handles --output_type FP32 and FP16 only, not {output_type}")
     out = Path(args["output"] + ".om")
     out.parent.mkdir(parents=True, exist_ok=True)
     header = OmHeader(input_name=name, input_shape=shape, dynamic_batch_sizes=gears, output_type=output_type,
-                      soc_version=args["soc_version"], precision_mode=args.get("precision_mode", ""),
-                      atc_argv=[f"--{k}={v}" for k, v in args.items()])  # fmt: skip
-    write_om(out, header, model.read_bytes())
+                      soc_version=args["soc_version"], precision_mode=mode, precision_flag=flag,
+                      arithmetic=arithmetic.as_dict(), atc_argv=[f"--{k}={v}" for k, v in args.items()])  # fmt: skip
+    write_om(out, header, numerics.apply(proto, arithmetic).SerializeToString())
     return out
 
 
@@ -113,6 +158,9 @@ def _log(argv: list[str], rc: int, out: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv in (["--help"], ["-h"]):
+        print(HELP + (HELP_V2 if _has_v2() else ""))
+        return 0
     print("ATC start working now, please wait for a moment. (yolo_adapters emulated atc)")
     try:
         out = convert(parse(argv))

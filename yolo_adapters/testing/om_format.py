@@ -2,7 +2,8 @@
 
 A real ``.om`` is an opaque, SoC-specific binary that only CANN can read. The emulated one is a small
 container of our own: a magic line, a JSON header (input name, shape with -1 for a dynamic batch, the
-dynamic batch gears, the output type, the SoC and the ATC flags it was built with) and the ONNX bytes. It
+dynamic batch gears, the output type, the SoC, the precision mode, the arithmetic it implies and the ATC flags
+it was built with) and the ONNX bytes, rewritten by the stand-in atc to compute with that arithmetic. It
 is never mistaken for a real one: the magic is checked, and a real .om fed to the emulator is rejected.
 """
 
@@ -23,7 +24,9 @@ class OmHeader:
     dynamic_batch_sizes: list[int] = field(default_factory=list)
     output_type: str = "FP32"  # "FP32" or "FP16" (--output_type)
     soc_version: str = ""
-    precision_mode: str = ""
+    precision_mode: str = ""  # "" when atc was given no precision flag (ATC's default: force_fp16)
+    precision_flag: str = ""  # "precision_mode" | "precision_mode_v2" | ""
+    arithmetic: dict = field(default_factory=dict)  # what the stored ONNX computes (testing.numerics)
     atc_argv: list[str] = field(default_factory=list)
 
 

@@ -1,10 +1,12 @@
 """Stand-in for ``ais_bench.infer.interface``: ``InferSession`` over ONNX Runtime, for machines without a card.
 
-It enforces the contract written down in DESIGN.md section 3 and nothing else: the same argument checks,
-the same refusal to convert dtypes (bytes are reinterpreted, as a real card would), float16 outputs for an
-.om built with ``--output_type=FP16``, dynamic-batch gears, ``summary``/``sumary`` by API generation, and
-``free_resource``. It only opens the emulated .om files written by the stand-in ``atc``. Every call is
-recorded in the active emulation (device ids, feeds, overlapping calls on one session).
+It enforces the contract written down in docs/ascend.md ("The ais_bench and ATC contract") and nothing else:
+the same argument checks, the same refusal to convert dtypes (bytes are reinterpreted, as a real card would),
+float16 outputs for an .om built with ``--output_type=FP16``, dynamic-batch gears, ``summary``/``sumary`` by
+API generation, and ``free_resource``. It only opens the emulated .om files written by the stand-in ``atc``,
+whose ONNX graph already computes with the arithmetic of the .om's precision mode
+(yolo_adapters.testing.numerics). Every call is recorded in the active emulation (device ids, feeds,
+overlapping calls on one session).
 """
 
 from __future__ import annotations
