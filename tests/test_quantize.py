@@ -186,14 +186,15 @@ def test_pose_int8_keeps_people_and_keypoints(checkpoints: dict, images: list[Pa
 
 
 def test_agreement_reports_the_worst_person() -> None:
-    """Two matched people, 1 px and 4 px off on every keypoint: mean 2.5 px, worst person 4 px (person 1)."""
+    """Two matched people, 1 px and 4 px off on every keypoint: mean 2.5 px, worst person 4 px (person 1, conf
+    0.4), worst confident person (conf >= 0.5) 1 px."""
     import torch
     from ultralytics.engine.results import Results
 
     from yolo_adapters.parity import compare_results, match_detections
 
     def people(shift: tuple[float, float]) -> Results:
-        boxes = torch.tensor([[10, 10, 50, 90, 0.9, 0], [100, 10, 150, 90, 0.8, 0]], dtype=torch.float32)
+        boxes = torch.tensor([[10, 10, 50, 90, 0.9, 0], [100, 10, 150, 90, 0.4, 0]], dtype=torch.float32)
         points = torch.ones(2, 17, 3)
         points[0, :, :2] = torch.tensor([30.0, 50.0]) + torch.tensor([shift[0], 0.0])
         points[1, :, :2] = torch.tensor([120.0, 50.0]) + torch.tensor([0.0, shift[1]])
@@ -201,9 +202,10 @@ def test_agreement_reports_the_worst_person() -> None:
 
     total = quantize.summarize_agreement([people((0, 0))], [people((1, 4))], ["x.jpg"], 0.25, match_detections,
                                          compare_results)  # fmt: skip
-    assert total["matched"] == 2 and total["confident_found"] == total["confident_reference"] == 2
+    assert total["matched"] == 2 and total["confident_found"] == total["confident_reference"] == 1
     assert total["mean_keypoint_px"] == pytest.approx(2.5) and total["max_keypoint_px"] == pytest.approx(4.0)
     assert total["worst_person_keypoint_px"] == pytest.approx(4.0) and total["worst_person"] == "x.jpg: person 1"
+    assert total["worst_confident_person_keypoint_px"] == pytest.approx(1.0)
 
 
 def test_the_cpu_isa_picks_the_recipe_and_enters_the_cache_key(calib_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

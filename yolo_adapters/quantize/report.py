@@ -176,11 +176,14 @@ def summarize_agreement(reference: list, candidate: list, names: list[str], conf
     Pose: ``mean_keypoint_px`` is the mean over every matched keypoint, ``max_keypoint_px`` the single farthest
     keypoint, and ``worst_person_keypoint_px`` the largest of the per-person means (each matched person's mean
     keypoint distance), named by ``worst_person`` ("IMAGE: person I", I the FP32 detection's index): one person
-    whose skeleton moved is visible there even when the many others pull the overall mean down."""
+    whose skeleton moved is visible there even when the many others pull the overall mean down;
+    ``worst_confident_person_keypoint_px`` is the same over the people FP32 finds with conf >= 0.5 (below that,
+    FP32's own keypoints are unsure, and those people move most)."""
     total = {"images": len(names), "reference_detections": 0, "candidate_detections": 0, "matched": 0,
              "confident_reference": 0, "confident_found": 0, "min_box_iou": None, "mean_box_iou": None,
              "max_score_diff": None, "mean_keypoint_px": None, "max_keypoint_px": None,
-             "worst_person_keypoint_px": None, "worst_person": None, "min_mask_iou": None,
+             "worst_person_keypoint_px": None, "worst_person": None, "worst_confident_person_keypoint_px": None,
+             "min_mask_iou": None,
              "top1_agreement": None, "max_prob_diff": None, "unmatched": []}  # fmt: skip
     ious: list[float] = []
     kpt_sum, kpt_n, top1 = 0.0, 0, []
@@ -211,6 +214,9 @@ def summarize_agreement(reference: list, candidate: list, names: list[str], conf
                 for i, person_px in person_keypoint_px(ref, cand, pairs):
                     if total["worst_person_keypoint_px"] is None or person_px > total["worst_person_keypoint_px"]:
                         total["worst_person_keypoint_px"], total["worst_person"] = person_px, f"{name}: person {i}"
+                    if i in confident:
+                        worst = total["worst_confident_person_keypoint_px"]
+                        total["worst_confident_person_keypoint_px"] = max(worst or 0.0, person_px)
             if agreement.task == "segment":
                 total["min_mask_iou"] = min(total["min_mask_iou"] or 1.0, agreement.min_mask_iou)
     if ious:
@@ -280,7 +286,8 @@ def format_report(report: Mapping[str, Any]) -> str:
                     lines.append(f"  {label}: {a[key]:.4f}")
                 if key == "max_keypoint_px" and a.get("worst_person_keypoint_px") is not None:
                     lines.append(f"  worst person's mean keypoint distance px: {a['worst_person_keypoint_px']:.4f} "
-                                 f"({a['worst_person']})")  # fmt: skip
+                                 f"({a['worst_person']}; FP32 conf>=0.5 only: "
+                                 f"{a.get('worst_confident_person_keypoint_px') or 0.0:.4f})")  # fmt: skip
     metrics = report.get("metrics")
     if metrics:
         lines.append(f"accuracy on {metrics['images']} labelled held-back images (Ultralytics' validator):")
