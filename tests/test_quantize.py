@@ -280,6 +280,8 @@ def test_cli_convert_int8_prints_report(checkpoints: dict, calib_dir: Path, caps
     out, err = capsys.readouterr()
     assert out.strip().endswith("_int8_openvino_model/model.xml")
     assert "INT8 vs FP32 on 1 held-back images" in err and "mean keypoint distance" in err
+    assert f"recipe {int8_target('CPU')['recipe']} for CPU {int8_target('CPU')['isa']}" in err
+    assert "worst person's mean keypoint distance px" in err
 
 
 # -- labelled data: mAP in the report, accuracy-controlled quantization -----------------------------------------
