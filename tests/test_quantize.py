@@ -108,18 +108,20 @@ def test_no_calibration_data_is_a_clear_error(
 def test_calibration_content_is_in_the_cache_key(calib_dir: Path, tmp_path: Path) -> None:
     import shutil
 
+    from yolo_adapters import registry
     from yolo_adapters.backends.base import ExportPlan
     from yolo_adapters.cache import make_key
 
     plan = ExportPlan("openvino", (320, 320), 1, True, "int8")
+    plugin = registry.get_backend("openvino")  # int8_plan takes the plugin since the layering (its quantizer's version)
     other = tmp_path / "copy"
     shutil.copytree(calib_dir, other)
-    same = [make_key({"plan": quantize.int8_plan(plan, {"calibration": d})}) for d in (calib_dir, other)]
+    same = [make_key({"plan": quantize.int8_plan(plan, {"calibration": d}, plugin)}) for d in (calib_dir, other)]
     assert same[0] == same[1], "the folder's path must not matter, only its content"
     (other / "a_bus.jpg").write_bytes((other / "a_bus.jpg").read_bytes()[:-10])
-    changed = make_key({"plan": quantize.int8_plan(plan, {"calibration": other})})
+    changed = make_key({"plan": quantize.int8_plan(plan, {"calibration": other}, plugin)})
     assert changed != same[0]
-    assert make_key({"plan": quantize.int8_plan(plan, {"calibration": calib_dir, "calibration_size": 2})}) != same[0]
+    assert make_key({"plan": quantize.int8_plan(plan, {"calibration": calib_dir, "calibration_size": 2}, plugin)}) != same[0]
 
 
 def test_holdout_split() -> None:
