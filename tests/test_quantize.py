@@ -19,6 +19,7 @@ nncf = require("nncf")
 from ultralytics import YOLO  # noqa: E402
 
 from yolo_adapters import quantize  # noqa: E402
+from yolo_adapters.backends.openvino.int8 import int8_target  # noqa: E402
 
 TASKS = ("detect", "segment", "pose", "obb", "classify")
 # 4 calibration images, 1 held back for the report; NNCF's fast bias correction (the default, full, runs for pose)
@@ -107,18 +108,20 @@ def test_no_calibration_data_is_a_clear_error(
 def test_calibration_content_is_in_the_cache_key(calib_dir: Path, tmp_path: Path) -> None:
     import shutil
 
+    from yolo_adapters import registry
     from yolo_adapters.backends.base import ExportPlan
     from yolo_adapters.cache import make_key
 
     plan = ExportPlan("openvino", (320, 320), 1, True, "int8")
+    plugin = registry.get_backend("openvino")  # int8_plan takes the plugin since the layering (its quantizer's version)
     other = tmp_path / "copy"
     shutil.copytree(calib_dir, other)
-    same = [make_key({"plan": quantize.int8_plan(plan, {"calibration": d})}) for d in (calib_dir, other)]
+    same = [make_key({"plan": quantize.int8_plan(plan, {"calibration": d}, plugin)}) for d in (calib_dir, other)]
     assert same[0] == same[1], "the folder's path must not matter, only its content"
     (other / "a_bus.jpg").write_bytes((other / "a_bus.jpg").read_bytes()[:-10])
-    changed = make_key({"plan": quantize.int8_plan(plan, {"calibration": other})})
+    changed = make_key({"plan": quantize.int8_plan(plan, {"calibration": other}, plugin)})
     assert changed != same[0]
-    assert make_key({"plan": quantize.int8_plan(plan, {"calibration": calib_dir, "calibration_size": 2})}) != same[0]
+    assert make_key({"plan": quantize.int8_plan(plan, {"calibration": calib_dir, "calibration_size": 2}, plugin)}) != same[0]
 
 
 def test_holdout_split() -> None:
@@ -145,6 +148,8 @@ def test_every_task_quantizes(task: str, checkpoints: dict, images: list[Path], 
     assert report["calibration"]["images"] == 4 and report["calibration"]["held_back"] == ["c_zidane.jpg"]
     assert report["quantization"]["preset"] == "mixed" and report["quantization"]["fake_quantize"] > 10
     assert report["quantization"]["settings"]["fast_bias_correction"] is (task != "pose")
+    target = report["quantization"]["target"]  # the CPU's ISA picks the recipe (VNNI or not)
+    assert target == int8_target("CPU") and report["quantization"]["settings"]["model_type"]
     kept = report["quantization"]["kept_in_float"]
     agreement = report["agreement"]
     if task == "classify":
@@ -176,6 +181,58 @@ def test_pose_int8_keeps_people_and_keypoints(checkpoints: dict, images: list[Pa
     assert agreement["confident_found"] == agreement["confident_reference"], agreement["unmatched"]
     assert agreement["mean_keypoint_px"] < 6.0  # at 320 input on a 1280x720 image (the 640 figure is in the docs)
     assert agreement["min_box_iou"] > 0.9
+    # the worst person's own mean is reported beside the mean over everyone (docs/quantization.md: 640, 736x1280)
+    assert agreement["worst_person_keypoint_px"] >= agreement["mean_keypoint_px"]
+    assert agreement["worst_person"].startswith("c_zidane.jpg: person ")
+    assert "worst person's mean keypoint distance px" in quantize.format_report(report)
+
+
+def test_agreement_reports_the_worst_person() -> None:
+    """Two matched people, 1 px and 4 px off on every keypoint: mean 2.5 px, worst person 4 px (person 1, conf
+    0.4), worst confident person (conf >= 0.5) 1 px."""
+    import torch
+    from ultralytics.engine.results import Results
+
+    from yolo_adapters.parity import compare_results, match_detections
+
+    def people(shift: tuple[float, float]) -> Results:
+        boxes = torch.tensor([[10, 10, 50, 90, 0.9, 0], [100, 10, 150, 90, 0.4, 0]], dtype=torch.float32)
+        points = torch.ones(2, 17, 3)
+        points[0, :, :2] = torch.tensor([30.0, 50.0]) + torch.tensor([shift[0], 0.0])
+        points[1, :, :2] = torch.tensor([120.0, 50.0]) + torch.tensor([0.0, shift[1]])
+        return Results(np.zeros((100, 200, 3), np.uint8), "x.jpg", {0: "person"}, boxes=boxes, keypoints=points)
+
+    total = quantize.summarize_agreement([people((0, 0))], [people((1, 4))], ["x.jpg"], 0.25, match_detections,
+                                         compare_results)  # fmt: skip
+    assert total["matched"] == 2 and total["confident_found"] == total["confident_reference"] == 1
+    assert total["mean_keypoint_px"] == pytest.approx(2.5) and total["max_keypoint_px"] == pytest.approx(4.0)
+    assert total["worst_person_keypoint_px"] == pytest.approx(4.0) and total["worst_person"] == "x.jpg: person 1"
+    assert total["worst_confident_person_keypoint_px"] == pytest.approx(1.0)
+
+
+def test_the_cpu_isa_picks_the_recipe_and_enters_the_cache_key(calib_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """VNNI CPUs (AMX, AVX512-VNNI, AVX-VNNI) keep the transformer placement; AVX2 and AVX-512 without VNNI get
+    the no_vnni recipe; each ISA level converts separately (a cache shared by different hosts stays right)."""
+    from yolo_adapters import registry
+    from yolo_adapters.backends.openvino import int8
+    from yolo_adapters.cache import make_key
+
+    plugin = registry.get_backend("openvino")
+    options = plugin.validate_options({"precision": "int8", "calibration": str(calib_dir)})
+    keys, recipes = set(), {}
+    for flags, isa in (({"avx2", "avx512bw", "avx512_vnni", "amx_int8"}, "amx"), ({"avx2", "avx512bw", "avx512_vnni"},
+                       "avx512_vnni"), ({"avx2", "avx_vnni"}, "avx_vnni"), ({"avx2", "avx512bw"}, "avx512"), ({"avx2"}, "avx2")):  # fmt: skip
+        monkeypatch.setattr(int8, "cpu_flags", lambda flags=flags: set(flags))
+        plan = plugin.export_plan("CPU", options, (320, 320), 1)
+        target = int8.plan_target(plan)
+        assert target["isa"] == isa, flags
+        recipes[isa] = target["recipe"]
+        keys.add(make_key({"plan": plan}))
+        arguments = int8.quantize_arguments(nncf, recipe=target["recipe"])
+        assert ("model_type" in arguments) is (target["recipe"] == "vnni")
+    assert recipes == {"amx": "vnni", "avx512_vnni": "vnni", "avx_vnni": "vnni", "avx512": "no_vnni", "avx2": "no_vnni"}
+    assert len(keys) == 5
+    assert int8.plan_target(plugin.export_plan("GPU", options, (320, 320), 1))["recipe"] == "vnni"
 
 
 # -- rectangular static shape, batch 2 ---------------------------------------------------------------------
@@ -225,6 +282,8 @@ def test_cli_convert_int8_prints_report(checkpoints: dict, calib_dir: Path, caps
     out, err = capsys.readouterr()
     assert out.strip().endswith("_int8_openvino_model/model.xml")
     assert "INT8 vs FP32 on 1 held-back images" in err and "mean keypoint distance" in err
+    assert f"recipe {int8_target('CPU')['recipe']} for CPU {int8_target('CPU')['isa']}" in err
+    assert "worst person's mean keypoint distance px" in err
 
 
 # -- labelled data: mAP in the report, accuracy-controlled quantization -----------------------------------------

@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--device", "-d")
     conv.add_argument("--imgsz", type=int, nargs="+")
     conv.add_argument("--batch", type=int)
-    conv.add_argument("--precision", choices=["fp32", "fp16", "int8"])
+    conv.add_argument("--precision", choices=["fp32", "fp16", "int8", "bf16"])
     conv.add_argument("--data", help="--precision int8: folder of calibration images (no labels needed), or a "
                       "labelled YOLO dataset (data.yaml, or a folder with images/ and labels/) for mAP in the report")
     conv.add_argument("--max-drop", type=float, help="--precision int8 on openvino: accuracy-controlled quantization, "

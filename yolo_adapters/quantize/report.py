@@ -171,10 +171,19 @@ def _validator_metrics(module: Any, images: Sequence[Path], task: str, imgsz: Se
 
 
 def summarize_agreement(reference: list, candidate: list, names: list[str], conf: float, match: Any, compare: Any) -> dict:
-    """Aggregate per-image ``parity.compare_results`` into one report section."""
+    """Aggregate per-image ``parity.compare_results`` into one report section.
+
+    Pose: ``mean_keypoint_px`` is the mean over every matched keypoint, ``max_keypoint_px`` the single farthest
+    keypoint, and ``worst_person_keypoint_px`` the largest of the per-person means (each matched person's mean
+    keypoint distance), named by ``worst_person`` ("IMAGE: person I", I the FP32 detection's index): one person
+    whose skeleton moved is visible there even when the many others pull the overall mean down;
+    ``worst_confident_person_keypoint_px`` is the same over the people FP32 finds with conf >= 0.5 (below that,
+    FP32's own keypoints are unsure, and those people move most)."""
     total = {"images": len(names), "reference_detections": 0, "candidate_detections": 0, "matched": 0,
              "confident_reference": 0, "confident_found": 0, "min_box_iou": None, "mean_box_iou": None,
-             "max_score_diff": None, "mean_keypoint_px": None, "max_keypoint_px": None, "min_mask_iou": None,
+             "max_score_diff": None, "mean_keypoint_px": None, "max_keypoint_px": None,
+             "worst_person_keypoint_px": None, "worst_person": None, "worst_confident_person_keypoint_px": None,
+             "min_mask_iou": None,
              "top1_agreement": None, "max_prob_diff": None, "unmatched": []}  # fmt: skip
     ious: list[float] = []
     kpt_sum, kpt_n, top1 = 0.0, 0, []
@@ -202,6 +211,12 @@ def summarize_agreement(reference: list, candidate: list, names: list[str], conf
                 kpt_sum += agreement.mean_keypoint_px * agreement.matched
                 kpt_n += agreement.matched
                 total["max_keypoint_px"] = max(total["max_keypoint_px"] or 0.0, agreement.max_keypoint_px)
+                for i, person_px in person_keypoint_px(ref, cand, pairs):
+                    if total["worst_person_keypoint_px"] is None or person_px > total["worst_person_keypoint_px"]:
+                        total["worst_person_keypoint_px"], total["worst_person"] = person_px, f"{name}: person {i}"
+                    if i in confident:
+                        worst = total["worst_confident_person_keypoint_px"]
+                        total["worst_confident_person_keypoint_px"] = max(worst or 0.0, person_px)
             if agreement.task == "segment":
                 total["min_mask_iou"] = min(total["min_mask_iou"] or 1.0, agreement.min_mask_iou)
     if ious:
@@ -213,6 +228,14 @@ def summarize_agreement(reference: list, candidate: list, names: list[str], conf
     if total["confident_reference"]:
         total["confident_recall"] = total["confident_found"] / total["confident_reference"]
     return total
+
+
+def person_keypoint_px(reference: Any, candidate: Any, pairs: Sequence[tuple[int, int, float]]) -> list[tuple[int, float]]:
+    """(FP32 detection index, mean keypoint distance in original-image pixels) for each matched person."""
+    if reference.keypoints is None or candidate.keypoints is None:
+        return []
+    kr, kc = reference.keypoints.xy.float().cpu(), candidate.keypoints.xy.float().cpu()
+    return [(int(i), float((kr[i] - kc[j]).norm(dim=-1).mean())) for i, j, _ in pairs]
 
 
 def write_report(folder: Path, report: Mapping[str, Any]) -> Path:
@@ -235,8 +258,10 @@ def format_report(report: Mapping[str, Any]) -> str:
     """A few human-readable lines (the CLI prints them after an INT8 conversion)."""
     cal, q, a = report.get("calibration", {}), report.get("quantization", {}), report.get("agreement")
     quantizers = q.get("quantizers", q.get("fake_quantize"))
+    target = q.get("target") or {}
+    recipe = f", recipe {target['recipe']} for {target['device']} {target['isa']}" if target else ""
     lines = [
-        f"INT8 ({q.get('tool')}, preset {q.get('preset')}): {quantizers} quantizers; "
+        f"INT8 ({q.get('tool')}, preset {q.get('preset')}{recipe}): {quantizers} quantizers; "
         f"kept in float: {', '.join(f'{k} x{v}' for k, v in (q.get('kept_in_float') or {}).items()) or 'nothing'}",
         f"calibration: {cal.get('images')} images from {cal.get('folder')} at input shape {report.get('input_shape')}",
     ]
@@ -259,6 +284,10 @@ def format_report(report: Mapping[str, Any]) -> str:
                                ("max_keypoint_px", "max keypoint distance px"), ("min_mask_iou", "min mask IoU")):  # fmt: skip
                 if a.get(key) is not None:
                     lines.append(f"  {label}: {a[key]:.4f}")
+                if key == "max_keypoint_px" and a.get("worst_person_keypoint_px") is not None:
+                    lines.append(f"  worst person's mean keypoint distance px: {a['worst_person_keypoint_px']:.4f} "
+                                 f"({a['worst_person']}; FP32 conf>=0.5 only: "
+                                 f"{a.get('worst_confident_person_keypoint_px') or 0.0:.4f})")  # fmt: skip
     metrics = report.get("metrics")
     if metrics:
         lines.append(f"accuracy on {metrics['images']} labelled held-back images (Ultralytics' validator):")

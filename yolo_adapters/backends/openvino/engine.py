@@ -6,6 +6,7 @@ quantizer, which reads its FP32 IR through the same Core).
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from pathlib import Path
@@ -17,8 +18,10 @@ from ...cache import resolve_root
 from ...errors import DeviceError, EngineTimeoutError, ModelFormatError
 from ..base import Engine
 
+LOGGER = logging.getLogger("yolo_adapters")
 _core_lock = threading.Lock()
 _core: Any = None
+_bf16_warned: set[str] = set()
 _compiled: dict[tuple, Any] = {}  # compiled models shared by every predictor in the process
 
 
@@ -33,6 +36,31 @@ def core() -> Any:
         return _core
 
 
+def bf16_supported(device: str) -> bool:
+    """Whether ``device`` computes in bf16 natively: OpenVINO lists BF16 in its OPTIMIZATION_CAPABILITIES (CPUs
+    with AMX or AVX512-BF16). Tests replace this function to take the "has bf16" path on any host."""
+    try:
+        return "BF16" in core().get_property(device, "OPTIMIZATION_CAPABILITIES")
+    except Exception:  # a virtual device (AUTO, MULTI...) or a plugin that cannot answer
+        return False
+
+
+def inference_precision_bf16(device: str) -> str:
+    """precision="bf16": ``bf16`` where the device has it; elsewhere ``f32``, said once per device in one line.
+
+    FP32 rather than an error, so that one script runs on every host; without native support OpenVINO's CPU
+    plugin would itself ignore the bf16 hint and run f32 (2026.4, AVX2 host), silently."""
+    if bf16_supported(device):
+        return "bf16"
+    with _core_lock:
+        first = device not in _bf16_warned
+        _bf16_warned.add(device)
+    if first:
+        LOGGER.warning("yolo_adapters: precision='bf16' but OpenVINO's %s has no native bf16 (no AMX or "
+                       "AVX512-BF16): running FP32.", device)  # fmt: skip
+    return "f32"
+
+
 class OpenVINOEngine(Engine):
     """One compiled model (shared per process) and this predictor's own infer request."""
 
@@ -43,6 +71,8 @@ class OpenVINOEngine(Engine):
             # CPUs with AMX/AVX512-BF16 default to bf16 inference, which moves scores by ~1e-2: fp32 means fp32.
             # INT8 too: its int8 layers stay int8, and the float-kept head must not drop to bf16 (2-4 px at 640).
             config["INFERENCE_PRECISION_HINT"] = "f32"
+        elif options.get("precision") == "bf16":
+            config["INFERENCE_PRECISION_HINT"] = inference_precision_bf16(device)
         compile_cache = options.get("compile_cache", True)
         if compile_cache:
             folder = Path(compile_cache) if isinstance(compile_cache, (str, Path)) else None

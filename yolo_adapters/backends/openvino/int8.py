@@ -53,6 +53,7 @@ def quantize_openvino(fp32_xml: Path, plan: "ExportPlan", plugin: "BackendPlugin
     import openvino as ov
 
     settings = plan_settings(plan)
+    target = plan_target(plan)
     info = read_artifact_info(fp32_xml)
     task = info.task or "detect"
     root, calib_images, held = calibration_split(settings)
@@ -73,13 +74,14 @@ def quantize_openvino(fp32_xml: Path, plan: "ExportPlan", plugin: "BackendPlugin
     try:
         if settings.get("max_drop") is not None:
             quantized, control = _quantize_with_accuracy_control(
-                nncf, model, nncf.Dataset(batches, feed), fp32_xml, info, held, shape, plan, settings, ignored
+                nncf, model, nncf.Dataset(batches, feed), fp32_xml, info, held, shape, plan, settings, ignored,
+                target["recipe"],
             )
         else:
             quantized = nncf.quantize(
                 model,
                 nncf.Dataset(batches, feed),
-                **quantize_arguments(nncf, fast=fast),
+                **quantize_arguments(nncf, fast=fast, recipe=target["recipe"]),
                 subset_size=len(batches),
                 ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
             )
@@ -103,7 +105,8 @@ def quantize_openvino(fp32_xml: Path, plan: "ExportPlan", plugin: "BackendPlugin
     quantization = {
         "tool": f"nncf {nncf.__version__}",
         "preset": PRESET,
-        "settings": {"model_type": "transformer", "activation_ranges": "minmax", "fast_bias_correction": fast},
+        "target": target,
+        "settings": {**RECIPES[target["recipe"]], "activation_ranges": "minmax", "fast_bias_correction": fast},
         **kept_in_float(model, scope, ignored),
         "fake_quantize": quantizers,
         "quantizers": quantizers,
@@ -114,25 +117,106 @@ def quantize_openvino(fp32_xml: Path, plan: "ExportPlan", plugin: "BackendPlugin
     return int8_xml
 
 
-def quantize_arguments(nncf: Any, fast: bool = False) -> dict[str, Any]:
-    """The NNCF settings (measured on yolo11n-pose, docs/quantization.md): MIXED preset, the transformer model
-    type (attention-aware quantizer placement), full bias correction and plain min/max activation ranges."""
+def quantize_arguments(nncf: Any, fast: bool = False, recipe: str = "vnni") -> dict[str, Any]:
+    """The NNCF settings for ``recipe`` (``RECIPES``; measured on yolo11n-pose, docs/quantization.md): MIXED
+    preset, full bias correction and plain min/max activation ranges, and
+
+    - ``vnni`` (CPUs with AMX, AVX512-VNNI or AVX-VNNI, and GPUs/NPUs): the transformer model type (attention-aware
+      quantizer placement, residual Adds left in float) and NNCF's default overflow fix (first layer only);
+    - ``no_vnni`` (AVX2 and AVX-512 CPUs without VNNI): NNCF's default (CNN) quantizer placement, whose quantized
+      residual Adds and split inputs kept keypoints 2x closer to FP32 on these CPUs (docs/quantization.md)."""
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
-    return {
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown INT8 recipe {recipe!r}; known: {', '.join(RECIPES)}")
+    arguments: dict[str, Any] = {
         "preset": nncf.QuantizationPreset.MIXED,
-        "model_type": nncf.ModelType.TRANSFORMER,
         "fast_bias_correction": fast,
         "advanced_parameters": AdvancedQuantizationParameters(
             activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX
         ),
     }
+    if RECIPES[recipe]["model_type"] == "transformer":
+        arguments["model_type"] = nncf.ModelType.TRANSFORMER
+    return arguments
+
+
+# -- the target's instruction set ---------------------------------------------------------------------------
+#: The NNCF settings that differ by target (``quantize_arguments``), as the report shows them.
+RECIPES: dict[str, dict[str, Any]] = {
+    "vnni": {"model_type": "transformer", "overflow_fix": "first_layer_only"},
+    "no_vnni": {"model_type": "cnn (nncf default)", "overflow_fix": "first_layer_only"},
+}
+#: x86 instruction-set levels, best first, each with the /proc/cpuinfo flag that marks it. VNNI (and AMX) multiply
+#: u8 x s8 into 32-bit sums; without it (AVX2, AVX-512 before Cascade Lake) oneDNN's int8 kernels add pairs of
+#: products in 16 bits, which saturate (NNCF's "overflow issue"): the INT8 recipe is chosen by this.
+ISA_LEVELS = (("amx", "amx_int8"), ("avx512_vnni", "avx512_vnni"), ("avx_vnni", "avx_vnni"), ("avx512", "avx512bw"),
+              ("avx2", "avx2"), ("sse4", "sse4_2"))  # fmt: skip
+VNNI_ISAS = ("amx", "avx512_vnni", "avx_vnni")
+#: numpy's CPU feature names for the same levels: where there is no /proc/cpuinfo (Windows, macOS).
+_NUMPY_FEATURES = (("amx", "AVX512_SPR"), ("avx512_vnni", "AVX512_CLX"), ("avx512", "AVX512_SKX"), ("avx2", "AVX2"),
+                   ("sse4", "SSE42"))  # fmt: skip
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (Linux); empty where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_isa(flags: set[str] | None = None) -> str:
+    """The best ISA level of this CPU (``ISA_LEVELS``): from /proc/cpuinfo, else from numpy's CPU dispatch
+    features; "unknown" when neither tells (the recipe is then the one for CPUs without VNNI)."""
+    flags = cpu_flags() if flags is None else flags
+    if flags:
+        return next((name for name, flag in ISA_LEVELS if flag in flags), "unknown")
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features  # numpy >= 2
+    except ImportError:  # pragma: no cover - numpy 1.x
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as features
+        except ImportError:
+            return "unknown"
+    return next((name for name, key in _NUMPY_FEATURES if features.get(key)), "unknown")
+
+
+TARGET_KEY = "yolo_adapters_int8_target"  # in ExportPlan.extra: part of the cache key, not an exporter argument
+
+
+def with_target(plan: "ExportPlan", device: str) -> "ExportPlan":
+    """``plan`` with the INT8 target (``int8_target``) in its extras: the ISA and recipe enter the cache key, so a
+    cache shared by hosts of different instruction sets quantizes once per ISA level."""
+    import dataclasses
+
+    return dataclasses.replace(plan, extra=tuple(plan.extra) + ((TARGET_KEY, tuple(int8_target(device).items())),))
+
+
+def plan_target(plan: "ExportPlan") -> dict[str, str]:
+    """The target ``with_target`` recorded in ``plan`` (this host's CPU when none was)."""
+    target = dict(plan.extra).get(TARGET_KEY)
+    return dict(target) if target else int8_target("CPU")
+
+
+def int8_target(device: str) -> dict[str, str]:
+    """What the INT8 recipe depends on, for the cache key and the report: the device family, the CPU's ISA level
+    (``cpu_isa``) for a CPU target (a virtual device counts as CPU, the conservative choice), and the recipe."""
+    family = device.split(":")[0].split(".")[0].upper() or "CPU"
+    if family in ("GPU", "NPU"):
+        return {"device": family, "isa": family.lower(), "recipe": "vnni"}
+    isa = cpu_isa()
+    return {"device": family, "isa": isa, "recipe": "vnni" if isa in VNNI_ISAS else "no_vnni"}
 
 
 def _quantize_with_accuracy_control(
     nncf: Any, model: Any, calibration: Any, fp32_xml: Path, info: Any, held: list[Path], shape: Sequence[int],
-    plan: "ExportPlan", settings: Mapping[str, Any], ignored: list[str],
+    plan: "ExportPlan", settings: Mapping[str, Any], ignored: list[str], recipe: str = "vnni",
 ) -> tuple[Any, dict[str, Any]]:  # fmt: skip
     """``nncf.quantize_with_accuracy_control`` with the settings above; its validation function is the task's
     metric (``CONTROL_METRIC``) from Ultralytics' validator on the labelled held-back images."""
@@ -156,7 +240,7 @@ def _quantize_with_accuracy_control(
         values.append(value)
         return value, None
 
-    arguments = quantize_arguments(nncf, fast=bool(settings.get("fast_bias_correction")))
+    arguments = quantize_arguments(nncf, fast=bool(settings.get("fast_bias_correction")), recipe=recipe)
     arguments["advanced_quantization_parameters"] = arguments.pop("advanced_parameters")
     max_drop = float(settings["max_drop"])
     try:

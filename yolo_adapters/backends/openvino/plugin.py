@@ -31,7 +31,8 @@ class OpenVINOPlugin(BackendPlugin):
         "compile_cache": (bool, str, Path),
         **QUANT_OPTIONS,  # precision="int8": calibration, calibration_size, holdout, max_drop... (yolo_adapters.quantize)
     }
-    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
+    # bf16: the FP32 IR (one cache entry with fp32), compiled with INFERENCE_PRECISION_HINT=bf16 (engine.py)
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8", "bf16")
 
     def missing_requirements(self) -> str | None:
         if importlib.util.find_spec("openvino") is None:
@@ -83,8 +84,12 @@ class OpenVINOPlugin(BackendPlugin):
 
     def export_plan(self, device: str, options: Mapping[str, Any], imgsz: Sequence[int], batch: int) -> ExportPlan:
         plan = self.make_plan("openvino", options, imgsz, batch, cpu=device.upper() == "CPU")
+        if plan.precision == "bf16":  # a compile-time hint: the IR is the FP32 one, shared with precision="fp32"
+            plan = dataclasses.replace(plan, precision="fp32")
         if plan.precision == "int8":  # FP32 export, quantized with NNCF in finish_artifact
-            plan = int8_plan(plan, options, self)
+            from .int8 import with_target  # the recipe depends on the CPU's ISA (VNNI or not): in the key
+
+            plan = with_target(int8_plan(plan, options, self), device)
         return plan
 
     def fallback_plan(self, plan: ExportPlan) -> ExportPlan | None:
