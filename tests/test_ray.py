@@ -203,10 +203,13 @@ def test_predictor_in_process_sizes_openvino_threads(models, images, stock):
 def test_paths_and_dataset_match_pytorch(local_ray, models, stock, images, image_dataset, task):
     import yolo_adapters.ray as yar
 
-    from_paths = yar.predict([str(p) for p in images], str(models[task]), imgsz=IMGSZ, batch_size=2, concurrency=1)
-    from_images = yar.predict(image_dataset, str(models[task]), imgsz=IMGSZ, batch_size=2, concurrency=1)
+    # detect runs with the default pool size (2 actors for paths; 1 beside the reads for a Dataset on 2 CPUs)
+    concurrency = None if task == "detect" else 1
+    from_paths = yar.predict([str(p) for p in images], str(models[task]), imgsz=IMGSZ, batch_size=1, concurrency=concurrency)
+    from_images = yar.predict(image_dataset, str(models[task]), imgsz=IMGSZ, batch_size=2, concurrency=concurrency)
     for ds in (from_paths, from_images):
-        rows = _bounded(ds.take_all)
+        ds = _bounded(ds.materialize)  # run once; schema and rows come from the materialized blocks
+        rows = ds.take_all()
         meta = yar.read_metadata(ds)
         assert meta["task"] == task and meta["engine"] == "openvino:CPU"
         _check_parity(rows, stock[task], meta["names"])
@@ -222,8 +225,8 @@ def test_swapped_channels_fail_the_comparison(local_ray, models, stock, image_da
     notices: the RGB->BGR conversion is what makes the dataset path match stock PyTorch."""
     import yolo_adapters.ray as yar
 
-    ds = yar.predict(image_dataset, str(models["pose"]), imgsz=IMGSZ, channels="BGR", concurrency=1)
-    rows = _bounded(ds.take_all)
+    ds = _bounded(yar.predict(image_dataset, str(models["pose"]), imgsz=IMGSZ, channels="BGR", concurrency=1).materialize)
+    rows = ds.take_all()
     by_name = {Path(p).name: res for p, res in stock["pose"].items()}
     names = yar.read_metadata(ds)["names"]
     verdicts = [compare_results(by_name[Path(r["path"]).name], yar.to_results(r, names)).passed() for r in rows]
@@ -336,7 +339,8 @@ def test_two_node_cluster(models, stock, images, local_ray):
         paths = [str(p) for p in images] * 2
         # two 1-CPU actors, one per node; the model travels through the object store (ship_model=True)
         ds = yar.predict(paths, str(models["detect"]), imgsz=IMGSZ, batch_size=1, concurrency=2, ship_model=True)
-        rows = _bounded(ds.take_all, timeout=200)
+        ds = _bounded(ds.materialize, timeout=200)
+        rows = ds.take_all()
         assert len(rows) == 4
         _check_parity(rows, stock["detect"], yar.read_metadata(ds)["names"])
         nodes = {a["Address"]["NodeID"] for a in ray._private.state.actors().values() if "MapWorker" in a.get("ActorClassName", "")}
