@@ -198,6 +198,27 @@ def test_predictor_in_process_sizes_openvino_threads(models, images, stock):
     _check_parity(table.to_pylist(), stock["detect"], predictor.names)
 
 
+def test_predictor_in_process_sizes_onnxruntime_threads(models, images):
+    import yolo_adapters.ray as yar
+
+    engine = yar.prepare(str(models["detect"]), "onnxruntime", imgsz=IMGSZ, ship_model=False)
+    predictor = yar.Predictor(engine, threads=1, predict_args={"imgsz": IMGSZ})
+    rows = predictor({"path": np.array([str(images[0])], dtype=object)}).to_pylist()
+    assert rows[0]["engine"] == "onnxruntime:cpu" and rows[0]["error"] is None and len(rows[0]["boxes"]) > 0
+    assert predictor.model.predictor.model.engine.session.get_session_options().intra_op_num_threads == 1
+
+
+def test_shipped_model_unpacks_to_a_loadable_copy(models, tmp_path):
+    """What an actor on a node without the cache gets: the artifact's folder from the object store."""
+    from yolo_adapters.ray import _predictor
+
+    engine = _predictor.prepare(str(models["detect"]), "openvino", imgsz=IMGSZ, ship_model=False)
+    artifact = Path(engine["artifact"])
+    copy = _predictor._unpack(_predictor._pack(artifact), _predictor._inner_path(artifact))
+    assert copy != artifact and copy.name == artifact.name
+    assert sorted(p.name for p in copy.parent.iterdir()) == sorted(p.name for p in artifact.parent.iterdir())
+
+
 # -- local Ray (2 CPUs) ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("task", ["detect", "pose", "segment"])
 def test_paths_and_dataset_match_pytorch(local_ray, models, stock, images, image_dataset, task):

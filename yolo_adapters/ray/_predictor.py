@@ -125,6 +125,7 @@ def prepare(
         import ray
 
         spec["blob"] = ray.put(_pack(artifact))
+        spec["blob_path"] = _inner_path(artifact)
     return spec
 
 
@@ -136,6 +137,11 @@ def _nodes() -> int:
     return sum(1 for node in ray.nodes() if node.get("Alive"))
 
 
+def _inner_path(artifact: Path) -> str:
+    """Where ``_pack`` puts the artifact inside its tar: ``<folder>/<file>``, or ``<folder>`` for a folder."""
+    return artifact.name if artifact.is_dir() else f"{artifact.parent.name}/{artifact.name}"
+
+
 def _pack(artifact: Path) -> bytes:
     """The artifact's folder (IR .xml + .bin + metadata.yaml, or the .onnx and its metadata) as a tar."""
     folder = artifact if artifact.is_dir() else artifact.parent
@@ -145,14 +151,14 @@ def _pack(artifact: Path) -> bytes:
     return buf.getvalue()
 
 
-def _unpack(blob: bytes, artifact: Path) -> Path:
-    """Unpack a shipped artifact once per node (a folder named by its content hash) and return its path there."""
+def _unpack(blob: bytes, inner: str) -> Path:
+    """Unpack a shipped artifact once per node (a folder named by its content hash); ``inner`` is the artifact's
+    path inside the tar (``_inner_path``). Returns its path there."""
     from filelock import FileLock
 
     digest = hashlib.sha256(blob).hexdigest()[:16]
     root = Path(tempfile.gettempdir()) / "yolo_adapters_ray" / digest
-    folder = artifact if artifact.is_dir() else artifact.parent
-    target = root / folder.name / (artifact.name if not artifact.is_dir() and artifact != folder else "")
+    target = root / inner
     root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root) + ".lock"):
         done = root / ".complete"
@@ -161,7 +167,7 @@ def _unpack(blob: bytes, artifact: Path) -> Path:
             with tarfile.open(fileobj=io.BytesIO(blob), mode="r") as tar:
                 tar.extractall(str(root), filter="data") if hasattr(tarfile, "data_filter") else tar.extractall(str(root))
             done.touch()
-    return Path(str(target).rstrip("/"))
+    return target
 
 
 # -- the actor ----------------------------------------------------------------------------------------
@@ -240,7 +246,7 @@ class Predictor:
             import ray
 
             data = ray.get(blob) if isinstance(blob, ray.ObjectRef) else blob
-            return _unpack(data, artifact)
+            return _unpack(data, self.spec["blob_path"])
         if not artifact.exists():
             raise FileNotFoundError(
                 f"The converted model {artifact} is not on this node and was not shipped: call "
