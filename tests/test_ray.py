@@ -208,6 +208,30 @@ def test_predictor_in_process_sizes_onnxruntime_threads(models, images):
     assert predictor.model.predictor.model.engine.session.get_session_options().intra_op_num_threads == 1
 
 
+def test_predictor_decodes_bytes_and_odd_layouts_in_process(models, images, stock):
+    """A read_binary_files-style ``bytes`` column: good bytes match stock, corrupt bytes give an error row;
+    grey and RGBA arrays are accepted."""
+    import cv2
+
+    import yolo_adapters.ray as yar
+
+    engine = yar.prepare(str(models["detect"]), "openvino", imgsz=IMGSZ, ship_model=False)
+    predictor = yar.Predictor(engine, image_column="bytes", threads=1, predict_args={"imgsz": IMGSZ})
+    batch = {"bytes": np.array([images[0].read_bytes(), b"garbage"], dtype=object),
+             "path": np.array([str(images[0]), "bad.jpg"], dtype=object)}  # fmt: skip
+    good, bad = predictor(batch).to_pylist()
+    _check_parity([good], {str(images[0]): stock["detect"][str(images[0])]}, predictor.names)
+    assert bad["path"] == "bad.jpg" and "cannot decode" in bad["error"]
+
+    rgb = cv2.imread(str(images[1]))[..., ::-1]
+    column = np.empty(2, dtype=object)  # ragged images, as Ray hands them over
+    column[0], column[1] = rgb[..., 0].copy(), np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    arrays = {"image": column}
+    grey, rgba = yar.Predictor(engine, threads=1, predict_args={"imgsz": IMGSZ})(arrays).to_pylist()
+    assert grey["error"] is None and rgba["error"] is None and grey["orig_shape"] == rgba["orig_shape"] == [720, 1280]
+    _check_parity([dict(rgba, path=str(images[1]))], {str(images[1]): stock["detect"][str(images[1])]}, predictor.names)
+
+
 def test_shipped_model_unpacks_to_a_loadable_copy(models, tmp_path):
     """What an actor on a node without the cache gets: the artifact's folder from the object store."""
     from yolo_adapters.ray import _predictor
