@@ -239,7 +239,8 @@ def to_results(row: Mapping[str, Any], names: Mapping[int, str] | Sequence[str] 
 
 def read_metadata(source: Any) -> dict[str, Any]:
     """The yolo_adapters metadata (names, task, engine, model) of a dataset, an Arrow schema, a Parquet file or
-    a folder written by ``write_parquet``. Class-name keys come back as ints."""
+    a folder written by ``write_parquet``. Class-name keys come back as ints. A lazy dataset runs to find its
+    schema: pass a materialized one (``ds.materialize()``) or the Parquet output."""
     import pyarrow as pa
 
     if isinstance(source, pa.Schema):
