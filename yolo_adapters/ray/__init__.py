@@ -8,7 +8,7 @@
     # the idiomatic Ray form, on a dataset of your own (read_images gives RGB; the actor converts)
     ds = ray.data.read_images("s3://bucket/images", include_paths=True)
     ds = ds.map_batches(yar.Predictor, fn_constructor_kwargs={"engine": yar.prepare("yolo11n.pt", "openvino")},
-                        concurrency=4, num_cpus=1, batch_size=8)
+                        compute=ray.data.ActorPoolStrategy(size=4), num_cpus=1, batch_size=8)
 
 This subpackage is the only part of yolo_adapters that imports ray (pip install "yolo-adapters[ray]").
 """
@@ -116,11 +116,22 @@ def predict(
         },
         batch_size=batch_size,
         batch_format="numpy",
-        concurrency=concurrency,
+        compute=actor_pool(concurrency),
         num_cpus=num_cpus,
         num_gpus=num_gpus,
         **remote,
     )
+
+
+def actor_pool(concurrency: int | Sequence[int]) -> "ray.data.ActorPoolStrategy":
+    """``concurrency`` as Ray Data's actor pool: N actors, or (min, max[, initial]) for an autoscaling pool
+    (map_batches' own ``concurrency=`` argument is deprecated since Ray 2.51)."""
+    if isinstance(concurrency, int):
+        return ray.data.ActorPoolStrategy(size=concurrency)
+    sizes = [int(v) for v in concurrency]
+    if len(sizes) not in (2, 3):
+        raise ValueError(f"concurrency={concurrency!r}: give N actors, or (min, max) or (min, max, initial)")
+    return ray.data.ActorPoolStrategy(min_size=sizes[0], max_size=sizes[1], initial_size=sizes[2] if len(sizes) == 3 else None)
 
 
 def default_concurrency(
