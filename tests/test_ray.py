@@ -316,6 +316,10 @@ def test_failed_conversion_fails_before_any_actor(local_ray, models, tmp_path, m
     corrupt.write_bytes(b"not a checkpoint")
     with pytest.raises(AdapterError):
         yar.predict([str(corrupt)], str(corrupt), imgsz=IMGSZ)
+    from yolo_adapters.cli import main
+
+    rc = main(["predict-dataset", str(corrupt), "--model", str(corrupt), "--output", str(tmp_path / "never")])
+    assert rc == 2 and not (tmp_path / "never").exists()
     assert {w.pid for w in _map_workers()} <= before, "an actor started although the model never converted"
 
 
