@@ -176,6 +176,17 @@ def test_accelerator_ids_map_to_the_devices_actors_open():
     assert accelerator_device("openvino", "CPU", {"GPU": ["0"]}, {}) == "CPU"
 
 
+def test_accelerator_devices_ask_ray_for_their_card_by_default():
+    from yolo_adapters.ray import accelerator_request
+
+    assert accelerator_request("onnxruntime", "cuda", {"CPU": 8, "GPU": 2}) == (1.0, {})
+    assert accelerator_request("onnxruntime", "tensorrt:0", {"GPU": 1}) == (1.0, {})
+    assert accelerator_request("onnxruntime", "cuda", {"CPU": 8}) == (None, {})  # Ray sees no GPU: as given
+    assert accelerator_request("onnxruntime", "cpu", {"GPU": 2}) == (None, {})
+    assert accelerator_request("ascend", "0", {"NPU": 8}) == (None, {"NPU": 1.0})
+    assert accelerator_request("openvino", "CPU", {"GPU": 1, "NPU": 1}) == (None, {})
+
+
 def test_engine_threads_follow_the_actor_cpus():
     from yolo_adapters.ray import thread_options, threads_for
 

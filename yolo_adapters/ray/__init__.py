@@ -34,11 +34,19 @@ from ._encode import (
     schema,
     to_results,
 )
-from ._predictor import Predictor, accelerator_device, prepare, read_image, thread_options, threads_for
+from ._predictor import (
+    Predictor,
+    accelerator_device,
+    accelerator_request,
+    prepare,
+    read_image,
+    thread_options,
+    threads_for,
+)
 
 __all__ = [
     "predict", "Predictor", "prepare", "list_images", "read_metadata", "to_results", "decode_mask", "decode_masks",
-    "decode_semantic", "decode_depth", "encode_mask", "schema", "COLUMNS", "accelerator_device", "thread_options",
+    "decode_semantic", "decode_depth", "encode_mask", "schema", "COLUMNS", "accelerator_device", "accelerator_request", "thread_options",
     "threads_for", "read_image",
 ]  # fmt: skip
 
@@ -85,6 +93,9 @@ def predict(
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True)
     engine = prepare(model, device, options=options, ship_model=ship_model, imgsz=predict_args.get("imgsz"))
+    if num_gpus is None and resources is None:
+        num_gpus, resources = accelerator_request(engine["backend"], engine["device"], ray.cluster_resources())
+        resources = resources or None
 
     accelerated = bool(num_gpus) or bool(resources)
     if num_cpus is None:

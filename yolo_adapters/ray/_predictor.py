@@ -51,11 +51,26 @@ def accelerator_device(backend: str, device: str, assigned: Mapping[str, Sequenc
     if backend == "onnxruntime":
         ids = [str(i) for i in assigned.get("GPU", ())]
         provider, _, _index = device.partition(":")
-        if not ids or provider not in ("cuda", "tensorrt", "rocm", "migraphx"):
+        if not ids or provider not in _GPU_PROVIDERS:
             return device
         visible = env.get("CUDA_VISIBLE_DEVICES") if provider != "rocm" else env.get("ROCR_VISIBLE_DEVICES")
         return f"{provider}:{0 if visible else ids[0]}"
     return device
+
+
+#: Ray resource that holds the cards an engine device names: GPU for CUDA-family providers, NPU for Ascend.
+_GPU_PROVIDERS = ("cuda", "tensorrt", "rocm", "migraphx")
+
+
+def accelerator_request(backend: str, device: str, cluster: Mapping[str, float]) -> tuple[float | None, dict[str, float]]:
+    """The (num_gpus, resources) one actor asks Ray for when the caller gave neither: one GPU for
+    ``onnxruntime:cuda`` (and tensorrt, rocm, migraphx), one NPU for ``ascend``, so that each actor owns its card.
+    Nothing when the cluster has no such resource (the device is then opened as given, shared by every actor)."""
+    if backend == "onnxruntime" and device.partition(":")[0] in _GPU_PROVIDERS and cluster.get("GPU", 0) >= 1:
+        return 1.0, {}
+    if backend == "ascend" and cluster.get("NPU", 0) >= 1:
+        return None, {"NPU": 1.0}
+    return None, {}
 
 
 def thread_options(backend: str, options: Mapping[str, Any], threads: int) -> dict[str, Any]:
