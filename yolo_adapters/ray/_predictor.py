@@ -107,9 +107,11 @@ def prepare(
     (for nodes that share no filesystem); False sends only the path (a shared cache folder); "auto" ships when
     the Ray cluster has more than one node, and actors that see the path use it.
     """
-    from yolo_adapters.errors import BackendUnavailableError
+    from yolo_adapters.errors import BackendUnavailableError, OptionError
     from yolo_adapters.runtime import resolve_artifact
 
+    if ship_model not in (True, False, "auto"):
+        raise OptionError(f"ship_model={ship_model!r}: use True, False or 'auto'")
     plugin, engine_device = parse_device(device)
     missing = plugin.missing_requirements()
     if missing:
