@@ -18,12 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
-    import ray  # under CI the ray extra is installed (.[all,test]): a missing ray fails the run, never skips it
-else:
-    ray = pytest.importorskip("ray", reason="pip install -e '.[ray,test]'")
-
 from models import build_checkpoint  # noqa: E402
+from needs import require  # noqa: E402  (tests/needs.py: under CI a missing ray fails the run, never skips it)
+
+ray = require("ray", extra="ray,test")
 
 from yolo_adapters.parity import DEFAULT_TOLERANCES, compare_results  # noqa: E402
 
