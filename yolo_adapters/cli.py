@@ -9,6 +9,7 @@
     yolo-adapters info [--json]
     yolo-adapters check yolo11n-pose.pt [--backend openvino ...] [--engine-model IR] [--source IMAGES] [--json]
     yolo-adapters cache list|clear [--json]
+    yolo-adapters predict-dataset SOURCE --model M --device openvino --output DIR [--address auto] [--concurrency N]
 """
 
 from __future__ import annotations
@@ -296,7 +297,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _bench.add_arguments(bch)
     bch.set_defaults(func=cmd_bench)
+
+    pds = sub.add_parser("predict-dataset", help="batch inference over images on Ray Data, written as Parquet (docs/ray.md)")
+    pds.add_argument("source", nargs="+", help="folder, glob, image path or URI (s3://, gs://...), repeatable")
+    pds.add_argument("--model", "-m", required=True, help="a .pt (converted once, here) or an engine model")
+    pds.add_argument("--device", "-d", default="openvino", help="backend[:device], e.g. openvino, onnxruntime:cuda")
+    pds.add_argument("--output", required=True, help="Parquet folder (local or a URI pyarrow can write)")
+    pds.add_argument("--address", help="Ray cluster: auto, ray://HOST:10001; default RAY_ADDRESS or a local Ray")
+    pds.add_argument("--batch-size", type=int, default=8)
+    pds.add_argument("--concurrency", type=int, help="actors (default: the cluster's CPUs / --num-cpus)")
+    pds.add_argument("--num-cpus", type=float, help="CPUs per actor, also its engine threads (default 1)")
+    pds.add_argument("--fail-fast", action="store_true", help="stop at the first unreadable image (default: error rows)")
+    pds.add_argument("--option", "-o", action="append", default=[], help="backend option key=value (repeatable)")
+    pds.add_argument("--arg", "-a", action="append", default=[], help="predict argument key=value: -a conf=0.3 -a imgsz=640")
+    pds.set_defaults(func=cmd_predict_dataset)
     return parser
+
+
+def cmd_predict_dataset(args: argparse.Namespace) -> int:
+    from .ray._cli import run  # imports ray: only here
+
+    return run(args, _parse_options(args.option), _parse_options(args.arg))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
