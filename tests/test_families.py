@@ -127,7 +127,8 @@ def test_layouts_every_head_knows() -> None:
     assert info("semantic", 3).layout_problem([(1, 3, 320, 256)]) is None
     assert info("depth").layout_problem([(1, 1, 320, 256)]) is None
     assert info("classify", 4).layout_problem([(1, 4)]) is None
-    assert "RT-DETR head outputs (B, queries, 84)" in info("detect", 80, head="RTDETRDecoder").layout_problem([(1, 300, 6)])
+    assert info("detect", 80, head="RTDETRDecoder").layout_problem([(1, 300, 6)]) is None
+    assert "RT-DETR head outputs (B, queries, 6)" in info("detect", 80, head="RTDETRDecoder").layout_problem([(1, 84, 300)])
     assert "end-to-end" in info("detect", end2end=True).layout_problem([(1, 5, 2100)])
     assert "(B, 1, H, W)" in info("depth").layout_problem([(1, 3, 320, 256)])
 
@@ -154,5 +155,31 @@ def test_unknown_layout_names_the_family_and_what_was_found(family_checkpoint, i
     with pytest.raises(ModelFormatError) as caught:
         YOLO(str(folder), task="detect").predict(str(images[0]), device="openvino", verbose=False)
     message = str(caught.value)
-    assert "rtdetr-l" in message and "(1, 300, 5)" in message and "Detect head" in message, message
+    assert "rtdetr-l" in message and "(1, 300, 6)" in message and "Detect head" in message, message
     assert "cache" not in message, message
+
+
+# -- end-to-end (NMS-free) heads --------------------------------------------------------------------------------
+E2E_CASES = [("YOLO26", "detect", "onnx"), ("YOLO26", "pose", "openvino"), ("YOLOv10", "detect", "onnx")]
+
+
+@pytest.mark.parametrize(("family", "task", "fmt"), E2E_CASES, ids=[f"{f}-{t}-{x}" for f, t, x in E2E_CASES])
+def test_end_to_end_export_matches_pytorch_one_to_one_head(
+    family: str, task: str, fmt: str, family_checkpoint, tmp_path: Path
+) -> None:
+    """An engine model Ultralytics exported NMS-free (``nms=False``: ``(B, 300, 6 + extra)``, end2end in its
+    metadata) runs through the plugin, and ``check`` compares it with PyTorch's one-to-one head."""
+    import shutil
+
+    from ultralytics import YOLO
+
+    pt = family_checkpoint(family, task)
+    local = tmp_path / pt.name
+    shutil.copy(pt, local)
+    exported = Path(YOLO(str(local)).export(format=fmt, nms=False, imgsz=320, dynamic=True, verbose=False))
+    report = yolo_adapters.check(pt, engine_model=exported, progress=False)
+    assert report.passed, report.table(per_image=True)
+    (engine,) = report.engines
+    assert engine.engine_calls >= 2
+    for item in engine.images:
+        assert item.agreement.reference > 0 and item.agreement.matched == item.agreement.reference

@@ -95,7 +95,7 @@ class ModelInfo:
         or None when they are the layout Ultralytics' post-processing expects for its task and head.
 
         Knows YOLO heads with NMS outside the graph (``(B, 4 + nc + extra, anchors)``), end-to-end heads (YOLO26 and
-        YOLOv10 exported NMS-free: ``(B, max_det, 6 + extra)``), RT-DETR (``(B, queries, 4 + nc)``), classifiers
+        YOLOv10 exported NMS-free: ``(B, max_det, 6 + extra)``), RT-DETR (``(B, queries, 6)``, older releases ``(B, queries, 4 + nc)``), classifiers
         (``(B, nc)``), semantic masks (``(B, H, W)`` class map or ``(B, nc, H, W)`` logits) and depth maps
         (``(B, 1, H, W)`` or ``(B, H, W)``).
         """
@@ -127,9 +127,11 @@ class ModelInfo:
             return None  # a task this version does not know: let Ultralytics' post-processing decide
         if len(first) != 3:
             return f"a {self.task} model outputs one (B, rows, columns) detection tensor first"
-        if self.rtdetr:
-            want = 4 + nc
-            return None if first[2] == want else f"an RT-DETR head outputs (B, queries, {want}) (4 box values + {nc} classes)"
+        if self.rtdetr:  # Ultralytics >= 8.4 selects the top queries in the graph: box, score, class
+            return None if first[2] in (6, 4 + nc) else (
+                f"an RT-DETR head outputs (B, queries, 6) (box, score, class) or, before Ultralytics 8.4, "
+                f"(B, queries, {4 + nc}) (4 box values + {nc} classes)"
+            )
         if self.end2end:
             want = 6 + extra
             return None if first[2] == want else (
