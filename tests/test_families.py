@@ -65,6 +65,7 @@ def test_family_task_matches_pytorch(family: str, task: str, backend: str, famil
     assert report.task == task
     assert report.passed, report.table(per_image=True)
     assert_meaningful(report)
+    print(report.table(per_image=True))  # the measured agreement, shown by pytest -rP
 
 
 # -- the comparisons can fail -----------------------------------------------------------------------------------

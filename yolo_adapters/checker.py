@@ -408,18 +408,10 @@ def check(
         except AdapterError as exc:
             report.error = str(exc)
 
-    references_by_head: dict[bool, Any] = {}
-
-    def reference_model(end2end: bool) -> Any:
+    def reference_args(end2end: bool) -> dict[str, Any]:
         """PyTorch runs the head the engine model was exported with: a YOLO26 or YOLOv10 model exported NMS-free
-        (end-to-end) is compared with PyTorch's one-to-one head, otherwise with the one the checkpoint selects."""
-        if not end2end or not hasattr(reference.model, "end2end"):
-            return reference
-        if end2end not in references_by_head:
-            twin = YOLO(str(model_path))
-            twin.model.end2end = True
-            references_by_head[end2end] = twin
-        return references_by_head[end2end]
+        (end-to-end, ``nms=False``) is compared with PyTorch's one-to-one head (``nms=False`` when predicting)."""
+        return dict(predict_args, nms=False) if end2end and hasattr(reference.model, "end2end") else predict_args
 
     bar = tqdm(images, desc="yolo_adapters: checking", unit="image", disable=not progress)
     for image in bar:
@@ -431,10 +423,10 @@ def check(
             default), a full imgsz square for a static one (rect=False), so both see the same pixels.
             Returns the result and, for a semantic model, PyTorch's per-pixel logit margin."""
             if (rect, end2end) not in references:
-                model = reference_model(end2end)
+                model, args = reference, reference_args(end2end)
                 with _stock():
-                    result = model.predict(str(image), device=torch_device, rect=rect, **predict_args)[0]
-                    margin = _semantic_margin(model, str(image), result, dict(predict_args, rect=rect), torch_device)
+                    result = model.predict(str(image), device=torch_device, rect=rect, **args)[0]
+                    margin = _semantic_margin(model, str(image), result, dict(args, rect=rect), torch_device)
                 references[(rect, end2end)] = (result, margin)
                 if isinstance(model.predictor.model, EngineModule):  # pragma: no cover - a patch-layer bug
                     raise AdapterError("the PyTorch reference was routed to an engine; run check without YOLO_ADAPTERS set.")
