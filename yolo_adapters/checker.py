@@ -90,6 +90,10 @@ class EngineCheck:
             "min_mask_iou": min((a.min_mask_iou for a in agreements), default=1.0),
             "top1_agree": sum(a.top1_agree for a in agreements),
             "max_prob_diff": max((a.max_prob_diff for a in agreements), default=0.0),
+            "pixel_agreement": min((a.pixel_agreement for a in agreements), default=1.0),
+            "decided_mismatches": sum(a.decided_mismatches for a in agreements),
+            "max_mismatch_margin": max((a.max_mismatch_margin for a in agreements), default=0.0),
+            "max_depth_diff": max((a.max_depth_diff for a in agreements), default=0.0),
         }
 
 
@@ -163,6 +167,8 @@ class CheckReport:
             "classify": f"same top-1, probabilities within {tol.prob}",
             "pose": f"box IoU >= {tol.box_iou}, score within {tol.score}, keypoints within {tol.keypoint_px} px",
             "segment": f"box IoU >= {tol.box_iou}, score within {tol.score}, mask IoU >= {tol.mask_iou}",
+            "semantic": f">= {tol.semantic_pixels:.0%} of pixels with PyTorch's class, all where its margin > {tol.semantic_tie}",
+            "depth": f"depth within {tol.depth_range} of the map's range",
         }.get(self.task, f"box IoU >= {tol.box_iou}, score within {tol.score}")
         out = [
             f"{Path(self.model).name} ({self.task}) against PyTorch on {len(self.sources)} image(s), imgsz {self.imgsz}",
@@ -189,6 +195,14 @@ def _columns(task: str) -> list[tuple[str, Any]]:
     matched = ("matched", lambda s: f"{s['matched']}/{s['reference']} (engine {s['candidate']})")
     iou = ("box IoU min/mean", lambda s: f"{s['min_box_iou']:.4f}/{s['mean_box_iou']:.4f}" if s["matched"] else "-")
     score = ("max score diff", lambda s: f"{s['max_score_diff']:.2e}")
+    if task == "semantic":
+        return [
+            ("min pixels agree", lambda s: f"{s['pixel_agreement']:.4f}"),
+            ("differing non-tie pixels", lambda s: str(s["decided_mismatches"])),
+            ("max margin differing", lambda s: f"{s['max_mismatch_margin']:.3f}"),
+        ]
+    if task == "depth":
+        return [("max depth diff / range", lambda s: f"{s['max_depth_diff']:.2e}")]
     if task == "classify":
         return [("top-1 agree", lambda s: f"{s['top1_agree']}/{s['images']}"), ("max prob diff", lambda s: f"{s['max_prob_diff']:.2e}")]
     columns = [matched, iou, score]
@@ -242,6 +256,28 @@ def _stock() -> Iterator[None]:
     finally:
         if previous is not None:
             activation.activate(previous.backend, **dict(previous.options))
+
+
+def _semantic_margin(model: Any, image: str, result: Any, args: dict[str, Any], device: str) -> Any:
+    """PyTorch's per-pixel logit margin for a semantic ``result`` (None for other tasks): the raw logits of one more
+    PyTorch run, captured where the predictor receives them, resized as the predictor resizes them."""
+    if getattr(result, "semantic_mask", None) is None:
+        return None
+    from .parity import semantic_margin
+
+    seen: list[tuple[Any, Any]] = []
+    handle = model.predictor.model.register_forward_hook(lambda m, a, out: seen.append((a[0].shape[2:], out)))
+    try:
+        model.predict(image, device=device, **args)
+    finally:
+        handle.remove()
+    if not seen:
+        return None
+    input_shape, out = seen[-1]
+    logits = out[0] if isinstance(out, (list, tuple)) else out
+    if logits.ndim != 4:  # a class map already (no logits to measure margins on)
+        return None
+    return semantic_margin(logits[0].detach().cpu(), input_shape, result.orig_shape)
 
 
 def _parse_backend(spec: str) -> tuple[str, str]:
@@ -348,8 +384,13 @@ def check(
     predict_args: dict[str, Any] = {"conf": conf, "verbose": False}
     if imgsz is not None:
         predict_args["imgsz"] = imgsz
+    elif reference.overrides.get("imgsz"):
+        # The checkpoint's own size (a model trained at 320 predicts at 320): the engine model, loaded from its
+        # file, would otherwise predict at Ultralytics' default 640 and see other pixels than PyTorch.
+        predict_args["imgsz"] = reference.overrides["imgsz"]
 
     engines: list[tuple[EngineCheck, Any, dict[str, Any]]] = []
+    heads: dict[int, bool] = {}  # id(report) -> the engine model was exported end-to-end (NMS-free head)
     for backend, device, engine_options in plans:  # convert (own progress bar) and load before the image loop
         report = EngineCheck(backend=backend.name, device=device)
         engines.append((report, None, engine_options))
@@ -357,29 +398,39 @@ def check(
             backend.check_device(device)
             artifact = resolve_artifact(engine_path or model_path, backend, device, dict(engine_options))
             report.artifact = str(artifact)
-            artifact_task = backend.artifact_info(artifact, engine_options).task
-            if artifact_task and artifact_task != task:
+            artifact_info = backend.artifact_info(artifact, engine_options)
+            if artifact_info.task and artifact_info.task != task:
                 raise ModelFormatError(
-                    f"the engine model is a {artifact_task} model but {model_path.name} is a {task} model."
+                    f"the engine model is a {artifact_info.task} model but {model_path.name} is a {task} model."
                 )
+            heads[id(report)] = bool(artifact_info.end2end)
             engines[-1] = (report, YOLO(str(artifact), task=task), engine_options)
         except AdapterError as exc:
             report.error = str(exc)
 
+    def reference_args(end2end: bool) -> dict[str, Any]:
+        """PyTorch runs the head the engine model was exported with: a YOLO26 or YOLOv10 model exported NMS-free
+        (end-to-end, ``nms=False``) is compared with PyTorch's one-to-one head (``nms=False`` when predicting)."""
+        return dict(predict_args, nms=False) if end2end and hasattr(reference.model, "end2end") else predict_args
+
     bar = tqdm(images, desc="yolo_adapters: checking", unit="image", disable=not progress)
     for image in bar:
         bar.set_postfix_str(image.name)
-        references: dict[bool, Any] = {}
+        references: dict[tuple[bool, bool], tuple[Any, Any]] = {}
 
-        def reference_result(rect: bool) -> Any:
+        def reference_result(rect: bool, end2end: bool) -> tuple[Any, Any]:
             """PyTorch letterboxes as the engine does: minimal padding for a dynamic engine (Ultralytics'
-            default), a full imgsz square for a static one (rect=False), so both see the same pixels."""
-            if rect not in references:
+            default), a full imgsz square for a static one (rect=False), so both see the same pixels.
+            Returns the result and, for a semantic model, PyTorch's per-pixel logit margin."""
+            if (rect, end2end) not in references:
+                model, args = reference, reference_args(end2end)
                 with _stock():
-                    references[rect] = reference.predict(str(image), device=torch_device, rect=rect, **predict_args)[0]
-                if isinstance(reference.predictor.model, EngineModule):  # pragma: no cover - a patch-layer bug
+                    result = model.predict(str(image), device=torch_device, rect=rect, **args)[0]
+                    margin = _semantic_margin(model, str(image), result, dict(args, rect=rect), torch_device)
+                references[(rect, end2end)] = (result, margin)
+                if isinstance(model.predictor.model, EngineModule):  # pragma: no cover - a patch-layer bug
                     raise AdapterError("the PyTorch reference was routed to an engine; run check without YOLO_ADAPTERS set.")
-            return references[rect]
+            return references[(rect, end2end)]
 
         for report, yolo, engine_options in engines:
             if yolo is None or report.error:
@@ -391,8 +442,8 @@ def check(
                 report.error = f"{type(exc).__name__}: {exc}"
                 continue
             adapter = getattr(yolo.predictor, "model", None)
-            expected = reference_result(bool(getattr(adapter, "dynamic", True)))
-            agreement = compare_results(expected, got, conf=conf, tol=tol)
+            expected, margin = reference_result(bool(getattr(adapter, "dynamic", True)), heads.get(id(report), False))
+            agreement = compare_results(expected, got, conf=conf, tol=tol, reference_margin=margin)
             report.images.append(ImageCheck(str(image), agreement, agreement.failures(tol)))
     bar.close()
     for report, yolo, _ in engines:

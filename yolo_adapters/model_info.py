@@ -9,7 +9,10 @@ from typing import Any, Mapping
 
 from .errors import ModelFormatError
 
-TASKS = ("detect", "segment", "pose", "obb", "classify")
+TASKS = ("detect", "segment", "semantic", "depth", "classify", "pose", "obb")
+
+#: Ultralytics' head class (export metadata ``head``) -> the model family it belongs to.
+_HEAD_FAMILIES = {"RTDETRDecoder": "RT-DETR", "v10Detect": "YOLOv10", "WorldDetect": "YOLO-World"}
 
 
 @dataclass
@@ -51,10 +54,29 @@ class ModelInfo:
             metadata=meta,
         )
 
+    @property
+    def head(self) -> str:
+        """Ultralytics' head class as the export metadata names it ("Detect", "RTDETRDecoder", ...); "" if unknown."""
+        return str(self.metadata.get("head") or "")
+
+    @property
+    def family(self) -> str:
+        """The model family for messages: "YOLO26n-seg", "rtdetr-l", ... from the export's description, else the head."""
+        import re
+
+        found = re.match(r"Ultralytics (\S+) model", str(self.metadata.get("description") or ""))
+        if found:
+            return found.group(1)
+        return _HEAD_FAMILIES.get(self.head, f"{self.head or 'Ultralytics'} ({self.task})")
+
+    @property
+    def rtdetr(self) -> bool:
+        return self.head == "RTDETRDecoder"
+
     def expected_channels(self) -> int | None:
-        """Size of dim 1 of the first output, as the predictor's post-processing will read it."""
+        """Size of dim 1 of the first output for a YOLO head with NMS outside the graph (None: not such a head)."""
         nc = len(self.names)
-        if self.end2end:
+        if self.end2end or self.rtdetr:
             return None
         if self.task == "detect":
             return 4 + nc
@@ -67,6 +89,60 @@ class ModelInfo:
         if self.task == "classify":
             return nc
         return None
+
+    def layout_problem(self, shapes: list[tuple[int, ...]]) -> str | None:
+        """What is wrong with an engine's output shapes (in the order the predictor reads them) for this model,
+        or None when they are the layout Ultralytics' post-processing expects for its task and head.
+
+        Knows YOLO heads with NMS outside the graph (``(B, 4 + nc + extra, anchors)``), end-to-end heads (YOLO26 and
+        YOLOv10 exported NMS-free: ``(B, max_det, 6 + extra)``), RT-DETR (``(B, queries, 6)``, older releases ``(B, queries, 4 + nc)``), classifiers
+        (``(B, nc)``), semantic masks (``(B, H, W)`` class map or ``(B, nc, H, W)`` logits) and depth maps
+        (``(B, 1, H, W)`` or ``(B, H, W)``).
+        """
+        if not shapes:
+            return "it has no outputs"
+        nc, first = len(self.names), shapes[0]
+        extra = 0
+        if self.task == "segment":
+            if len(shapes) < 2 or len(shapes[1]) != 4:
+                return "a segment model needs detections and a (B, masks, H, W) prototype output"
+            extra = shapes[1][1]
+        elif self.task == "pose":
+            if not self.kpt_shape:
+                return "the metadata has no kpt_shape"
+            extra = self.kpt_shape[0] * self.kpt_shape[1]
+        elif self.task == "obb":
+            extra = 1
+        if self.task == "classify":
+            return None if len(first) == 2 and first[1] == nc else f"a classifier outputs (B, {nc})"
+        if self.task == "semantic":
+            if len(first) == 3 or (len(first) == 4 and first[1] == max(nc, 1)):
+                return None
+            return f"a semantic model outputs a (B, H, W) class map or (B, {nc}, H, W) logits"
+        if self.task == "depth":
+            if len(first) == 3 or (len(first) == 4 and first[1] == 1):
+                return None
+            return "a depth model outputs a (B, 1, H, W) or (B, H, W) depth map"
+        if self.task not in ("detect", "segment", "pose", "obb"):
+            return None  # a task this version does not know: let Ultralytics' post-processing decide
+        if len(first) != 3:
+            return f"a {self.task} model outputs one (B, rows, columns) detection tensor first"
+        if self.rtdetr:  # Ultralytics >= 8.4 selects the top queries in the graph: box, score, class
+            return None if first[2] in (6, 4 + nc) else (
+                f"an RT-DETR head outputs (B, queries, 6) (box, score, class) or, before Ultralytics 8.4, "
+                f"(B, queries, {4 + nc}) (4 box values + {nc} classes)"
+            )
+        if self.end2end:
+            want = 6 + extra
+            return None if first[2] == want else (
+                f"an end-to-end (NMS-free) {self.task} head outputs (B, max_det, {want}) (box, score, class"
+                + (f", {extra} more" if extra else "") + ")"
+            )
+        want = 4 + nc + extra
+        return None if first[1] == want else (
+            f"a {self.task} head with NMS outside the graph outputs (B, {want}, anchors) (4 box values + {nc} classes"
+            + (f" + {extra} more" if extra else "") + ")"
+        )
 
 
 def _literal(value: Any) -> Any:

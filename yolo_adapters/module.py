@@ -75,7 +75,7 @@ class EngineModule(torch.nn.Module):
         self.batch_size = self.batch
         if not self.dynamic:
             self.imgsz = [int(shape[2]), int(shape[3])]
-        self._expected_channels = info.expected_channels()
+        self._layout_checked = False
 
     def __deepcopy__(self, memo: dict) -> "EngineModule":
         """The same module: an engine (compiled model, session) is shared, never copied. Ultralytics' validator
@@ -145,14 +145,25 @@ class EngineModule(torch.nn.Module):
         tensors = [t.float() if t.dtype == torch.float16 else t for t in tensors]  # NMS wants float32
         if len(tensors) == 2 and tensors[0].ndim == 4 and tensors[1].ndim == 3:
             tensors.reverse()  # segment: detections first, mask prototypes second
-        head = tensors[0]
-        if self._expected_channels is not None and head.ndim >= 2 and head.shape[1] != self._expected_channels:
-            raise ModelFormatError(
-                f"{self.artifact} does not match its metadata: output has {head.shape[1]} channels where a "
-                f"{self.task} model with {len(self.names)} classes has {self._expected_channels}. "
-                "The model file and its metadata.yaml come from different exports: re-export or clear the cache."
-            )
+        if not self._layout_checked:  # the layout is the graph's: one look at the first batch is enough
+            problem = self.info.layout_problem([tuple(t.shape) for t in tensors])
+            if problem is not None:
+                raise ModelFormatError(self._layout_error(problem, tensors))
+            self._layout_checked = True
         return tensors[0] if len(tensors) == 1 else tensors
+
+    def _layout_error(self, problem: str, tensors: list[torch.Tensor]) -> str:
+        info = self.info
+        found = ", ".join(f"{tuple(t.shape)} {str(t.dtype).replace('torch.', '')}" for t in tensors)
+        described = f"{len(self.names)} classes" + (f", keypoints {list(info.kpt_shape)}" if info.kpt_shape else "")
+        head = f"{info.head} head" if info.head else "head"
+        mode = ", exported end-to-end (NMS-free)" if info.end2end else ""
+        return (
+            f"{self.artifact} does not match its metadata: the {info.family} {self.task} model ({head}{mode}, "
+            f"{described}) outputs {found}, but {problem}. Either the model file and its metadata come from "
+            "different exports (export them together again from the .pt), or this head's layout is new to "
+            "yolo_adapters: please report it with the line above."
+        )
 
     def warmup(self, imgsz: tuple[int, ...] = (1, 3, 640, 640), im: torch.Tensor | None = None) -> None:
         """Nothing to warm: the engine was compiled when this module was built."""

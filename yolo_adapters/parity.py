@@ -1,7 +1,10 @@
 """Does an engine give PyTorch's answers? Compare two Ultralytics ``Results`` for every task.
 
 The same tolerances gate the test suite and ``yolo-adapters check``: matched boxes IoU >= 0.99, scores within
-1e-3, keypoints within 1 px, masks IoU >= 0.98, same top-1 class.
+1e-3, keypoints within 1 px, masks IoU >= 0.98, same top-1 class and probabilities within 1e-3; semantic masks: at
+least 97% of pixels with PyTorch's class, and every pixel where PyTorch's top class leads the next by more than
+``semantic_tie`` logits (not a tie) with PyTorch's class; depth maps: no pixel further from PyTorch's depth than
+0.1% of the map's range (max - min).
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ class Tolerances:
     keypoint_px: float = 1.0
     mask_iou: float = 0.98
     prob: float = 1e-3
+    semantic_pixels: float = 0.97  # share of pixels with PyTorch's class
+    semantic_tie: float = 1.0  # logit margin (top class minus the next) below which a pixel counts as a tie
+    depth_range: float = 1e-3  # max |depth difference| / (max - min of PyTorch's depth map)
 
 
 DEFAULT_TOLERANCES = Tolerances()
@@ -39,6 +45,10 @@ class Agreement:
     min_mask_iou: float = 1.0
     top1_agree: bool = True
     max_prob_diff: float = 0.0
+    pixel_agreement: float = 1.0  # semantic: share of pixels with the reference's class
+    decided_mismatches: int = 0  # semantic: pixels whose reference margin is not a tie yet the class differs
+    max_mismatch_margin: float = 0.0  # semantic: the largest reference margin among differing pixels (-1: unknown)
+    max_depth_diff: float = 0.0  # depth: max |difference| / range of the reference map
 
     def failures(self, tol: Tolerances = DEFAULT_TOLERANCES) -> list[str]:
         """Human-readable reasons this agreement misses the tolerances (empty when it passes)."""
@@ -55,6 +65,15 @@ class Agreement:
             problems.append("top-1 class differs")
         if self.max_prob_diff > tol.prob:
             problems.append(f"probability difference {self.max_prob_diff:.2e} > {tol.prob}")
+        if self.pixel_agreement < tol.semantic_pixels:
+            problems.append(f"pixels with PyTorch's class {self.pixel_agreement:.4f} < {tol.semantic_pixels}")
+        if self.decided_mismatches:
+            problems.append(
+                f"{self.decided_mismatches} pixel(s) differ where PyTorch's class leads by more than {tol.semantic_tie} "
+                f"(up to {self.max_mismatch_margin:.3f})"
+            )
+        if self.max_depth_diff > tol.depth_range:
+            problems.append(f"depth difference {self.max_depth_diff:.2e} of the range > {tol.depth_range}")
         return problems
 
     def passed(self, tol: Tolerances = DEFAULT_TOLERANCES) -> bool:
@@ -65,6 +84,10 @@ class Agreement:
 
 
 def _task(result: Any) -> str:
+    if getattr(result, "semantic_mask", None) is not None:
+        return "semantic"
+    if getattr(result, "depth", None) is not None:
+        return "depth"
     if result.probs is not None:
         return "classify"
     if result.obb is not None:
@@ -76,16 +99,44 @@ def _task(result: Any) -> str:
     return "detect"
 
 
-def compare_results(reference: Any, candidate: Any, conf: float = 0.25, tol: Tolerances = DEFAULT_TOLERANCES) -> Agreement:
+def compare_results(
+    reference: Any,
+    candidate: Any,
+    conf: float = 0.25,
+    tol: Tolerances = DEFAULT_TOLERANCES,
+    reference_margin: Any = None,
+) -> Agreement:
     """Match the candidate's detections to the reference's and measure how far apart they are.
 
     Detections whose score lies within ``2 * tol.score`` of ``conf`` may legitimately appear on one side only
     (they straddle the threshold); every other unmatched detection is a failure.
+    ``reference_margin`` (semantic only): PyTorch's per-pixel logit margin, top class minus the next, at the
+    result's resolution (:func:`semantic_margin`); without it only the share of agreeing pixels is checked.
     """
     import torch
 
     task = _task(reference)
     out = Agreement(task=task)
+    if task == "semantic":
+        ref_map, cand_map = reference.semantic_mask.data.cpu(), candidate.semantic_mask.data.cpu()
+        if ref_map.shape != cand_map.shape:
+            out.pixel_agreement = 0.0
+            return out
+        differ = ref_map.long() != cand_map.long()
+        out.pixel_agreement = 1.0 - float(differ.float().mean())
+        if reference_margin is not None and bool(differ.any()):
+            margins = torch.as_tensor(reference_margin).float().cpu()[differ]
+            out.max_mismatch_margin = float(margins.max())
+            out.decided_mismatches = int((margins > tol.semantic_tie).sum())
+        return out
+    if task == "depth":
+        ref_map, cand_map = reference.depth.data.float().cpu(), candidate.depth.data.float().cpu()
+        if ref_map.shape != cand_map.shape:
+            out.max_depth_diff = float("inf")
+            return out
+        span = float(ref_map.max() - ref_map.min()) or 1.0
+        out.max_depth_diff = float((ref_map - cand_map).abs().max()) / span
+        return out
     if task == "classify":
         p_ref, p_cand = reference.probs.data.float().cpu(), candidate.probs.data.float().cpu()
         out.top1_agree = int(p_ref.argmax()) == int(p_cand.argmax())
@@ -123,6 +174,33 @@ def compare_results(reference: Any, candidate: Any, conf: float = 0.25, tol: Tol
     return out
 
 
+def semantic_margin(logits: Any, input_shape: Any, orig_shape: Any) -> Any:
+    """PyTorch's per-pixel margin (top logit minus the next) for a semantic model's raw ``(nc, h, w)`` logits, resized
+    as its predictor resizes them: to the network input, then letterbox-cropped to the original image."""
+    import torch.nn.functional as F
+    from ultralytics.utils import ops
+
+    x = logits.float()[None]
+    if tuple(x.shape[2:]) != tuple(input_shape):
+        x = F.interpolate(x, tuple(input_shape), mode="bilinear", align_corners=False)
+    x = ops.scale_masks(x, tuple(orig_shape))[0]
+    if x.shape[0] < 2:
+        return x[0].abs()  # one class: the sign decides, the distance from zero is the margin
+    top2 = x.topk(2, dim=0).values
+    return top2[0] - top2[1]
+
+
+def _thicken(xyxy: Any) -> Any:
+    """Boxes under a pixel wide or high (clipped at the image border: zero area, so IoU 0 even with themselves)
+    widened to one pixel around their centre line, so identical degenerate boxes still match each other."""
+    out = xyxy.clone()
+    for lo, hi in ((0, 2), (1, 3)):
+        thin = (out[:, hi] - out[:, lo]) < 1
+        centre = (out[thin, hi] + out[thin, lo]) / 2
+        out[thin, lo], out[thin, hi] = centre - 0.5, centre + 0.5
+    return out
+
+
 def match_detections(boxes_ref: Any, boxes_cand: Any, task: str) -> list[tuple[int, int, float]]:
     """Greedy one-to-one matching of same-class detections by IoU (highest first)."""
     if not len(boxes_ref) or not len(boxes_cand):
@@ -132,7 +210,7 @@ def match_detections(boxes_ref: Any, boxes_cand: Any, task: str) -> list[tuple[i
     if task == "obb":
         iou = batch_probiou(boxes_ref.xywhr.float().cpu(), boxes_cand.xywhr.float().cpu())
     else:
-        iou = box_iou(boxes_ref.xyxy.float().cpu(), boxes_cand.xyxy.float().cpu())
+        iou = box_iou(_thicken(boxes_ref.xyxy.float().cpu()), _thicken(boxes_cand.xyxy.float().cpu()))
     same_class = boxes_ref.cls.cpu()[:, None] == boxes_cand.cls.cpu()[None, :]
     iou = iou * same_class
     pairs: list[tuple[int, int, float]] = []

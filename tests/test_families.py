@@ -1,0 +1,186 @@
+"""Every model family and task the installed Ultralytics ships, on every backend, against PyTorch.
+
+The models come from tests/family_models.py (built offline from Ultralytics' YAML files, outputs that depend on
+the image, margins far from every tolerance). Each case runs ``yolo_adapters.check`` (the same comparison users
+run) on bus.jpg and zidane.jpg. A family or task the installed Ultralytics lacks is skipped with the reason, so
+the compatibility matrix runs, on each release, the families that release has. YOLO11 runs in test_openvino.py,
+test_onnxruntime.py and test_ascend.py (tests/models.py); docs/families.md has the whole table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import yolo_adapters
+from family_models import FAMILIES, available, build_family_checkpoint
+
+BACKENDS = ("openvino", "onnxruntime", "ascend")
+CASES = [(family, task) for family, tasks in FAMILIES.items() if family != "YOLO11" for task in tasks]
+
+
+@pytest.fixture(scope="session")
+def family_checkpoint(tmp_path_factory: pytest.TempPathFactory):
+    """(family, task) -> .pt, built once per session (skips what this Ultralytics cannot build)."""
+    built: dict[tuple[str, str], Path] = {}
+    folder = tmp_path_factory.mktemp("families")
+
+    def get(family: str, task: str) -> Path:
+        why = available(family, task)
+        if why:
+            pytest.skip(why)
+        if (family, task) not in built:
+            built[(family, task)] = build_family_checkpoint(family, task, folder)
+        return built[(family, task)]
+
+    return get
+
+
+def run_check(pt: Path, backend: str, tmp_path: Path, **kwargs):
+    """``yolo_adapters.check`` on one backend; Ascend through the emulated toolkit at its default precision."""
+    if backend == "ascend":
+        from yolo_adapters.testing import emulate_ascend
+
+        with emulate_ascend(tmp_path, cards=1):
+            return yolo_adapters.check(pt, backends=["ascend:0"], progress=False, **kwargs)
+    return yolo_adapters.check(pt, backends=[backend], progress=False, **kwargs)
+
+
+def assert_meaningful(report) -> None:
+    """The comparison had something to compare: detections, distinct classes, a varied map."""
+    (engine,) = report.engines
+    assert engine.engine_calls >= len(report.sources), "the engine itself must have answered"
+    for item in engine.images:
+        a = item.agreement
+        if report.task in ("detect", "segment", "pose", "obb"):
+            assert a.reference > 0 and a.matched == a.reference, f"{Path(item.image).name}: {a.as_dict()}"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("family", "task"), CASES, ids=[f"{f}-{t}" for f, t in CASES])
+def test_family_task_matches_pytorch(family: str, task: str, backend: str, family_checkpoint, tmp_path: Path) -> None:
+    pt = family_checkpoint(family, task)
+    report = run_check(pt, backend, tmp_path)
+    assert report.task == task
+    assert report.passed, report.table(per_image=True)
+    assert_meaningful(report)
+    print(report.table(per_image=True))  # the measured agreement, shown by pytest -rP
+
+
+# -- the comparisons can fail -----------------------------------------------------------------------------------
+MUTATION_FAMILY = "YOLO26"  # the one family with all seven tasks
+
+
+def zero_one_convolution(onnx_file: Path, out_dir: Path) -> tuple[Path, str]:
+    """A copy of ``onnx_file`` with the weights of its middle convolution (in graph order) set to zero."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(onnx_file))
+    initializers = {i.name: i for i in model.graph.initializer}
+    convs = [n for n in model.graph.node if n.op_type == "Conv" and n.input[1] in initializers]
+    victim = convs[len(convs) // 2]
+    weight = initializers[victim.input[1]]
+    weight.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(weight)), weight.name))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / "corrupted.onnx"
+    onnx.save(model, str(target))
+    return target, victim.name
+
+
+@pytest.mark.parametrize("task", list(FAMILIES[MUTATION_FAMILY]))
+def test_corrupted_engine_model_fails_the_comparison(task: str, family_checkpoint, tmp_path: Path) -> None:
+    """One convolution zeroed in the exported graph: ``check`` must fail for every task (the ONNX Runtime
+    artifact the parity test converted, through the session cache)."""
+    pytest.importorskip("onnx")
+    from yolo_adapters import registry
+    from yolo_adapters.runtime import resolve_artifact
+
+    pt = family_checkpoint(MUTATION_FAMILY, task)
+    artifact = resolve_artifact(pt, registry.get_backend("onnxruntime"), "cpu", {})
+    intact = yolo_adapters.check(pt, backends=["onnxruntime"], engine_model=artifact, progress=False)
+    assert intact.passed, intact.table()
+    corrupted, conv = zero_one_convolution(artifact, tmp_path / "mutant")
+    report = yolo_adapters.check(pt, backends=["onnxruntime"], engine_model=corrupted, progress=False)
+    assert not report.passed, f"zeroing {conv} went unnoticed:\n{report.table(per_image=True)}"
+    (engine,) = report.engines
+    assert engine.error is None and engine.engine_calls >= 2, "the corrupted model ran; only the comparison failed"
+    print(f"{task}: zeroed {conv}: {report.failures[:3]}")
+
+
+# -- output layouts ------------------------------------------------------------------------------------------------
+def test_layouts_every_head_knows() -> None:
+    from yolo_adapters.model_info import ModelInfo
+
+    def info(task: str, nc: int = 1, **meta) -> ModelInfo:
+        base = {"task": task, "names": {i: str(i) for i in range(nc)}, **meta}
+        return ModelInfo.from_metadata(base)
+
+    assert info("detect").layout_problem([(1, 5, 2100)]) is None
+    assert info("detect", end2end=True).layout_problem([(1, 300, 6)]) is None
+    assert info("segment", end2end=True).layout_problem([(1, 300, 38), (1, 32, 80, 80)]) is None
+    assert info("pose", end2end=True, kpt_shape=[17, 3]).layout_problem([(1, 300, 57)]) is None
+    assert info("obb", end2end=True).layout_problem([(1, 300, 7)]) is None
+    assert info("detect", 80, head="RTDETRDecoder").layout_problem([(1, 300, 84)]) is None
+    assert info("semantic", 3).layout_problem([(1, 320, 256)]) is None
+    assert info("semantic", 3).layout_problem([(1, 3, 320, 256)]) is None
+    assert info("depth").layout_problem([(1, 1, 320, 256)]) is None
+    assert info("classify", 4).layout_problem([(1, 4)]) is None
+    assert info("detect", 80, head="RTDETRDecoder").layout_problem([(1, 300, 6)]) is None
+    assert "RT-DETR head outputs (B, queries, 6)" in info("detect", 80, head="RTDETRDecoder").layout_problem([(1, 84, 300)])
+    assert "end-to-end" in info("detect", end2end=True).layout_problem([(1, 5, 2100)])
+    assert "(B, 1, H, W)" in info("depth").layout_problem([(1, 3, 320, 256)])
+
+
+def test_unknown_layout_names_the_family_and_what_was_found(family_checkpoint, images: list[Path], tmp_path: Path) -> None:
+    """RT-DETR's output under metadata that claims a YOLO Detect head: the error names the family and the shapes,
+    and does not send the user to the cache (the cache is not the problem)."""
+    import yaml
+    from ultralytics import YOLO
+
+    from yolo_adapters import registry
+    from yolo_adapters.errors import ModelFormatError
+    from yolo_adapters.runtime import resolve_artifact
+
+    pt = family_checkpoint("RT-DETR", "detect")
+    ir = resolve_artifact(pt, registry.get_backend("openvino"), "CPU", {})
+    import shutil
+
+    folder = tmp_path / "relabelled_openvino_model"
+    shutil.copytree(ir.parent, folder)
+    meta = yaml.safe_load((folder / "metadata.yaml").read_text())
+    meta["head"] = "Detect"
+    (folder / "metadata.yaml").write_text(yaml.safe_dump(meta))
+    with pytest.raises(ModelFormatError) as caught:
+        YOLO(str(folder), task="detect").predict(str(images[0]), device="openvino", verbose=False)
+    message = str(caught.value)
+    assert "rtdetr-l" in message and "(1, 300, 6)" in message and "Detect head" in message, message
+    assert "cache" not in message, message
+
+
+# -- end-to-end (NMS-free) heads --------------------------------------------------------------------------------
+E2E_CASES = [("YOLO26", "detect", "onnx"), ("YOLO26", "pose", "openvino"), ("YOLOv10", "detect", "onnx")]
+
+
+@pytest.mark.parametrize(("family", "task", "fmt"), E2E_CASES, ids=[f"{f}-{t}-{x}" for f, t, x in E2E_CASES])
+def test_end_to_end_export_matches_pytorch_one_to_one_head(
+    family: str, task: str, fmt: str, family_checkpoint, tmp_path: Path
+) -> None:
+    """An engine model Ultralytics exported NMS-free (``nms=False``: ``(B, 300, 6 + extra)``, end2end in its
+    metadata) runs through the plugin, and ``check`` compares it with PyTorch's one-to-one head."""
+    import shutil
+
+    from ultralytics import YOLO
+
+    pt = family_checkpoint(family, task)
+    local = tmp_path / pt.name
+    shutil.copy(pt, local)
+    exported = Path(YOLO(str(local)).export(format=fmt, nms=False, imgsz=320, dynamic=True, verbose=False))
+    report = yolo_adapters.check(pt, engine_model=exported, progress=False)
+    assert report.passed, report.table(per_image=True)
+    (engine,) = report.engines
+    assert engine.engine_calls >= 2
+    for item in engine.images:
+        assert item.agreement.reference > 0 and item.agreement.matched == item.agreement.reference
