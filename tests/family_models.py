@@ -26,6 +26,8 @@ import torch
 
 from yolo_adapters import assets
 
+from models import recalibrate_batchnorm  # noqa: E402  (tests/models.py: the same recipe as the other test models)
+
 IMGSZ = 320  # small and CI-friendly; every family here takes it
 
 #: family -> task -> Ultralytics YAML (n scale where the family has scales; RT-DETR has only l and x).
@@ -131,22 +133,6 @@ def borrow_pose_weights(model: torch.nn.Module) -> int:
     state.update(shared)
     model.load_state_dict(state)
     return len(shared)
-
-
-def recalibrate_batchnorm(model: torch.nn.Module, views: list[torch.Tensor]) -> None:
-    """Every BatchNorm's statistics from the test images (cumulative average over the views)."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    momenta = [m.momentum for m in norms]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None
-    model.train()
-    with torch.no_grad():
-        for x in views:
-            model(x)
-    model.eval()
-    for norm, momentum in zip(norms, momenta):
-        norm.momentum = momentum
 
 
 GAPS: list[float] = []  # the logit gap each calibration found (reported by the tests' margin check)

@@ -58,7 +58,7 @@ def _test_views() -> list[torch.Tensor]:
     return views
 
 
-def _recalibrate_batchnorm(model: torch.nn.Module, views: list[torch.Tensor]) -> None:
+def recalibrate_batchnorm(model: torch.nn.Module, views: list[torch.Tensor]) -> None:
     """Set every BatchNorm's statistics from the test images. Seeded layers with the default statistics shrink
     activations layer after layer until the head sees nearly constant features; normalised ones stay varied."""
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
@@ -116,7 +116,7 @@ def _build_legacy(task: str, out_dir: Path) -> Path:
         model.names = {0: "person"}
         if task == "pose":
             model.kpt_shape = model.yaml["kpt_shape"]  # set by the trainer in these releases; AutoBackend reads it
-        _recalibrate_batchnorm(model, views)
+        recalibrate_batchnorm(model, views)
         _calibrate_class_bias(model, views)
     else:  # four classes fitted on the test images' features, as _fitted_classifier (no pose weights to borrow)
         from family_models import fit_classify_head
@@ -124,7 +124,7 @@ def _build_legacy(task: str, out_dir: Path) -> Path:
 
         torch.manual_seed(0)
         model = type(yolo.model)(YAML_V8[task], nc=4, verbose=False)
-        _recalibrate_batchnorm(model, views)
+        recalibrate_batchnorm(model, views)
         fit_classify_head(model, 640)
         model.names = {0: "bus-like", 1: "bus-ish", 2: "zidane-ish", 3: "zidane-like"}
         model.transforms = classify_transforms(640)
@@ -140,7 +140,7 @@ def _fitted_classifier(yolo, yaml: str) -> None:
     test images, and a linear layer fitted on the test images' pooled features (tests/family_models.py:
     fit_classify_head) so that each image has its own top-1, one logit ahead of the next class. A seeded
     1000-class head gave every class about 1/1000 and the same top-1 on both images: nothing could fail."""
-    from family_models import CLASS_NAMES, borrow_pose_weights, fit_classify_head, recalibrate_batchnorm, test_views
+    from family_models import CLASS_NAMES, borrow_pose_weights, fit_classify_head, test_views
     from ultralytics.data.augment import classify_transforms
 
     torch.manual_seed(0)
