@@ -142,7 +142,8 @@ def test_deactivate_keeps_device_strings_working(
     assert isinstance(model.predictor.model, EngineModule) and model.predictor.model.format == "openvino"
     assert len(result.boxes) == people_on_bus
     metrics = model.val(data=str(tiny_pose_dataset), device="openvino", batch=1, plots=False, verbose=False)
-    assert metrics.pose.map50 > 0.5  # labels are PyTorch's own answers: the engine validated, it did not fail
+    reference = YOLO(str(pose_pt)).val(data=str(tiny_pose_dataset), device="cpu", batch=1, plots=False, verbose=False)
+    assert abs(metrics.pose.map50 - reference.pose.map50) < 0.05  # the engine validated as PyTorch does
 
 
 def test_deactivate_uninstall_restores_stock_ultralytics(pose_pt: Path, images: list) -> None:
