@@ -3,7 +3,7 @@
     python benchmarks/sources.py [--frames 200] [--repeats 2] [--memory-frames 2000] [--soak 20000]
 
 For each source kind (an in-memory list of mixed sizes, a list of same-size 1280x720 frames, a folder of JPEGs, a
-video), ``predict(source, stream=True)`` with yolo_adapters (OpenVINO, throughput hint, FP32) and with Ultralytics'
+video, four videos as a ``.streams`` file), ``predict(source, stream=True)`` with yolo_adapters (OpenVINO, throughput hint, FP32) and with Ultralytics'
 native OpenVINO path on the IR it exported itself (FP32 forced), and the decode (where the source has one) +
 letterbox + inference bound of yolo_adapters' compiled model (an AsyncInferQueue fed frames decoded and letterboxed
 in one loop, no post-processing). Repeats are interleaved; medians are printed with ratios. Then the peak memory of
@@ -66,9 +66,14 @@ def median_fps(runs: list[float]) -> float:
     return statistics.median(runs) if runs else float("nan")
 
 
-def consume(model: Any, source: Any, imgsz: int) -> tuple[float, int]:
+#: predict options per source kind: LoadStreams keeps only each stream's newest frame unless told to buffer, and a
+#: file read faster than it is inferred would then drop frames (each side would count different ones).
+OPTIONS = {"streams": {"stream_buffer": True}}
+
+
+def consume(model: Any, source: Any, imgsz: int, kind: str = "") -> tuple[float, int]:
     start = time.perf_counter()
-    count = sum(1 for _ in model.predict(source, stream=True, verbose=False, imgsz=imgsz))
+    count = sum(1 for _ in model.predict(source, stream=True, verbose=False, imgsz=imgsz, **OPTIONS.get(kind, {})))
     return count / (time.perf_counter() - start), count
 
 
@@ -76,14 +81,16 @@ def decoded(kind: str, source: Any) -> Iterator[np.ndarray]:
     """The frames of ``source`` as the predictor gets them before letterboxing (decoded from disk where it is)."""
     import cv2
 
-    if kind == "video":
-        capture = cv2.VideoCapture(str(source))
-        while True:
-            ok, frame = capture.read()
-            if not ok:
+    if kind in ("video", "streams"):
+        files = Path(source).read_text().split() if kind == "streams" else [str(source)]
+        captures = [cv2.VideoCapture(f) for f in files]
+        while True:  # one frame of each stream per batch, as LoadStreams gives them
+            frames = [capture.read() for capture in captures]
+            if not all(ok for ok, _ in frames):
                 break
-            yield frame
-        capture.release()
+            yield from (frame for _, frame in frames)
+        for capture in captures:
+            capture.release()
     elif kind == "folder":
         for path in sorted(Path(source).glob("*.jpg")):
             yield cv2.imread(str(path))
@@ -140,14 +147,21 @@ def main() -> int:
     video = work / f"stream_{args.frames}.mp4"
     if not video.exists():
         bench.make_video(video, args.frames)
+    quarter = work / f"stream_{args.frames // 4}.mp4"
+    if not quarter.exists():
+        bench.make_video(quarter, args.frames // 4)
+    streams = work / "four.streams"
+    streams.write_text("\n".join([str(quarter)] * 4) + "\n")
     sources: dict[str, tuple[Any, bool]] = {  # kind -> (source, rect letterbox for a dynamic model)
         "in-memory list, mixed sizes": (mixed, False),  # Ultralytics letterboxes a mixed list square
         "in-memory list, same-size 1280x720": (same, True),
         "folder of JPEGs (1280x720)": (str(folder), True),
         "video (1280x720 mp4)": (str(video), True),
+        "four streams (.streams, 4 x 1280x720 mp4)": (str(streams), True),
     }
     kinds = {"in-memory list, mixed sizes": "list", "in-memory list, same-size 1280x720": "list",
-             "folder of JPEGs (1280x720)": "folder", "video (1280x720 mp4)": "video"}  # fmt: skip
+             "folder of JPEGs (1280x720)": "folder", "video (1280x720 mp4)": "video",
+             "four streams (.streams, 4 x 1280x720 mp4)": "streams"}  # fmt: skip
 
     yolo_adapters.activate("openvino", hint="throughput")
     ours = YOLO(str(pt))
@@ -159,18 +173,19 @@ def main() -> int:
     native.predict(photos[0], verbose=False, imgsz=args.imgsz)
     undo()
 
+    expected = {label: args.frames // 4 * 4 if kind == "streams" else args.frames for label, kind in kinds.items()}
     rows: dict[str, dict[str, list[float]]] = {k: {"ours": [], "native": [], "bound": []} for k in sources}
     warm = next(letterboxed([photos[0]], args.imgsz, rect=False))
     for repeat in range(args.repeats):
         for label, (source, rect) in sources.items():
             yolo_adapters.activate("openvino", hint="throughput")
-            fps, count = consume(ours, source, args.imgsz)
-            assert count == args.frames, (label, count)
+            fps, count = consume(ours, source, args.imgsz, kinds[label])
+            assert count == expected[label], (label, count)
             rows[label]["ours"].append(fps)
             yolo_adapters.deactivate(uninstall=True)
             undo = bench.force_f32()
             try:
-                rows[label]["native"].append(consume(native, source, args.imgsz)[0])
+                rows[label]["native"].append(consume(native, source, args.imgsz, kinds[label])[0])
             finally:
                 undo()
             feed = letterboxed(decoded(kinds[label], source), args.imgsz, rect)
@@ -199,13 +214,15 @@ def main() -> int:
 
     if args.soak:
         yolo_adapters.activate("openvino", hint="throughput")
-        soak_sources = list(sources.values())
+        soak_sources = list(sources)
         seen, start, i = 0, time.perf_counter(), 0
         while seen < args.soak:
-            source, _ = soak_sources[i % len(soak_sources)]
-            seen += sum(1 for _ in ours.predict(source, stream=True, verbose=False, imgsz=args.imgsz))
+            label = soak_sources[i % len(soak_sources)]
+            count = consume(ours, sources[label][0], args.imgsz, kinds[label])[1]
+            assert count == expected[label], f"soak: {label} delivered {count} of {expected[label]} results"
+            seen += count
             i += 1
-        print(f"\nSoak: {seen} frames over {i} streams of 4 source kinds in {time.perf_counter() - start:.0f} s, "
+        print(f"\nSoak: {seen} frames over {i} runs of {len(sources)} source kinds in {time.perf_counter() - start:.0f} s, "
               "every result delivered, no hang.")
     return 0
 

@@ -201,19 +201,19 @@ def test_pipeline_patch_is_idempotent_reversible_and_version_checked() -> None:
 
     patching.install()
     patching.install()
-    for name in ("_prefetch", "BasePredictor.stream_inference", "BasePredictor.preprocess"):
+    for name in ("BasePredictor.setup_source", "BasePredictor.stream_inference", "BasePredictor.preprocess"):
         assert patching.is_patched("ultralytics.engine.predictor", name), name
     wrapped = vars(predictor.BasePredictor)["preprocess"]
     assert not hasattr(wrapped.__wrapped__, "_self_yolo_adapters_patch")  # one layer, not two
     patching.uninstall()
     try:
-        for name in ("_prefetch", "BasePredictor.stream_inference", "BasePredictor.preprocess"):
+        for name in ("BasePredictor.setup_source", "BasePredictor.stream_inference", "BasePredictor.preprocess"):
             assert not patching.is_patched("ultralytics.engine.predictor", name), name
         assert vars(predictor.BasePredictor)["preprocess"] is wrapped.__wrapped__
     finally:
         patching.install()
 
-    # A release whose stream loop no longer calls _prefetch: this target is skipped quietly (no warning, nothing
+    # A release whose stream loop lacks a name the pipeline needs: this target is skipped quietly (no warning, nothing
     # wrapped), the engine swap stays on.
     import dataclasses
 
@@ -399,3 +399,37 @@ def test_stuck_onnxruntime_run_is_an_error_not_a_hang(pose_pt: Path, tmp_path: P
         release.set()
     assert not outcome["hung"], "the stream hung on a run that never completes"
     assert isinstance(outcome.get("error"), EngineTimeoutError), outcome
+
+
+# -- multi-stream sources and every release: the same pipeline (issue 19) ---------------------------------------
+def test_streams_file_is_pipelined_with_the_serial_results(pose_pt: Path, images: list[Path], tmp_path: Path, spy: list) -> None:
+    """A ``.streams`` file naming two videos (LoadStreams, one frame of each per batch): read ahead by the pipeline,
+    every frame of each stream once and in order, and the same people as the serial loop. ``stream_buffer=True``
+    makes LoadStreams keep every frame, so both runs see the same frames."""
+    from ultralytics import YOLO
+
+    first = _write_video(tmp_path / "a.avi", 12, images)
+    second = _write_video(tmp_path / "b.avi", 12, images[::-1])
+    streams = tmp_path / "two.streams"
+    streams.write_text(f"{first}\n{second}\n")
+
+    def run(**options) -> list[tuple[str, int, np.ndarray]]:
+        yolo_adapters.activate("openvino", hint="throughput", **options)
+        try:
+            model = YOLO(str(pose_pt))
+            stream = model.predict(str(streams), stream=True, stream_buffer=True, imgsz=320, verbose=False)
+            return [(Path(r.path).name, _frame_index(r.orig_img), r.keypoints.data.numpy().copy()) for r in stream]
+        finally:
+            yolo_adapters.deactivate()
+
+    serial = run(pipeline=False)
+    assert not spy
+    piped = run()
+    assert len(spy) == 1, "the streams did not run through the pipeline"
+    assert 1 <= spy[0].ahead_max <= spy[0].depth
+    for name in ("a.avi", "b.avi"):
+        assert [i for n, i, _ in piped if n.endswith(name)] == list(range(12)), name  # path: the cleaned source name
+    assert [(n, i) for n, i, _ in piped] == [(n, i) for n, i, _ in serial]
+    assert any(k.shape[0] for _, _, k in serial), "no people found: the check would prove nothing"
+    for (name, index, a), (_, _, b) in zip(serial, piped):
+        np.testing.assert_allclose(a, b, atol=1e-3, err_msg=f"{name} frame {index}")

@@ -42,8 +42,9 @@ class EngineModule(torch.nn.Module):
         self, engine: "Engine", info: ModelInfo, backend: str, device: str, artifact: Path, pipeline: bool = True
     ) -> None:
         super().__init__()
-        # Ultralytics 8.4 loads the next batch on a worker thread when its model says ``prefetch``; with the patch
-        # layer on, yolo_adapters.pipeline goes further (pre-processing and inference run ahead, in order).
+        # Ultralytics 8.4 loads the next batch on a worker thread when its model says ``prefetch`` (what runs when
+        # the patch layer is off); with it on, yolo_adapters.pipeline reads the source ahead itself, and runs
+        # pre-processing and inference ahead too, in order.
         self.prefetch = self.pipeline = bool(pipeline)
         for flag in _LEGACY_FLAGS:
             setattr(self, flag, False)

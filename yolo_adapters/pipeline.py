@@ -1,13 +1,14 @@
 """The stream pipeline: loading, pre-processing, inference and post-processing of successive batches overlap.
 
-Ultralytics' predictor runs one batch at a time: load, preprocess, ``model(im)``, postprocess, yield. Its 8.4
-``stream_inference`` already hands video and folder sources to a one-batch-ahead loader (``_prefetch``) when the
-model says ``prefetch``. With the patch layer on (``patching.targets.PIPELINE``), that loader is replaced, for an
-:class:`~yolo_adapters.module.EngineModule` only, by :meth:`Pipeline.prefetch`: a worker thread loads batch
+Ultralytics' predictor runs one batch at a time: load, preprocess, ``model(im)``, postprocess, yield. With the
+patch layer on (``patching.targets.PIPELINE``) and an :class:`~yolo_adapters.module.EngineModule` as the model,
+``setup_source`` hands the predictor a source read ahead by :meth:`Pipeline.prefetch`: a worker thread loads batch
 *k+1..k+depth*, runs the predictor's own ``preprocess`` on it and starts it on the engine (OpenVINO infer requests
 run without the GIL), while the predictor's thread post-processes batch *k*. When the predictor then calls
 ``preprocess`` and ``model(im)`` for a batch, the wrappers hand back the tensor made ahead and wait for the
-inference already under way.
+inference already under way. Every source kind goes this way on every supported release: in-memory lists and
+tensors as engine-sized batches (:class:`ChunkedSource`), everything else (folders, globs, videos, streams,
+screenshots) batch by batch with a snapshot of the loader's state (:class:`RunAheadSource`).
 
 Contract kept: every batch goes through the predictor's loop in input order (callbacks, ``write_results``,
 saving, tracking unchanged), nothing is dropped, at most ``depth`` batches are ahead (bounded memory), an error
@@ -19,6 +20,7 @@ Ultralytics releases the video capture.
 from __future__ import annotations
 
 import contextvars
+import copy
 import logging
 import queue
 import threading
@@ -82,6 +84,33 @@ class ChunkedSource:
     def __iter__(self) -> Iterator[tuple[list, Any, list]]:
         self._dataset.count = 1  # what Ultralytics' loader reports while its one batch is processed
         return self._pipeline.prefetch(self._chunks(), batch_of=lambda item: item, square=self._mixed)
+
+
+class RunAheadSource:
+    """A loader Ultralytics iterates batch by batch (folders, globs, videos, streams), read ahead by the pipeline.
+
+    The loop reads the loader's state while it handles a batch (``mode``, ``frame``, ``count``, ``fps`` name the
+    saved files and video frames); the worker has moved the loader on by then, so every batch carries a snapshot
+    of the loader taken when it was read (what Ultralytics' own ``_prefetch`` does), and attributes are read from
+    the snapshot of the batch the loop is on. ``close`` (LoadStreams' threads, captures) goes to the loader itself."""
+
+    def __init__(self, dataset: Any, pipeline: "Pipeline") -> None:
+        self._dataset, self._current, self._pipeline = dataset, dataset, pipeline
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._dataset if name == "close" else self._current, name)
+
+    def __len__(self) -> int:
+        return len(self._dataset)
+
+    def _batches(self) -> Iterator[tuple[Any, Any]]:
+        for batch in self._dataset:
+            yield batch, copy.copy(self._dataset)
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch, snapshot in self._pipeline.prefetch(self._batches()):
+            self._current = snapshot
+            yield batch
 
 
 def active() -> "Pipeline | None":
@@ -183,19 +212,27 @@ class Pipeline:
             return None
         return entry[1]
 
-    def in_memory(self, dataset: Any) -> Any:
-        """``dataset`` cut into engine-sized batches run ahead, when it is an in-memory source Ultralytics makes one
-        batch of (a list of arrays or PIL images, a BCHW tensor); else ``dataset`` unchanged."""
-        if type(dataset).__name__ not in IN_MEMORY_LOADERS or len(getattr(dataset, "paths", ())) < 2:
+    def run_ahead(self, dataset: Any) -> Any:
+        """``dataset`` read ahead by this pipeline: an in-memory source Ultralytics makes one batch of (a list of
+        arrays or PIL images, a BCHW tensor) cut into engine-sized batches, any other loader batch by batch."""
+        if type(dataset).__name__ in IN_MEMORY_LOADERS:
+            if len(getattr(dataset, "paths", ())) < 2:
+                return dataset  # one image: one batch, nothing to overlap
+            batch = int(getattr(getattr(self.predictor, "args", None), "batch", 1) or 1)
+            return ChunkedSource(dataset, max(batch, int(getattr(self.model.engine, "parallel", 1)), 1), self)
+        if isinstance(dataset, (ChunkedSource, RunAheadSource)) or not hasattr(dataset, "__iter__"):
             return dataset
-        batch = int(getattr(getattr(self.predictor, "args", None), "batch", 1) or 1)
-        return ChunkedSource(dataset, max(batch, int(getattr(self.model.engine, "parallel", 1)), 1), self)
+        kind = getattr(dataset, "source_type", None)
+        live = bool(getattr(kind, "stream", False) or getattr(kind, "screenshot", False))
+        if not live and not any(getattr(dataset, "video_flag", ()) or ()) and len(dataset) < 2:
+            return dataset  # one batch of images (the latency case): nothing to overlap, no worker thread
+        return RunAheadSource(dataset, self)
 
     def prefetch(self, iterator: Iterator, batch_of: Any = None, square: bool = False) -> Iterator:
         """Yield the items of ``iterator`` in order while a worker loads, pre-processes and starts the next ones.
 
-        An item is ``(batch, dataset snapshot)`` as Ultralytics' ``_prefetch`` gets it, or what ``batch_of(item)``
-        says is the batch ``(paths, im0s, strings)``. ``square``: the batches come from one in-memory list of mixed
+        An item is ``(batch, loader snapshot)`` (``RunAheadSource``), or what ``batch_of(item)`` says is the batch
+        ``(paths, im0s, strings)``. ``square``: the batches come from one in-memory list of mixed
         shapes (``ChunkedSource``), letterboxed square like the whole list."""
         batch_of = batch_of or (lambda item: item[0])
         ready: queue.Queue = queue.Queue(maxsize=self.depth)

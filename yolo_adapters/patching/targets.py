@@ -29,9 +29,9 @@ TARGETS: tuple[PatchTarget, ...] = (
     # setup_model itself is wrapped too: once our model is built, the predictor's task must be the model's.
     PatchTarget("ultralytics.engine.predictor", "BasePredictor.setup_model", methods=("BasePredictor.setup_model",)),
     PatchTarget("ultralytics.engine.validator", "BaseValidator.__call__"),
-    # The stream pipeline (yolo_adapters.pipeline): the stream is driven with the pipeline active, the tensor made
-    # ahead is handed to the loop, and in-memory lists and tensors become engine-sized batches run ahead (every
-    # supported release: their stream_inference calls setup_source and preprocess).
+    # The stream pipeline (yolo_adapters.pipeline): the stream is driven with the pipeline active, its source is
+    # read ahead (in-memory lists and tensors as engine-sized batches), and the tensor made ahead is handed to the
+    # loop (every supported release: their stream_inference calls setup_source and preprocess).
     PatchTarget(
         "ultralytics.engine.predictor",
         "BasePredictor.stream_inference",
@@ -39,9 +39,6 @@ TARGETS: tuple[PatchTarget, ...] = (
         methods=("BasePredictor.stream_inference", "BasePredictor.preprocess", "BasePredictor.setup_source"),
         optional=True,
     ),
-    # Videos and folders: Ultralytics >= 8.4.18x hands them to the module's ``_prefetch`` when the model says
-    # ``prefetch``; older releases lack it and run those sources in their stock loop.
-    PatchTarget("ultralytics.engine.predictor", "BasePredictor.stream_inference", names=("_prefetch",), optional=True),
     # Batches cut from an in-memory list of mixed shapes keep the whole list's (square) letterbox.
     PatchTarget(
         "ultralytics.engine.predictor",

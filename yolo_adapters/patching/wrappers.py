@@ -1,5 +1,6 @@
 """The wrappers: ``select_device`` recognises plugin device strings, ``AutoBackend`` builds our module, and the
-stream-pipeline trio (``stream_inference``, ``_prefetch``, ``preprocess``; see yolo_adapters.pipeline).
+stream-pipeline wrappers (``stream_inference``, ``setup_source``, ``preprocess``, ``pre_transform``; see
+yolo_adapters.pipeline).
 
 All pass straight through to Ultralytics for anything that is not a plugin route.
 """
@@ -46,14 +47,6 @@ def stream_inference_wrapper(wrapped: Callable, instance: Any, args: tuple, kwar
     return generator if pipeline is None else pipeline.drive(generator)
 
 
-def prefetch_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-    """``ultralytics.engine.predictor._prefetch``: the pipeline's loader inside a pipelined stream, else stock."""
-    pipeline = active()
-    if pipeline is None or kwargs or len(args) != 1:
-        return wrapped(*args, **kwargs)
-    return pipeline.prefetch(args[0])
-
-
 def preprocess_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
     """``BasePredictor.preprocess``: the tensor the pipeline made ahead for this batch, else stock."""
     pipeline = active()
@@ -65,12 +58,12 @@ def preprocess_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: di
 
 
 def setup_source_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-    """``BasePredictor.setup_source``: an in-memory list or tensor becomes engine-sized batches run ahead (bounded
-    memory, first result after the first batch) inside a pipelined stream; every other source stays as it is."""
+    """``BasePredictor.setup_source``: inside a pipelined stream, the source is read ahead by the pipeline (an
+    in-memory list or tensor as engine-sized batches: bounded memory, first result after the first batch)."""
     result = wrapped(*args, **kwargs)
     pipeline = active()
     if pipeline is not None and pipeline.predictor is instance and getattr(instance, "dataset", None) is not None:
-        instance.dataset = pipeline.in_memory(instance.dataset)
+        instance.dataset = pipeline.run_ahead(instance.dataset)
     return result
 
 
@@ -107,7 +100,6 @@ WRAPPERS: dict[str, Callable] = {
     "BasePredictor.setup_model": setup_model_wrapper,
     "select_device": select_device_wrapper,
     "AutoBackend": autobackend_wrapper,
-    "_prefetch": prefetch_wrapper,
     "BasePredictor.stream_inference": stream_inference_wrapper,
     "BasePredictor.preprocess": preprocess_wrapper,
     "BasePredictor.setup_source": setup_source_wrapper,
