@@ -4,7 +4,9 @@ Only yolo11n-pose has real weights offline, so every model here is built so that
 and its decisions have margins far above the parity tolerances (a comparison that cannot fail proves nothing):
 
 - weights: seeded (``torch.manual_seed(0)``); every tensor whose name and shape match the real yolo11n-pose
-  weights is taken from them (the YOLO11 and YOLO26 backbones share most layers); then every BatchNorm's
+  weights is taken from them (the YOLO11 and YOLO26 backbones share most layers; not on Ultralytics < 8.3, which
+  cannot load them); YOLO12's attention blocks are damped like a layer scale (``damp_attention``); then every
+  BatchNorm's
   statistics are set from the test images, so the features stay varied layer after layer instead of fading.
 - detect, segment, pose, obb (YOLO-style heads, YOLOv10's and YOLO26's included) and RT-DETR: one class; its bias
   is shifted so that the default conf=0.25 sits in the widest gap of the scores over the test images (every image
@@ -64,7 +66,13 @@ FAMILIES: dict[str, dict[str, str]] = {
         "obb": "yolo12n-obb.yaml",
     },
     "RT-DETR": {"detect": "rtdetr-l.yaml"},
+    # Open-vocabulary families with their classes set offline: fixed prompt embeddings instead of a text encoder.
+    "YOLOE": {"detect": "yoloe-11n.yaml", "segment": "yoloe-11n-seg.yaml"},
+    "YOLO-World": {"detect": "yolov8n-worldv2.yaml"},
 }
+
+#: Families whose classes come from prompt embeddings (``set_fixed_prompts``).
+PROMPTED = ("YOLOE", "YOLO-World")
 
 
 def yaml_file(name: str) -> Path | None:
@@ -82,23 +90,11 @@ def yaml_file(name: str) -> Path | None:
     return None
 
 
-#: Cases without a test model whose parity would mean anything yet, and why (docs/families.md lists them).
-NO_MEANINGFUL_MODEL = {
-    ("YOLO12", task): "seeded YOLO12 area-attention features come out about 10x larger on a padded square view "
-    "than on the rect view of the same photo, so no conf threshold leaves 3-120 detections on every view (the "
-    "check compares both letterboxes); BatchNorm statistics taken in eval mode equalise the views but flatten the "
-    "features to a few distinct values per image, and NMS ties then decide. Real YOLO12 weights are not offline"
-    for task in ("detect", "segment", "pose", "obb")
-}
-
-
 def available(family: str, task: str) -> str | None:
     """Why ``family``/``task`` cannot be built with the installed Ultralytics, or None when it can."""
     name = FAMILIES[family].get(task)
     if name is None:
         return f"{family} has no {task} model"
-    if (family, task) in NO_MEANINGFUL_MODEL:
-        return NO_MEANINGFUL_MODEL[(family, task)]
     if yaml_file(name) is None:
         import ultralytics
 
@@ -125,8 +121,14 @@ test_views.__test__ = False  # type: ignore[attr-defined]  # not a pytest test d
 
 
 def borrow_pose_weights(model: torch.nn.Module) -> int:
-    """Copy every tensor whose name and shape match the real yolo11n-pose weights; returns how many."""
+    """Copy every tensor whose name and shape match the real yolo11n-pose weights; returns how many (none on
+    Ultralytics < 8.3, which cannot load YOLO11 layers: the models stay seeded there)."""
     from ultralytics import YOLO
+
+    from models import legacy_ultralytics
+
+    if legacy_ultralytics():
+        return 0
 
     donor = YOLO(str(assets.pose_weights(verify=True))).model.float().state_dict()
     state = model.state_dict()
@@ -159,6 +161,23 @@ def _widest_gap_shift(logits: list[torch.Tensor], lo_count: int = 3, hi_count: i
     assert threshold is not None, "no threshold leaves detections on every test image"
     GAPS.append(best)
     return float(torch.logit(torch.tensor(0.25, dtype=torch.float64))) - threshold
+
+
+def damp_attention(model: torch.nn.Module, factor: float = 0.1) -> int:
+    """Scale the residual branches of YOLO12's attention blocks (area attention and its MLP) by ``factor``, as a
+    layer scale does; returns how many blocks. Seeded at full strength, they amplify a padded square view's
+    features about 10x over the rect view of the same photo, layer after layer, and no conf threshold then leaves a
+    few detections on every view. Damped, the blocks still compute (the engine runs every attention op and
+    parity sees them) while the features stay comparable across views."""
+    from ultralytics.nn.modules.block import ABlock
+
+    blocks = [m for m in model.modules() if isinstance(m, ABlock)]
+    with torch.no_grad():
+        for block in blocks:
+            for conv in (block.attn.proj, block.mlp[-1]):
+                conv.bn.weight.mul_(factor)
+                conv.bn.bias.mul_(factor)
+    return len(blocks)
 
 
 def _first_tensor(out: object) -> torch.Tensor:
@@ -200,6 +219,41 @@ def calibrate_detection_bias(model: torch.nn.Module, views: list[torch.Tensor], 
                 branch[-1].bias += shift
     if len(branches) > 1:
         head.end2end = False  # Ultralytics' default for a model built from YAML: one-to-many + NMS
+
+
+def set_fixed_prompts(model: torch.nn.Module, family: str, names: dict[int, str]) -> None:
+    """Classes from fixed prompt embeddings (seeded, unit length): what a user does offline with embeddings saved
+    from an earlier ``get_text_pe`` / visual-prompt run. A text prompt would need the CLIP / MobileCLIP weights,
+    which are downloaded. YOLOE takes them through ``set_classes(names, embeddings)``; YOLO-World reads its
+    ``txt_feats``."""
+    generator = torch.Generator().manual_seed(0)
+    embeddings = torch.nn.functional.normalize(torch.randn(1, len(names), 512, generator=generator), dim=-1)
+    if family == "YOLOE":
+        model.set_classes(list(names.values()), embeddings)
+    else:
+        model.txt_feats = embeddings
+        model.model[-1].nc = len(names)
+
+
+def calibrate_contrastive_bias(model: torch.nn.Module, views: list[torch.Tensor], spread: float = 3.0) -> None:
+    """Open-vocabulary heads (YOLOE, YOLO-World): the class logit of each level is the contrastive head's
+    ``embedding . prompt * exp(logit_scale) + bias``; set ``logit_scale`` so the logits spread ``spread`` (std over
+    the views), then ``bias`` so conf=0.25 sits in the widest gap of the scores."""
+    heads = list(model.model[-1].cv4)
+
+    def logits() -> list[torch.Tensor]:
+        with torch.no_grad():
+            return [torch.logit(_first_tensor(model(x))[0, 4].double().clamp(1e-12, 1 - 1e-12)) for x in views]
+
+    with torch.no_grad():
+        for head in heads:
+            head.bias.zero_()
+        factor = spread / float(torch.cat(logits()).std())
+        for head in heads:
+            head.logit_scale += float(torch.log(torch.tensor(factor)))
+        shift = _widest_gap_shift(logits(), hi_count=60)
+        for head in heads:
+            head.bias += shift
 
 
 def calibrate_rtdetr_bias(model: torch.nn.Module, views: list[torch.Tensor]) -> None:
@@ -288,21 +342,27 @@ CLASS_NAMES = {
 
 def build_family_checkpoint(family: str, task: str, out_dir: Path, imgsz: int = IMGSZ) -> Path:
     """Write ``out_dir/<yaml stem>.pt``: ``family``'s ``task`` model, built as the module docstring says."""
-    from ultralytics import RTDETR, YOLO
+    import ultralytics
 
     name = FAMILIES[family][task]
     torch.manual_seed(0)
-    wrapper = RTDETR if family == "RT-DETR" else YOLO
-    yolo = wrapper(name, task=task) if family != "RT-DETR" else wrapper(name)
+    wrapper = {"RT-DETR": "RTDETR", "YOLOE": "YOLOE", "YOLO-World": "YOLOWorld"}.get(family, "YOLO")
+    yolo = getattr(ultralytics, wrapper)(name, **({"task": task} if wrapper == "YOLO" else {}))
     names = CLASS_NAMES.get(task, {0: "person"})
     torch.manual_seed(0)
     model = type(yolo.model)(name, nc=len(names), verbose=False)
     model.names = dict(names)
     borrow_pose_weights(model)
+    if family in PROMPTED:
+        set_fixed_prompts(model, family, names)
+    if family == "YOLO12":
+        damp_attention(model)
     views = test_views(imgsz)
     recalibrate_batchnorm(model, views)
     if family == "RT-DETR":
         calibrate_rtdetr_bias(model, views)
+    elif family in PROMPTED:
+        calibrate_contrastive_bias(model, views)
     elif task in ("detect", "segment", "pose", "obb"):
         calibrate_detection_bias(model, views)
     elif task == "semantic":
