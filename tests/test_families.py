@@ -195,3 +195,28 @@ def test_end_to_end_export_matches_pytorch_one_to_one_head(
     assert engine.engine_calls >= 2
     for item in engine.images:
         assert item.agreement.reference > 0 and item.agreement.matched == item.agreement.reference
+
+
+def test_predict_nms_false_runs_the_one_to_one_head_like_pytorch(family_checkpoint, images: list[Path]) -> None:
+    """``predict(nms=False, device=...)`` on a YOLO26 checkpoint: Ultralytics asks AutoBackend for the end-to-end
+    head, so the engine model is exported NMS-free (its own cache entry) and gives PyTorch's one-to-one results,
+    not the one-to-many head's with NMS (which differ: the first assertion shows the two heads disagree here)."""
+    import numpy as np
+    from ultralytics import YOLO
+
+    pt = family_checkpoint("YOLO26", "detect")
+
+    def boxes(**kwargs) -> np.ndarray:
+        result = YOLO(str(pt)).predict(str(images[0]), imgsz=320, verbose=False, **kwargs)[0]
+        rows = np.concatenate([result.boxes.xyxy.numpy(), result.boxes.conf.numpy()[:, None]], axis=1)
+        return rows[np.argsort(-rows[:, 4], kind="stable")]
+
+    one_to_one, one_to_many = boxes(nms=False), boxes()
+    assert one_to_one.shape != one_to_many.shape or not np.allclose(one_to_one, one_to_many, atol=1e-3)
+    for backend in ("openvino", "onnxruntime"):
+        engine = boxes(nms=False, device=backend)
+        assert engine.shape == one_to_one.shape, (backend, engine, one_to_one)
+        np.testing.assert_allclose(engine[:, :4], one_to_one[:, :4], atol=0.05, err_msg=backend)
+        np.testing.assert_allclose(engine[:, 4], one_to_one[:, 4], atol=1e-3, err_msg=backend)
+        stock = boxes(device=backend)
+        assert stock.shape == one_to_many.shape, (backend, "default predict keeps the one-to-many head")

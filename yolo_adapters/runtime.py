@@ -6,6 +6,8 @@ cache), loaded by the plugin and wrapped in the ``EngineModule`` the predictor r
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,22 +37,31 @@ def resolve_backend(selection: "Selection") -> "BackendPlugin":
 
 
 def build_engine_module(
-    model: Any, selection: "Selection", data: Any = None, batch: int | None = None
+    model: Any, selection: "Selection", data: Any = None, batch: int | None = None, end2end: bool | None = None
 ) -> EngineModule:
-    """Everything between Ultralytics asking for a model and an engine ready to run it."""
+    """Everything between Ultralytics asking for a model and an engine ready to run it. ``end2end``: what the
+    predictor asked AutoBackend for (Ultralytics >= 8.4 passes True for ``predict(nms=False)``: the NMS-free
+    one-to-one head of YOLO26 / YOLOv10)."""
     if isinstance(model, EngineModule):  # a module built already (the INT8 report's validator runs one)
         return model
     backend = resolve_backend(selection)
     options = backend.validate_options(selection.options)
     backend.check_device(selection.device)
-    artifact = resolve_artifact(model, backend, selection.device, options, batch)
+    artifact = resolve_artifact(model, backend, selection.device, options, batch, end2end=end2end)
     return _load(backend, artifact, selection.device, options)
 
 
 def resolve_artifact(
-    model: Any, backend: "BackendPlugin", device: str, options: dict[str, Any], batch: int | None = None
+    model: Any,
+    backend: "BackendPlugin",
+    device: str,
+    options: dict[str, Any],
+    batch: int | None = None,
+    end2end: bool | None = None,
 ) -> Path:
-    """The engine artifact for ``model``: given as is, or converted from PyTorch once and cached."""
+    """The engine artifact for ``model``: given as is, or converted from PyTorch once and cached. With ``end2end``
+    and a model that has a one-to-one head, the export is NMS-free (``nms=False``: its own cache entry), so the
+    engine answers with the head PyTorch uses for ``predict(nms=False)``."""
     if isinstance(model, (list, tuple)):
         model = model[0] if len(model) == 1 else model
     if isinstance(model, torch.nn.Module):
@@ -75,7 +86,15 @@ def resolve_artifact(
     if len(imgsz) != 2 or any(v <= 0 or v % info.stride for v in imgsz):
         raise ModelFormatError(f"imgsz={list(imgsz)} must be one or two positive multiples of the model stride {info.stride}.")
     plan = backend.export_plan(device, options, imgsz, int(options.get("batch") or batch or 1))
+    if end2end and _has_one_to_one_head(module):
+        plan = dataclasses.replace(plan, extra=(*plan.extra, ("nms", False)))
     return prepare_artifact(module, backend, plan, options.get("cache_dir"), label)
+
+
+def _has_one_to_one_head(module: torch.nn.Module) -> bool:
+    layers = getattr(module, "model", None)
+    head = layers[-1] if isinstance(layers, torch.nn.Sequential) and len(layers) else None
+    return getattr(head, "one2one_cv2", None) is not None
 
 
 def _load(backend: "BackendPlugin", artifact: Path, device: str, options: dict) -> EngineModule:

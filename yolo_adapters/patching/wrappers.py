@@ -37,7 +37,9 @@ def autobackend_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: d
             return NPUOutputsOnHost(stock)  # torch_npu route: NMS and post-processing get CPU tensors
         return stock
     model = bound.get("model", bound.get("weights"))
-    return build_engine_module(model, selection, data=bound.get("data"), batch=bound.get("batch"))
+    return build_engine_module(
+        model, selection, data=bound.get("data"), batch=bound.get("batch"), end2end=bound.get("end2end")
+    )
 
 
 def stream_inference_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
