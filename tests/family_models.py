@@ -28,7 +28,7 @@ import torch
 
 from yolo_adapters import assets
 
-from models import recalibrate_batchnorm  # noqa: E402  (tests/models.py: the same recipe as the other test models)
+from models import legacy_ultralytics, recalibrate_batchnorm  # noqa: E402  (tests/models.py: the same recipe as the other test models)
 
 IMGSZ = 320  # small and CI-friendly; every family here takes it
 
@@ -124,8 +124,6 @@ def borrow_pose_weights(model: torch.nn.Module) -> int:
     """Copy every tensor whose name and shape match the real yolo11n-pose weights; returns how many (none on
     Ultralytics < 8.3, which cannot load YOLO11 layers: the models stay seeded there)."""
     from ultralytics import YOLO
-
-    from models import legacy_ultralytics
 
     if legacy_ultralytics():
         return 0
@@ -376,8 +374,14 @@ def build_family_checkpoint(family: str, task: str, out_dir: Path, imgsz: int = 
         model.transforms = classify_transforms(imgsz)
     model.task = task
     model.args = {"task": task, "imgsz": imgsz}
-    yolo.model = model
-    yolo.ckpt = {**(getattr(yolo, "ckpt", None) or {}), "train_args": {"task": task, "imgsz": imgsz}}
+    if task == "pose" and getattr(model, "kpt_shape", None) is None:
+        model.kpt_shape = model.yaml["kpt_shape"]  # set by the trainer before 8.3; AutoBackend reads it
     path = out_dir / f"{Path(name).stem}.pt"
+    train_args = {"task": task, "imgsz": imgsz}
+    if legacy_ultralytics():  # their Model.save writes only what was loaded: nothing for a model built from YAML
+        torch.save({"model": model, "train_args": train_args, "version": ultralytics.__version__}, path)
+        return path
+    yolo.model = model
+    yolo.ckpt = {**(getattr(yolo, "ckpt", None) or {}), "train_args": train_args}
     yolo.save(str(path))
     return path

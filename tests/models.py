@@ -66,7 +66,9 @@ def recalibrate_batchnorm(model: torch.nn.Module, views: list[torch.Tensor]) -> 
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None  # cumulative average over the views
-    model.train()
+    model.eval()
+    for norm in norms:  # only the norms learn: RT-DETR's decoder wants training targets in train mode (8.1-8.3)
+        norm.train()
     with torch.no_grad():
         for x in views:
             model(x)

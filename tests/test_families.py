@@ -143,6 +143,10 @@ def test_layouts_every_head_knows() -> None:
     assert "RT-DETR head outputs (B, queries, 6)" in info("detect", 80, head="RTDETRDecoder").layout_problem([(1, 84, 300)])
     assert "end-to-end" in info("detect", end2end=True).layout_problem([(1, 5, 2100)])
     assert "(B, 1, H, W)" in info("depth").layout_problem([(1, 3, 320, 256)])
+    # exports before Ultralytics 8.4 name no head: RT-DETR is known by the model name in the description
+    old_rtdetr = info("detect", description="Ultralytics rtdetr-l model trained on coco.yaml")
+    assert old_rtdetr.layout_problem([(1, 300, 5)]) is None
+    assert info("detect", description="Ultralytics YOLOv8n model").layout_problem([(1, 300, 5)]) is not None
 
 
 def test_unknown_layout_names_the_family_and_what_was_found(family_checkpoint, images: list[Path], tmp_path: Path) -> None:

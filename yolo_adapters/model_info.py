@@ -71,7 +71,11 @@ class ModelInfo:
 
     @property
     def rtdetr(self) -> bool:
-        return self.head == "RTDETRDecoder"
+        """An RT-DETR head: named in the metadata, or (exports before Ultralytics 8.4 name no head class) by the
+        model name Ultralytics writes into the description ("Ultralytics rtdetr-l model ...")."""
+        if self.head:
+            return self.head == "RTDETRDecoder"
+        return self.family.lower().startswith("rtdetr")
 
     def expected_channels(self) -> int | None:
         """Size of dim 1 of the first output for a YOLO head with NMS outside the graph (None: not such a head)."""
