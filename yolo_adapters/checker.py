@@ -300,6 +300,21 @@ def _infer_backend(engine_model: Path) -> str:
     return claims[0]
 
 
+def _ultralytics_class(model_path: Path) -> type:
+    """The Ultralytics model class a user predicts this checkpoint with: ``RTDETR`` for an RT-DETR (its predictor
+    letterboxes square and reads the decoder's queries; ``YOLO`` would run NMS on them, before 8.4), else ``YOLO``
+    (which picks YOLO-World and YOLOE from the file name itself)."""
+    from ultralytics import RTDETR, YOLO
+
+    if model_path.suffix == ".pt":
+        from .convert import load_checkpoint
+
+        layers = getattr(load_checkpoint(model_path), "model", None)
+        if layers is not None and len(layers) and type(layers[-1]).__name__ == "RTDETRDecoder":
+            return RTDETR
+    return YOLO
+
+
 def check(
     model: str | Path,
     backends: Sequence[str] | str | None = None,
@@ -377,7 +392,8 @@ def check(
     from ultralytics import YOLO
 
     try:
-        reference = YOLO(str(model_path))
+        wrapper = _ultralytics_class(model_path)
+        reference = wrapper(str(model_path))
     except Exception as exc:
         raise ModelFormatError(f"Could not load {model_path} as an Ultralytics checkpoint ({type(exc).__name__}: {exc}).") from exc
     task = reference.task or "detect"
@@ -404,7 +420,8 @@ def check(
                     f"the engine model is a {artifact_info.task} model but {model_path.name} is a {task} model."
                 )
             heads[id(report)] = bool(artifact_info.end2end)
-            engines[-1] = (report, YOLO(str(artifact), task=task), engine_options)
+            engine_model = wrapper(str(artifact)) if wrapper is not YOLO else YOLO(str(artifact), task=task)
+            engines[-1] = (report, engine_model, engine_options)
         except AdapterError as exc:
             report.error = str(exc)
 
