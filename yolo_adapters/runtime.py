@@ -7,7 +7,6 @@ cache), loaded by the plugin and wrapped in the ``EngineModule`` the predictor r
 from __future__ import annotations
 
 import dataclasses
-
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
