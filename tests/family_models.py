@@ -100,27 +100,19 @@ NOT_COMPARABLE_BEFORE = {
 }
 
 
-def comparable(family: str, task: str) -> bool:
-    """Whether the installed Ultralytics ships ``family``/``task`` and its test model can be compared there."""
+def available(family: str, task: str) -> str | None:
+    """Why ``family``/``task`` cannot be compared with the installed Ultralytics (not shipped, or a test model that
+    cannot be compared there), or None when it can."""
     import ultralytics
 
-    name = FAMILIES[family].get(task)
-    if name is None or yaml_file(name) is None:
-        return False
-    before = NOT_COMPARABLE_BEFORE.get((family, task))
-    release = tuple(int(p) for p in ultralytics.__version__.split(".")[:2])
-    return before is None or release >= before[0]
-
-
-def available(family: str, task: str) -> str | None:
-    """Why ``family``/``task`` cannot be built with the installed Ultralytics, or None when it can."""
     name = FAMILIES[family].get(task)
     if name is None:
         return f"{family} has no {task} model"
     if yaml_file(name) is None:
-        import ultralytics
-
         return f"Ultralytics {ultralytics.__version__} has no {name}"
+    before = NOT_COMPARABLE_BEFORE.get((family, task))
+    if before is not None and tuple(int(p) for p in ultralytics.__version__.split(".")[:2]) < before[0]:
+        return before[1]
     return None
 
 

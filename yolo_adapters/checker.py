@@ -300,19 +300,16 @@ def _infer_backend(engine_model: Path) -> str:
     return claims[0]
 
 
-def _ultralytics_class(model_path: Path) -> type:
-    """The Ultralytics model class a user predicts this checkpoint with: ``RTDETR`` for an RT-DETR (its predictor
-    letterboxes square and reads the decoder's queries; ``YOLO`` would run NMS on them, before 8.4), else ``YOLO``
-    (which picks YOLO-World and YOLOE from the file name itself)."""
-    from ultralytics import RTDETR, YOLO
+def _as_users_load(model_path: Path, loaded: Any) -> Any:
+    """The Ultralytics model a user predicts this checkpoint with: ``RTDETR`` for an RT-DETR (its predictor
+    letterboxes square and reads the decoder's queries; ``YOLO`` would run NMS on them before 8.4), else ``loaded``
+    (``YOLO`` picks YOLO-World and YOLOE from the file name itself)."""
+    from ultralytics import RTDETR
 
-    if model_path.suffix == ".pt":
-        from .convert import load_checkpoint
-
-        layers = getattr(load_checkpoint(model_path), "model", None)
-        if layers is not None and len(layers) and type(layers[-1]).__name__ == "RTDETRDecoder":
-            return RTDETR
-    return YOLO
+    layers = getattr(getattr(loaded, "model", None), "model", None)
+    if layers is not None and len(layers) and type(layers[-1]).__name__ == "RTDETRDecoder":
+        return RTDETR(str(model_path))
+    return loaded
 
 
 def check(
@@ -389,11 +386,10 @@ def check(
         engine_options["device"] = device
         plans.append((backend, device, engine_options))
 
-    from ultralytics import YOLO
+    from ultralytics import RTDETR, YOLO
 
     try:
-        wrapper = _ultralytics_class(model_path)
-        reference = wrapper(str(model_path))
+        reference = _as_users_load(model_path, YOLO(str(model_path)))
     except Exception as exc:
         raise ModelFormatError(f"Could not load {model_path} as an Ultralytics checkpoint ({type(exc).__name__}: {exc}).") from exc
     task = reference.task or "detect"
@@ -420,7 +416,8 @@ def check(
                     f"the engine model is a {artifact_info.task} model but {model_path.name} is a {task} model."
                 )
             heads[id(report)] = bool(artifact_info.end2end)
-            engine_model = wrapper(str(artifact)) if wrapper is not YOLO else YOLO(str(artifact), task=task)
+            # an RT-DETR engine model runs with RT-DETR's predictor too; the rest as YOLO, told the task
+            engine_model = RTDETR(str(artifact)) if isinstance(reference, RTDETR) else YOLO(str(artifact), task=task)
             engines[-1] = (report, engine_model, engine_options)
         except AdapterError as exc:
             report.error = str(exc)
