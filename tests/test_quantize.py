@@ -179,8 +179,18 @@ def test_pose_int8_keeps_people_and_keypoints(checkpoints: dict, images: list[Pa
     agreement = report["agreement"]
     assert agreement["confident_reference"] >= 2
     assert agreement["confident_found"] == agreement["confident_reference"], agreement["unmatched"]
-    assert agreement["mean_keypoint_px"] < 6.0  # at 320 input on a 1280x720 image (the 640 figure is in the docs)
+    # The quantization error itself: keypoints at the same anchor, before NMS, within 2 px at the 320 input (8 px
+    # on the 1280x720 image; AVX2 host: 6.0 px). After NMS a person's keypoints may come from a near-tied
+    # neighbouring anchor that FP32 itself places elsewhere (measured 9.7 px here, 4.9 px with the keypoint branch
+    # in INT8 whose same-anchor error is 7.6 px): that figure is bounded loosely (docs/quantization.md).
+    assert agreement["anchor_keypoint_px"] < 8.0
+    assert agreement["mean_keypoint_px"] < 12.0
     assert agreement["min_box_iou"] > 0.9
+    by_reason = report["quantization"]["kept_in_float_by_reason"]
+    if report["quantization"]["target"]["recipe"] == "no_vnni":  # the branch's 2 convolutions per level in float
+        assert by_reason["keypoint_branch"] == 6 and report["quantization"]["settings"]["keypoint_branch"] == "float"
+    else:
+        assert "keypoint_branch" not in by_reason
     # the worst person's own mean is reported beside the mean over everyone (docs/quantization.md: 640, 736x1280)
     assert agreement["worst_person_keypoint_px"] >= agreement["mean_keypoint_px"]
     assert agreement["worst_person"].startswith("c_zidane.jpg: person ")
@@ -208,6 +218,33 @@ def test_agreement_reports_the_worst_person() -> None:
     assert total["mean_keypoint_px"] == pytest.approx(2.5) and total["max_keypoint_px"] == pytest.approx(4.0)
     assert total["worst_person_keypoint_px"] == pytest.approx(4.0) and total["worst_person"] == "x.jpg: person 1"
     assert total["worst_confident_person_keypoint_px"] == pytest.approx(1.0)
+
+
+def test_same_anchor_keypoint_distance_is_the_quantization_error() -> None:
+    """Keypoints 2 px off at every anchor (model input) are 2 px / letterbox gain in the image, whatever NMS
+    picks; anchors FP32 scores below 0.5 do not count, however far they moved."""
+    import torch
+    from ultralytics.utils import ASSETS
+
+    class Pose:  # a pose model's raw output: 4 box + 1 class + 17 x 3 keypoint rows, 8 anchors
+        names, kpt_shape, stride = {0: "person"}, (17, 3), 32
+
+        def __init__(self, shift: float) -> None:
+            out = torch.zeros(1, 56, 8)
+            out[0, 4] = torch.tensor([0.9, 0.8, 0.6, 0.5, 0.4, 0.1, 0.0, 0.2])
+            out[0, 5:] = torch.arange(8.0) * 10
+            out[0, 5:].view(17, 3, 8)[:, 0, :] += shift  # x of every keypoint
+            out[0, 5:].view(17, 3, 8)[:, 0, 4:] += 100.0 * bool(shift)  # unconfident anchors: far off
+            self.out = out
+
+        def __call__(self, x: torch.Tensor) -> torch.Tensor:
+            assert tuple(x.shape) == (1, 3, 320, 320)
+            return self.out
+
+    gain = 320 / 1080  # bus.jpg is 810x1080
+    px = quantize.anchor_keypoint_px(Pose(0.0), Pose(2.0), [ASSETS / "bus.jpg"], (320, 320))
+    assert px == pytest.approx(2.0 / gain, rel=1e-5)
+    assert quantize.anchor_keypoint_px(Pose(0.0), Pose(0.0), [ASSETS / "bus.jpg"], (320, 320)) == 0.0
 
 
 def test_the_cpu_isa_picks_the_recipe_and_enters_the_cache_key(calib_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -284,6 +321,7 @@ def test_cli_convert_int8_prints_report(checkpoints: dict, calib_dir: Path, caps
     assert "INT8 vs FP32 on 1 held-back images" in err and "mean keypoint distance" in err
     assert f"recipe {int8_target('CPU')['recipe']} for CPU {int8_target('CPU')['isa']}" in err
     assert "worst person's mean keypoint distance px" in err
+    assert "keypoint distance at the same anchor, before NMS (the quantization error) px" in err
 
 
 # -- labelled data: mAP in the report, accuracy-controlled quantization -----------------------------------------
@@ -461,9 +499,13 @@ def test_graph_walk_is_the_same_on_onnx_and_openvino(checkpoints: dict) -> None:
     require("onnxruntime")
     backend = registry.get_backend("onnxruntime")
     onnx_file = resolve_artifact(str(checkpoints["pose"]), backend, "cpu", backend.validate_options({"imgsz": 320}))
-    by_onnx = graph.float_scope(onnx.load(str(onnx_file)))
-    by_ov = graph.float_scope(ov.Core().read_model(str(onnx_file)))
+    by_onnx = graph.float_scope(onnx.load(str(onnx_file)), keypoint_channels=17 * 3)
+    by_ov = graph.float_scope(ov.Core().read_model(str(onnx_file)), keypoint_channels=17 * 3)
     assert len(by_onnx["head_outputs"]) == len(by_ov["head_outputs"]) == 9  # box, class, keypoint x 3 levels
+    # the keypoint branch: 2 feature convolutions per level up to the neck output the box and class branches share
+    assert len(by_onnx["keypoint_branch"]) == len(by_ov["keypoint_branch"]) == 6
+    assert not set(by_ov["keypoint_branch"]) & set(by_ov["head_outputs"])
+    assert "keypoint_branch" not in graph.float_scope(onnx.load(str(onnx_file)))
     assert len(by_onnx["attention"]) == len(by_ov["attention"]) >= 3  # C2PSA: 2 MatMuls and a Softmax
     kinds = graph.count_kinds(onnx.load(str(onnx_file)), by_onnx["decode"])
     assert kinds["Convolution"] == 1 and {"Sigmoid", "Softmax", "Multiply", "Concat"} <= set(kinds)

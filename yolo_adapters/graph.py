@@ -26,6 +26,10 @@ class Node(Protocol):
     @property
     def inputs(self) -> Sequence["Node"]: ...
 
+    @property
+    def out_channels(self) -> int | None:
+        """A learned layer's number of output channels (its weights' first dimension), None where unknown."""
+
 
 class Graph(Protocol):
     def results(self) -> list[Node]:
@@ -49,6 +53,13 @@ class _OVNode:
         if self._inputs is None:
             self._inputs = [self._graph.wrap(port.get_source_output().get_node()) for port in self._op.inputs()]
         return self._inputs
+
+    @property
+    def out_channels(self) -> int | None:
+        if self._op.get_input_size() < 2:
+            return None
+        shape = self._op.get_input_partial_shape(1)
+        return int(shape[0].get_length()) if shape.rank.is_static and shape[0].is_static else None
 
 
 class OVGraph:
@@ -93,6 +104,11 @@ class _OnnxNode:
             self._inputs = [self._graph.producer(t) for t in self._names if t]  # "" = an omitted optional input
         return self._inputs
 
+    @property
+    def out_channels(self) -> int | None:
+        dims = self._graph.initializer_dims(self._names[1]) if len(self._names) > 1 else None
+        return int(dims[0]) if dims else None
+
 
 class OnnxGraph:
     """An ONNX ``ModelProto`` through the ``Graph`` interface: initializers are Constant pseudo-nodes, graph
@@ -113,6 +129,16 @@ class OnnxGraph:
         for value in graph.input:
             self._by_tensor.setdefault(value.name, _OnnxNode(self, f"<input {value.name}>", "Parameter", ()))
         self._outputs = [o.name for o in graph.output]
+        self._dims = {init.name: list(init.dims) for init in graph.initializer}
+
+    def initializer_dims(self, tensor: str) -> list[int] | None:
+        """The shape of a weight initializer (through a Cast or DequantizeLinear of one), None if not a weight."""
+        node = self._by_tensor.get(tensor)
+        if tensor in self._dims:
+            return self._dims[tensor]
+        if node is not None and node._names and node.kind in ("Convert", "DequantizeLinear"):
+            return self.initializer_dims(node._names[0])
+        return None
 
     def producer(self, tensor: str) -> _OnnxNode:
         node = self._by_tensor.get(tensor)
@@ -211,13 +237,16 @@ def head_postprocessing(model: Any) -> list[str]:
     return sorted(names)
 
 
-def float_scope(model: Any) -> dict[str, list[str]]:
+def float_scope(model: Any, keypoint_channels: int | None = None) -> dict[str, list[str]]:
     """Every op left in float, by reason (all found from the graph structure, never from node names):
 
     - ``decode``: the head's post-processing (``head_postprocessing``);
     - ``head_outputs``: the learned layers that feed the decode directly (the last 1x1 convs of the box, class,
       keypoint, mask-coefficient and angle branches: their outputs are coordinates, not features);
-    - ``attention``: activation x activation MatMuls and their Softmax (C2PSA / area attention).
+    - ``attention``: activation x activation MatMuls and their Softmax (C2PSA / area attention);
+    - ``keypoint_branch``, only when ``keypoint_channels`` is given (a pose model's keypoints x 3): the learned
+      layers of the branches whose head output has that many channels, up to the feature they share with the box
+      and class branches (``branch_layers``).
     """
     graph = as_graph(model)
     memo: dict[str, bool] = {}
@@ -234,7 +263,37 @@ def float_scope(model: Any) -> dict[str, list[str]]:
             attention.append(node.name)
         elif node.kind in _SOFTMAX:
             attention.append(node.name)
-    return {"decode": decode, "head_outputs": sorted(head_outputs), "attention": sorted(attention)}
+    scope = {"decode": decode, "head_outputs": sorted(head_outputs), "attention": sorted(attention)}
+    if keypoint_channels:
+        outputs = [n for n in graph.nodes() if n.name in head_outputs and n.out_channels == keypoint_channels]
+        scope["keypoint_branch"] = sorted(branch_layers(graph, outputs) - head_outputs)
+    return scope
+
+
+def branch_layers(model: Any, ends: Sequence[Node]) -> set[str]:
+    """The learned layers of the branches ending at ``ends``: walking back from each end, an op joins its branch
+    when every op that reads it is already in the branch, so the walk stops at the feature the branch shares with
+    its siblings (in a YOLO head, the neck output read by the box, class and keypoint branches alike)."""
+    graph = as_graph(model)
+    consumers: dict[str, set[str]] = {}
+    for node in graph.nodes():
+        for source in node.inputs:
+            consumers.setdefault(source.name, set()).add(node.name)
+    memo: dict[str, bool] = {}
+    learned: set[str] = set()
+    for end in ends:
+        branch = {end.name}
+        frontier = list(end.inputs)
+        while frontier:
+            node = frontier.pop()
+            if node.name in branch or node.kind in ("Parameter", "Result") or is_constant(node, memo):
+                continue
+            if consumers.get(node.name, set()) <= branch:
+                branch.add(node.name)
+                frontier.extend(node.inputs)  # a rejected input comes back when its last reader joins
+        learned |= {n.name for n in graph.nodes() if n.name in branch and is_learned(n, memo)}
+        learned.add(end.name)
+    return learned
 
 
 def count_kinds(model: Any, names: Iterable[str]) -> dict[str, int]:

@@ -54,6 +54,7 @@ from .calibration import (
 from .report import (
     REPORT_FILE,
     agreement_report,
+    anchor_keypoint_px,
     format_report,
     labelled_metrics,
     read_report,
@@ -66,7 +67,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_CALIBRATION_SIZE", "IMAGE_SUFFIXES", "QUANT_OPTIONS", "REPORT_FILE", "QuantizationResult",
-    "agreement_report", "calibration_batches", "class_of", "data_root", "find_images", "float_scope", "format_report",
+    "agreement_report", "anchor_keypoint_px", "calibration_batches", "class_of", "data_root", "find_images",
+    "float_scope", "format_report",
     "head_postprocessing", "images_digest", "int8_plan", "label_file", "labelled", "labelled_metrics", "plan_settings",
     "preprocess", "quantize_model", "read_report", "split_holdout", "summarize_agreement", "write_report",
 ]  # fmt: skip
@@ -121,7 +123,7 @@ def int8_plan(plan: "ExportPlan", options: Mapping[str, Any], plugin: "BackendPl
     fast = bool(options.get("fast_bias_correction", False))
     key = (("data", images_digest(images, root, labels=True)), ("size", size), ("holdout", holdout),
            ("fast_bias_correction", fast), ("max_drop", max_drop), ("tool", tool),
-           ("scheme", 4))  # fmt: skip
+           ("scheme", 5))  # fmt: skip
     return dataclasses.replace(
         plan,
         extra=tuple(plan.extra) + ((_PLAN_KEY, key),),

@@ -215,12 +215,13 @@ def calibration_split(settings: Mapping[str, Any]) -> tuple[Path, list[Path], li
 
 
 def calibration_inputs(
-    model: Any, images: Sequence[Path], shape: Sequence[int], task: str, stride: int
+    model: Any, images: Sequence[Path], shape: Sequence[int], task: str, stride: int, keypoint_channels: int | None = None
 ) -> tuple[list[np.ndarray], dict[str, list[str]], list[str]]:
     """What a quantizer is handed, for either graph format (OpenVINO model or ONNX proto): the calibration batches
-    at ``shape``, the ops kept in float by reason (``graph.float_scope``) and their names as one sorted ignore list."""
+    at ``shape``, the ops kept in float by reason (``graph.float_scope``, with the keypoint branch where
+    ``keypoint_channels`` is given) and their names as one sorted ignore list."""
     batches = calibration_batches(images, shape, task, stride)
-    scope = graph.float_scope(model)
+    scope = graph.float_scope(model, keypoint_channels)
     ignored = sorted({name for names in scope.values() for name in names})
     LOGGER.info("yolo_adapters: INT8 calibration on %d images at %s; %d ops kept in float",
                 len(images), shape, len(ignored))  # fmt: skip
