@@ -135,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--holdout", type=int, default=0, help="calibration images kept back (for --max-drop); default 0")
     parser.add_argument("--max-drop", type=float, default=None, help="accuracy-controlled quantization (see docs/quantization.md)")
+    parser.add_argument("--max-keypoint-px", type=float, default=None,
+                        help="accuracy control on keypoint agreement with FP32 (needs --holdout; docs/quantization.md)")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args(argv)
     if args.make_calibration:
@@ -163,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     control = {} if args.max_drop is None else {"max_drop": args.max_drop}
+    if args.max_keypoint_px is not None:
+        control["max_keypoint_px"] = args.max_keypoint_px
     int8 = quantize_model(model_path, args.data, holdout=args.holdout, **control, **common)  # default: the whole folder calibrates
     quantize_s = time.perf_counter() - start
     print(format_report(int8.report) if int8.report else "", file=sys.stderr)

@@ -384,6 +384,48 @@ def test_accuracy_control_validates_with_ultralytics_metric(
     assert "accuracy control: metrics/mAP50-95(P) may drop by at most 0.2" in quantize.format_report(report)
 
 
+def test_keypoint_accuracy_control_needs_no_labels(
+    checkpoints: dict, calib_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """max_keypoint_px: NNCF's accuracy control whose metric is the pose model's agreement with FP32 at the same
+    anchors on the held-back image (no labels); the result is within the limit, and the report's same-anchor
+    figure for the saved model is the control's (model-input px x the letterbox scale, 1280 / 320)."""
+    calls: list[dict] = []
+    real = nncf.quantize_with_accuracy_control
+
+    def spy(model, **kwargs):
+        calls.append(kwargs)
+        return real(model, **kwargs)
+
+    def no_plain_quantize(*args, **kwargs):
+        raise AssertionError("max_keypoint_px given, but plain nncf.quantize ran")
+
+    monkeypatch.setattr(nncf, "quantize_with_accuracy_control", spy)
+    monkeypatch.setattr(nncf, "quantize", no_plain_quantize)
+    limit = 1.0
+    report = quantize.quantize_model(checkpoints["pose"], calib_dir, **{**SMALL, "max_keypoint_px": limit}).report
+
+    assert len(calls) == 1 and calls[0]["max_drop"] == limit and calls[0]["drop_type"] == nncf.DropType.ABSOLUTE
+    control = report["accuracy_control"]
+    assert control["max_keypoint_px"] == limit and control["images"] == 1
+    if control["keypoint_px_before"] > limit:  # quantizers were reverted, each followed by a validation
+        assert control["validations"] >= 2 and control["fake_quantize_left"] < report["quantization"]["quantizers"] + 2
+    assert control["keypoint_px"] <= limit + 1e-6 or control["fake_quantize_left"] == 0
+    assert report["agreement"]["anchor_keypoint_px"] == pytest.approx(control["keypoint_px"] * 1280 / 320, rel=0.05, abs=0.05)
+    assert "accuracy control: keypoints at the same anchor within 1.0 px of FP32" in quantize.format_report(report)
+
+
+def test_keypoint_accuracy_control_is_for_pose_on_openvino(checkpoints: dict, calib_dir: Path) -> None:
+    with pytest.raises(OptionError, match="two kinds of accuracy control"):
+        quantize.quantize_model(checkpoints["pose"], calib_dir, imgsz=320, max_drop=0.01, max_keypoint_px=1.0)
+    with pytest.raises(OptionError, match="max_keypoint_px.*openvino"):
+        quantize.quantize_model(checkpoints["pose"], calib_dir, backend="onnxruntime", imgsz=320, max_keypoint_px=1.0)
+    with pytest.raises(OptionError, match="model-input pixels"):
+        quantize.quantize_model(checkpoints["pose"], calib_dir, imgsz=320, max_keypoint_px=0)
+    with pytest.raises(OptionError, match="for pose models; this one is detect"):
+        quantize.quantize_model(checkpoints["detect"], calib_dir, **{**SMALL, "max_keypoint_px": 1.0})
+
+
 def test_map_in_report_only_with_labels(pose_pt: Path, tiny_pose_dataset: Path, calib_dir: Path, capsys) -> None:
     """A folder with images/ and labels/ gives FP32 and INT8 box and pose mAP; the same images unlabelled do not."""
     from yolo_adapters.cli import main

@@ -6,6 +6,7 @@
     yolo-adapters convert yolo11n-pose.pt --backend openvino [--imgsz 640] [--precision fp16]
     yolo-adapters convert yolo11n-pose.pt --backend openvino --precision int8 --data IMAGES_DIR [--imgsz H W]
     yolo-adapters convert yolo11n-pose.pt --backend openvino --precision int8 --data DATASET --max-drop 0.01
+    yolo-adapters convert yolo11n-pose.pt --backend openvino --precision int8 --data IMAGES_DIR --max-keypoint-px 1
     yolo-adapters info [--json]
     yolo-adapters check yolo11n-pose.pt [--backend openvino ...] [--engine-model IR] [--source IMAGES] [--json]
     yolo-adapters cache list|clear [--json]
@@ -116,6 +117,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         options["calibration"] = args.data
     if args.max_drop is not None:  # accuracy-controlled INT8 (NNCF), needs a labelled --data
         options["max_drop"] = args.max_drop
+    if args.max_keypoint_px is not None:  # accuracy control on keypoint agreement with FP32 (NNCF, pose)
+        options["max_keypoint_px"] = args.max_keypoint_px
     options.update(_parse_options(args.option))
     device = backend.normalize_device(backend.name, str(options.get("device") or ""))
     options = backend.validate_options(options)
@@ -253,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "labelled YOLO dataset (data.yaml, or a folder with images/ and labels/) for mAP in the report")
     conv.add_argument("--max-drop", type=float, help="--precision int8 on openvino: accuracy-controlled quantization, "
                       "the task's mAP50-95 (top-1) on the labelled held-back images may drop by at most this much")
+    conv.add_argument("--max-keypoint-px", type=float, help="--precision int8 on openvino, pose: accuracy-controlled "
+                      "quantization without labels, keypoints within this many model-input pixels of FP32's")
     conv.add_argument("--dynamic", action=argparse.BooleanOptionalAction, default=None)
     conv.add_argument("--option", "-o", action="append", default=[])
     conv.set_defaults(func=cmd_convert)

@@ -14,7 +14,8 @@ QDQ), which
 3. quantize (NNCF: MIXED preset; ONNX Runtime: per-channel symmetric int8 weights, asymmetric uint8
    activations). With ``max_drop`` and a labelled dataset, NNCF's ``quantize_with_accuracy_control`` reverts
    layers to float until the task's mAP50-95 (top-1 for classify), measured by Ultralytics' own validator on the
-   held-back images, drops by at most ``max_drop``;
+   held-back images, drops by at most ``max_drop``; with ``max_keypoint_px`` (pose, no labels needed) until the
+   keypoints at the same anchors are within that many model-input pixels of the FP32 model's own;
 4. compare INT8 with FP32 on held-back images of the calibration folder (``yolo_adapters.parity``), add FP32
    and INT8 mAP when those images have YOLO labels, and write ``quantization_report.json`` beside the model.
 
@@ -80,6 +81,7 @@ QUANT_OPTIONS: dict[str, tuple[type, ...]] = {
     "holdout": (int, type(None)),  # images kept back for the report (default: 20% of the folder, 1..50)
     "fast_bias_correction": (bool,),  # NNCF's fast bias correction: about 2x quicker calibration, less accurate
     "max_drop": (float, int, type(None)),  # accuracy-controlled NNCF quantization: largest metric drop allowed
+    "max_keypoint_px": (float, int, type(None)),  # accuracy control on agreement with FP32 (pose, no labels needed)
 }
 _PLAN_KEY = "yolo_adapters_int8"  # not an Ultralytics exporter argument: it only enters the cache key
 
@@ -92,7 +94,7 @@ float_scope = graph.float_scope
 def int8_plan(plan: "ExportPlan", options: Mapping[str, Any], plugin: "BackendPlugin") -> "ExportPlan":
     """``plan`` for precision='int8': FP32 export, plus the calibration settings (content hash in the key,
     folder path outside it). Fails here, before any export, when there is no calibration data, no quantizer,
-    or ``max_drop`` without labels."""
+    ``max_drop`` without labels, or accuracy control without held-back images."""
     tool = plugin.quantizer_version()
     images = find_images(options.get("calibration"))
     root = data_root(options["calibration"])
@@ -103,6 +105,8 @@ def int8_plan(plan: "ExportPlan", options: Mapping[str, Any], plugin: "BackendPl
     if holdout is not None and holdout < 0:
         raise OptionError(f"holdout={holdout} must be >= 0.")
     max_drop = options.get("max_drop")
+    if max_drop is not None and options.get("max_keypoint_px") is not None:
+        raise OptionError("max_drop and max_keypoint_px are two kinds of accuracy control: give one of them.")
     if max_drop is not None:
         max_drop = float(max_drop)
         if not 0 <= max_drop < 1:
@@ -120,10 +124,22 @@ def int8_plan(plan: "ExportPlan", options: Mapping[str, Any], plugin: "BackendPl
                 f"max_drop needs labels for the held-back images of {options['calibration']} (none of "
                 f"{', '.join(p.name for p in held[:3])}{'...' if len(held) > 3 else ''} has one): give {LABELS_NEEDED}."
             )
+    max_keypoint_px = options.get("max_keypoint_px")
+    if max_keypoint_px is not None:
+        max_keypoint_px = float(max_keypoint_px)
+        if not max_keypoint_px > 0:
+            raise OptionError(f"max_keypoint_px={max_keypoint_px} is a keypoint distance in model-input pixels: use e.g. 1.0.")
+        if not plugin.accuracy_control:
+            raise OptionError(
+                f"max_keypoint_px (accuracy-controlled quantization) is NNCF's, on the openvino backend; the "
+                f"{plugin.name!r} backend quantizes with fixed settings: leave it out, or use --backend openvino."
+            )
+        if not split_holdout(images, holdout)[1]:
+            raise OptionError("max_keypoint_px needs held-back images to measure keypoints on: holdout must be >= 1.")
     fast = bool(options.get("fast_bias_correction", False))
     key = (("data", images_digest(images, root, labels=True)), ("size", size), ("holdout", holdout),
-           ("fast_bias_correction", fast), ("max_drop", max_drop), ("tool", tool),
-           ("scheme", 5))  # fmt: skip
+           ("fast_bias_correction", fast), ("max_drop", max_drop), ("max_keypoint_px", max_keypoint_px),
+           ("tool", tool), ("scheme", 5))  # fmt: skip
     return dataclasses.replace(
         plan,
         extra=tuple(plan.extra) + ((_PLAN_KEY, key),),

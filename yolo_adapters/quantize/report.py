@@ -136,28 +136,36 @@ def anchor_keypoint_px(reference: Any, candidate: Any, images: Sequence[Path], i
     from .calibration import preprocess
 
     hw = (int(imgsz[0]), int(imgsz[-1]))
-    keypoints, dims = reference.kpt_shape or (0, 0)
-    nk = int(keypoints) * int(dims)
-    offset = 4 + len(reference.names)
     per_image = []
     for image in images:
         x = torch.from_numpy(preprocess(Path(image), hw, "pose", int(reference.stride))[None])
-        outputs = []
-        for module in (reference, candidate):
-            out = module(x)
-            outputs.append((out[0] if isinstance(out, (list, tuple)) else out)[0].float().numpy())
-        a, b = outputs
-        if nk == 0 or a.ndim != 2 or a.shape[0] != offset + nk:
+        a, b = ((out[0] if isinstance(out, (list, tuple)) else out)[0].float().numpy() for out in (reference(x), candidate(x)))
+        try:
+            distance = same_anchor_keypoint_distance(a, b, len(reference.names), reference.kpt_shape, conf)
+        except ValueError:
             return None  # end-to-end head: its output is already one row per person
-        confident = a[4:offset].max(axis=0) >= conf
-        if not confident.any():
-            continue
-        ka = a[offset:].reshape(int(keypoints), int(dims), -1)[:, :2, confident]
-        kb = b[offset:].reshape(int(keypoints), int(dims), -1)[:, :2, confident]
-        height, width = _image_size(image)
-        gain = min(hw[0] / height, hw[1] / width)
-        per_image.append(float(np.linalg.norm(ka - kb, axis=1).mean()) / gain)
+        if distance is not None:
+            height, width = _image_size(image)
+            per_image.append(distance / min(hw[0] / height, hw[1] / width))
     return float(np.mean(per_image)) if per_image else None
+
+
+def same_anchor_keypoint_distance(
+    reference: np.ndarray, candidate: np.ndarray, classes: int, kpt_shape: Sequence[int] | None, conf: float = 0.5
+) -> float | None:
+    """Mean keypoint distance in model-input pixels between two raw pose outputs (channels x anchors: 4 box,
+    ``classes`` scores, keypoints) at the anchors ``reference`` scores >= ``conf``; None when it scores none so
+    high. ValueError when the output is not laid out so (an end-to-end head's one row per person)."""
+    keypoints, dims = kpt_shape or (0, 0)
+    offset = 4 + classes
+    if not keypoints or reference.ndim != 2 or reference.shape[0] != offset + int(keypoints) * int(dims):
+        raise ValueError(f"not a pose output with anchors: shape {reference.shape}")
+    confident = reference[4:offset].max(axis=0) >= conf
+    if not confident.any():
+        return None
+    ka = reference[offset:].reshape(int(keypoints), int(dims), -1)[:, :2, confident]
+    kb = candidate[offset:].reshape(int(keypoints), int(dims), -1)[:, :2, confident]
+    return float(np.linalg.norm(ka - kb, axis=1).mean())
 
 
 def _image_size(image: Any) -> tuple[int, int]:
@@ -316,7 +324,12 @@ def format_report(report: Mapping[str, Any]) -> str:
         f"calibration: {cal.get('images')} images from {cal.get('folder')} at input shape {report.get('input_shape')}",
     ]
     control = report.get("accuracy_control")
-    if control:
+    if control and control.get("max_keypoint_px") is not None:
+        lines.append(f"accuracy control: keypoints at the same anchor within {control['max_keypoint_px']} px of FP32 "
+                     f"(model input; {control['validations']} validations on {control['images']} held-back images; "
+                     f"{control['keypoint_px_before']:.3f} px before, {control['keypoint_px']:.3f} px after; "
+                     f"{control['fake_quantize_left']} quantizers left)")  # fmt: skip
+    elif control:
         lines.append(f"accuracy control: {control['metric']} may drop by at most {control['max_drop']} "
                      f"({control['validations']} validations on {control['images']} labelled images; "
                      f"{control['fake_quantize_left']} quantizers left)")  # fmt: skip

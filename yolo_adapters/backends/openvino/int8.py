@@ -1,8 +1,8 @@
 """INT8 with NNCF on an OpenVINO IR: plain post-training quantization, or quantization under accuracy control.
 
 The NNCF side of ``precision="int8"`` on the openvino backend: the NNCF settings, the float scope handed to
-``nncf.IgnoredScope``, accuracy control's validation function (Ultralytics' validator on the compiled candidate
-model NNCF hands it) and the saved IR. ``nncf`` and ``openvino`` are imported inside the functions, and
+``nncf.IgnoredScope``, accuracy control's validation functions (Ultralytics' validator on the compiled candidate
+model NNCF hands it, or, for pose without labels, keypoint agreement with FP32 at the same anchors) and the saved IR. ``nncf`` and ``openvino`` are imported inside the functions, and
 ``nncf.quantize`` / ``nncf.quantize_with_accuracy_control`` are looked up when called.
 """
 
@@ -27,7 +27,7 @@ from ...quantize.calibration import (
     labelled,
     preprocess,
 )
-from ...quantize.report import int8_report, kept_in_float, labelled_metrics
+from ...quantize.report import int8_report, kept_in_float, labelled_metrics, same_anchor_keypoint_distance
 
 from .engine import OpenVINOEngine, core
 
@@ -77,6 +77,10 @@ def quantize_openvino(fp32_xml: Path, plan: "ExportPlan", plugin: "BackendPlugin
             quantized, control = _quantize_with_accuracy_control(
                 nncf, model, nncf.Dataset(batches, feed), fp32_xml, info, held, shape, plan, settings, ignored,
                 target["recipe"],
+            )
+        elif settings.get("max_keypoint_px") is not None:
+            quantized, control = _quantize_with_keypoint_control(
+                nncf, model, nncf.Dataset(batches, feed), info, held, shape, settings, ignored, target["recipe"]
             )
         else:
             quantized = nncf.quantize(
@@ -251,25 +255,91 @@ def _quantize_with_accuracy_control(
         values.append(value)
         return value, None
 
-    arguments = quantize_arguments(nncf, fast=bool(settings.get("fast_bias_correction")), recipe=recipe)
-    arguments["advanced_quantization_parameters"] = arguments.pop("advanced_parameters")
     max_drop = float(settings["max_drop"])
     try:
-        quantized = nncf.quantize_with_accuracy_control(
-            model,
-            calibration_dataset=calibration,
-            validation_dataset=nncf.Dataset(list(range(len(images))), transform),
-            validation_fn=validate,
-            max_drop=max_drop,
-            drop_type=nncf.DropType.ABSOLUTE,
-            subset_size=int(calibration.get_length() or 1),
-            ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
-            **arguments,
-        )
+        quantized = _accuracy_control(nncf, model, calibration, len(images), transform, validate, max_drop, settings, ignored, recipe)
     finally:
         calls.close()
     control = {"max_drop": max_drop, "drop_type": "absolute", "metric": metric, "images": len(images),
                "validations": len(values), "fake_quantize_left": count_fake_quantize(quantized)}  # fmt: skip
+    return quantized, control
+
+
+def _accuracy_control(
+    nncf: Any, model: Any, calibration: Any, items: int, transform: Any, validate: Any, max_drop: float,
+    settings: Mapping[str, Any], ignored: list[str], recipe: str,
+) -> Any:  # fmt: skip
+    """``nncf.quantize_with_accuracy_control`` with the recipe's settings and float scope, validating on ``items``
+    held-back images (``transform`` makes item i a model input, ``validate`` is NNCF's validation function)."""
+    arguments = quantize_arguments(nncf, fast=bool(settings.get("fast_bias_correction")), recipe=recipe)
+    arguments["advanced_quantization_parameters"] = arguments.pop("advanced_parameters")
+    return nncf.quantize_with_accuracy_control(
+        model,
+        calibration_dataset=calibration,
+        validation_dataset=nncf.Dataset(list(range(items)), transform),
+        validation_fn=validate,
+        max_drop=max_drop,
+        drop_type=nncf.DropType.ABSOLUTE,
+        subset_size=int(calibration.get_length() or 1),
+        ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
+        **arguments,
+    )
+
+
+#: NNCF's accuracy control compares metrics, and computes a relative drop even when asked for an absolute one (a
+#: division by the FP32 metric): keypoint agreement is given to it as this constant minus the distance in pixels.
+_AGREEMENT_CEILING = 100.0
+
+
+def _quantize_with_keypoint_control(
+    nncf: Any, model: Any, calibration: Any, info: Any, held: list[Path], shape: Sequence[int],
+    settings: Mapping[str, Any], ignored: list[str], recipe: str,
+) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    """Accuracy control without labels, for pose: NNCF reverts quantizers to float until the keypoints at the same
+    anchor (every anchor FP32 scores >= 0.5, before NMS) are on average within ``max_keypoint_px`` model-input
+    pixels of the FP32 model's own, on the held-back images. The same-anchor distance moves smoothly with what is
+    quantized; the distance after NMS jumps when a near-tied neighbouring anchor wins (docs/quantization.md)."""
+    task = info.task or "detect"
+    if task != "pose" or not info.kpt_shape:
+        raise OptionError(f"max_keypoint_px is accuracy control on keypoints, for pose models; this one is {task}: "
+                          "use max_drop with a labelled dataset instead.")  # fmt: skip
+    hw = (int(shape[2]), int(shape[3]))
+    inputs = [np.stack([preprocess(p, hw, task, info.stride or 32)] * int(shape[0])) for p in held]
+    fp32 = core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    references = [np.asarray(fp32(x)[0])[0] for x in inputs]
+    chosen = [i for i, ref in enumerate(references)
+              if same_anchor_keypoint_distance(ref, ref, len(info.names), info.kpt_shape) is not None]  # fmt: skip
+    if not chosen:
+        raise OptionError(f"max_keypoint_px needs held-back images in which the FP32 model finds a person with "
+                          f"conf >= 0.5; none of the {len(held)} held-back images has one: add such images or "
+                          "raise holdout.")  # fmt: skip
+    limit = float(settings["max_keypoint_px"])
+    calls = tqdm(desc=f"yolo_adapters: accuracy control (keypoints on {len(chosen)} images)", unit="validation")
+    seen: list[float] = []
+
+    def validate(compiled: Any, items: Iterable[int]) -> tuple[float, list[float]]:
+        values = []
+        for item in items:
+            i = chosen[int(item)]
+            distance = same_anchor_keypoint_distance(references[i], np.asarray(compiled(inputs[i])[0])[0],
+                                                     len(info.names), info.kpt_shape)  # fmt: skip
+            values.append(_AGREEMENT_CEILING - float(distance or 0.0))
+        calls.update()
+        if len(values) == len(chosen):  # a whole validation (NNCF also calls it per image, to rank)
+            seen.append(_AGREEMENT_CEILING - float(np.mean(values)))
+        return float(np.mean(values)), values
+
+    try:
+        quantized = _accuracy_control(nncf, model, calibration, len(chosen), lambda item: inputs[chosen[item]],
+                                      validate, limit, settings, ignored, recipe)  # fmt: skip
+    finally:
+        calls.close()
+    final = core().compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    after = _AGREEMENT_CEILING - validate(final, range(len(chosen)))[0]
+    control = {"max_keypoint_px": limit, "metric": "keypoint distance to FP32 at the same anchor, model-input px",
+               "images": len(chosen), "validations": int(calls.n) - 1,  # the FP32 model's own validation, first
+               "keypoint_px_before": seen[1] if len(seen) > 1 else after,
+               "keypoint_px": after, "fake_quantize_left": count_fake_quantize(quantized)}  # fmt: skip
     return quantized, control
 
 
