@@ -128,7 +128,9 @@ def int8_plan(plan: "ExportPlan", options: Mapping[str, Any], plugin: "BackendPl
     if max_keypoint_px is not None:
         max_keypoint_px = float(max_keypoint_px)
         if not max_keypoint_px > 0:
-            raise OptionError(f"max_keypoint_px={max_keypoint_px} is a keypoint distance in model-input pixels: use e.g. 1.0.")
+            raise OptionError(
+                f"max_keypoint_px={max_keypoint_px} is a keypoint distance in model-input pixels: use e.g. 1.0."
+            )
         if not plugin.accuracy_control:
             raise OptionError(
                 f"max_keypoint_px (accuracy-controlled quantization) is NNCF's, on the openvino backend; the "

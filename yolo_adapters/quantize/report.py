@@ -123,7 +123,9 @@ def agreement_report(
     return total
 
 
-def anchor_keypoint_px(reference: Any, candidate: Any, images: Sequence[Path], imgsz: Sequence[int], conf: float = 0.5) -> float | None:
+def anchor_keypoint_px(
+    reference: Any, candidate: Any, images: Sequence[Path], imgsz: Sequence[int], conf: float = 0.5
+) -> float | None:
     """Mean keypoint distance between two pose models at the same anchor, before NMS, over the anchors the
     reference scores >= ``conf``, in original-image pixels: the quantization error itself.
 
@@ -139,7 +141,7 @@ def anchor_keypoint_px(reference: Any, candidate: Any, images: Sequence[Path], i
     per_image = []
     for image in images:
         x = torch.from_numpy(preprocess(Path(image), hw, "pose", int(reference.stride))[None])
-        a, b = ((out[0] if isinstance(out, (list, tuple)) else out)[0].float().numpy() for out in (reference(x), candidate(x)))
+        a, b = (_first_output(module(x))[0].float().numpy() for module in (reference, candidate))
         try:
             distance = same_anchor_keypoint_distance(a, b, len(reference.names), reference.kpt_shape, conf)
         except ValueError:
@@ -166,6 +168,10 @@ def same_anchor_keypoint_distance(
     ka = reference[offset:].reshape(int(keypoints), int(dims), -1)[:, :2, confident]
     kb = candidate[offset:].reshape(int(keypoints), int(dims), -1)[:, :2, confident]
     return float(np.linalg.norm(ka - kb, axis=1).mean())
+
+
+def _first_output(out: Any) -> Any:
+    return out[0] if isinstance(out, (list, tuple)) else out
 
 
 def _image_size(image: Any) -> tuple[int, int]:

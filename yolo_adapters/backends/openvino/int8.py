@@ -2,7 +2,8 @@
 
 The NNCF side of ``precision="int8"`` on the openvino backend: the NNCF settings, the float scope handed to
 ``nncf.IgnoredScope``, accuracy control's validation functions (Ultralytics' validator on the compiled candidate
-model NNCF hands it, or, for pose without labels, keypoint agreement with FP32 at the same anchors) and the saved IR. ``nncf`` and ``openvino`` are imported inside the functions, and
+model NNCF hands it, or, for pose without labels, keypoint agreement with FP32 at the same anchors) and the saved
+IR. ``nncf`` and ``openvino`` are imported inside the functions, and
 ``nncf.quantize`` / ``nncf.quantize_with_accuracy_control`` are looked up when called.
 """
 
@@ -150,19 +151,21 @@ def quantize_arguments(nncf: Any, fast: bool = False, recipe: str = "vnni") -> d
 # -- the target's instruction set ---------------------------------------------------------------------------
 #: The NNCF settings that differ by target (``quantize_arguments``), as the report shows them.
 RECIPES: dict[str, dict[str, Any]] = {
-    "vnni": {"model_type": "transformer", "overflow_fix": "first_layer_only", "keypoint_branch": "float"},
+    "vnni": {"model_type": "transformer", "overflow_fix": "first_layer_only", "keypoint_branch": "int8"},
     "no_vnni": {"model_type": "cnn (nncf default)", "overflow_fix": "first_layer_only", "keypoint_branch": "float"},
 }
 
 
 def keypoint_channels(info: Any, recipe: str) -> int | None:
     """The keypoint head's output channels (keypoints x dims) when ``recipe`` keeps a pose model's keypoint branch
-    in float, else None. On AVX2 the branch's convolutions moved keypoints at the same anchor 1.4x farther than the
-    rest of the network together, for about 5% of INT8's speed (docs/quantization.md)."""
+    in float, else None. On AVX2 the branch's convolutions carried a third of the keypoint error at the same anchor,
+    for about 10% of INT8's speed (docs/quantization.md); VNNI hosts keep their measured settings."""
     shape = getattr(info, "kpt_shape", None)
     if RECIPES[recipe]["keypoint_branch"] != "float" or (info.task or "detect") != "pose" or not shape:
         return None
     return int(shape[0]) * int(shape[1])
+
+
 #: x86 instruction-set levels, best first, each with the /proc/cpuinfo flag that marks it. VNNI (and AMX) multiply
 #: u8 x s8 into 32-bit sums; without it (AVX2, AVX-512 before Cascade Lake) oneDNN's int8 kernels add pairs of
 #: products in 16 bits, which saturate (NNCF's "overflow issue"): the INT8 recipe is chosen by this.
@@ -257,7 +260,9 @@ def _quantize_with_accuracy_control(
 
     max_drop = float(settings["max_drop"])
     try:
-        quantized = _accuracy_control(nncf, model, calibration, len(images), transform, validate, max_drop, settings, ignored, recipe)
+        quantized = _accuracy_control(
+            nncf, model, calibration, len(images), transform, validate, max_drop, settings, ignored, recipe
+        )
     finally:
         calls.close()
     control = {"max_drop": max_drop, "drop_type": "absolute", "metric": metric, "images": len(images),
@@ -334,11 +339,12 @@ def _quantize_with_keypoint_control(
                                       validate, limit, settings, ignored, recipe)  # fmt: skip
     finally:
         calls.close()
+    validations = int(calls.n)  # NNCF's calls: whole validations, and one per image while it ranks quantizers
     final = core().compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     after = _AGREEMENT_CEILING - validate(final, range(len(chosen)))[0]
     control = {"max_keypoint_px": limit, "metric": "keypoint distance to FP32 at the same anchor, model-input px",
-               "images": len(chosen), "validations": int(calls.n) - 1,  # the FP32 model's own validation, first
-               "keypoint_px_before": seen[1] if len(seen) > 1 else after,
+               "images": len(chosen), "validations": validations,
+               "keypoint_px_before": seen[1] if len(seen) > 1 else after,  # seen[0]: the FP32 model itself
                "keypoint_px": after, "fake_quantize_left": count_fake_quantize(quantized)}  # fmt: skip
     return quantized, control
 
