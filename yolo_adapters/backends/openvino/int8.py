@@ -344,7 +344,8 @@ def _quantize_with_keypoint_control(
     after = _AGREEMENT_CEILING - validate(final, range(len(chosen)))[0]
     control = {"max_keypoint_px": limit, "metric": "keypoint distance to FP32 at the same anchor, model-input px",
                "images": len(chosen), "validations": validations,
-               "keypoint_px_before": seen[1] if len(seen) > 1 else after,  # seen[0]: the FP32 model itself
+               # NNCF validates the FP32 model first (distance 0: the same outputs as the reference), then INT8
+               "keypoint_px_before": next((v for v in seen if v > 0), after),
                "keypoint_px": after, "fake_quantize_left": count_fake_quantize(quantized)}  # fmt: skip
     return quantized, control
 
