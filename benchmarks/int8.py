@@ -2,8 +2,10 @@
 
     python benchmarks/int8.py --data CALIB_DIR [--model yolo11n-pose.pt] [--eval bus.jpg zidane.jpg]
                               [--imgsz 640 | --imgsz 736 1280] [--static] [--json OUT.json]
+                              [--holdout N (--max-drop D | --max-keypoint-px P)]
 
-Quantization: ``quantize_model`` on the whole --data folder (holdout=0), at --imgsz, batch 1, with the recipe the
+Quantization: ``quantize_model`` on the whole --data folder (holdout=0; --holdout N keeps N back for accuracy
+control), at --imgsz, batch 1, with the recipe the
 package picks for this CPU (its ISA is printed). By default the model is the CPU default, a dynamic-shape IR, and its
 accuracy is measured twice: run with dynamic shapes (what ``activate(..., precision="int8")`` does on a CPU) and
 reshaped to the static --imgsz input; --static quantizes a static-shape model instead (``dynamic=False``).
