@@ -412,6 +412,9 @@ def test_keypoint_accuracy_control_needs_no_labels(
     if control["keypoint_px_before"] > limit:  # quantizers were reverted, each followed by a validation
         assert control["validations"] > 2 and control["keypoint_px"] < control["keypoint_px_before"]
     assert control["keypoint_px"] <= limit + 1e-6 or control["fake_quantize_left"] == 0
+    # NNCF validates fake-quantized weights; int8 weights are kept only where they also meet the limit (on an AMX
+    # host they measured 1.06 px against NNCF's 0.99 px), else the saved model is the one NNCF validated
+    assert control["int8_weights"] is (control["int8_weights_value"] <= limit)
     assert report["agreement"]["anchor_keypoint_px"] == pytest.approx(control["keypoint_px"] * 1280 / 320, rel=0.05, abs=0.05)
     assert "accuracy control: keypoints at the same anchor within 1.0 px of FP32" in quantize.format_report(report)
 

@@ -339,6 +339,9 @@ def format_report(report: Mapping[str, Any]) -> str:
         lines.append(f"accuracy control: {control['metric']} may drop by at most {control['max_drop']} "
                      f"({control['validations']} validations on {control['images']} labelled images; "
                      f"{control['fake_quantize_left']} quantizers left)")  # fmt: skip
+    if control and control.get("int8_weights") is False:
+        lines.append(f"  weights kept as NNCF validated them (fake-quantized floats): with int8 weights the model "
+                     f"measured {control['int8_weights_value']:.4g}, outside the limit")  # fmt: skip
     if not a:
         lines.append("agreement: no held-back images (holdout=0 or a one-image folder)")
     else:
