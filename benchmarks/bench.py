@@ -35,7 +35,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.barh(labels, fps, xerr=err, color=colors, capsize=3)
     ax.invert_yaxis()
     ax.set_xlabel("frames per second, end to end (median; bars: min-max over repeats)")
-    ax.set_title(f"yolo11n-pose, imgsz {report['imgsz']}, CPU, FP32 unless INT8, {report['frames']}-frame 1280x720 stream",
+    ax.set_title(f"yolo11n-pose, imgsz {report['imgsz']}, CPU, FP32 unless INT8 or BF16, {report['frames']}-frame 1280x720 stream",
                  loc="right")  # fmt: skip
     ax.set_xlim(0, max(r["fps_max"] for r in table) * 1.15)  # room for the value labels
     for y, r in enumerate(table):
@@ -52,7 +52,7 @@ def write_docs(report: dict[str, Any], command: str, docs: Path) -> Path:
     marker_start, marker_end = "<!-- bench:start -->", "<!-- bench:end -->"
     block = (
         f"{marker_start}\n\nMachine: {report['machine']}.\n\nCommand: `{command}`\n\n"
-        f"{report['frames']}-frame stream, {report['imgsz']}x{report['imgsz']}, CPU, FP32 unless INT8, {report['repeats']} interleaved "
+        f"{report['frames']}-frame stream, {report['imgsz']}x{report['imgsz']}, CPU, FP32 unless INT8 or BF16, {report['repeats']} interleaved "
         f"repeats (PyTorch fewer: it is slow and only a reference).\n\n{render(report, command)}\n\n"
         f"![benchmark](benchmark.png)\n\n{marker_end}"
     )

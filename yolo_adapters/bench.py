@@ -42,10 +42,14 @@ from .backends.base import Engine
 
 THROUGHPUT = "yolo_adapters openvino throughput"
 THROUGHPUT_INT8 = "yolo_adapters openvino throughput, INT8"
+THROUGHPUT_BF16 = "yolo_adapters openvino throughput, BF16"
+NATIVE_AS_SHIPPED = "Ultralytics native OpenVINO, as shipped (bf16 on AMX CPUs)"
 LIMIT_SQUARE = "inference-only limit, 640x640 (Ultralytics' IR, THROUGHPUT, AsyncInferQueue)"
 LIMIT_RECT = "inference-only limit, 640x384 (yolo_adapters' IR, THROUGHPUT, AsyncInferQueue)"
 LIMIT_DECODE = "decode + letterbox + inference bound, 640x384 (same IR, one loop, no post-processing)"
 LIMIT_INT8 = "inference-only limit, INT8 640x384 (yolo_adapters' INT8 IR, THROUGHPUT, AsyncInferQueue)"
+LIMIT_BF16 = "inference-only limit, BF16 640x384 (yolo_adapters' IR compiled bf16, THROUGHPUT, AsyncInferQueue)"
+OWN_LIMITS = {THROUGHPUT_INT8: LIMIT_INT8, THROUGHPUT_BF16: LIMIT_BF16}  # rows whose model has a limit row of its own
 
 
 # -- inputs ------------------------------------------------------------------------------------------------
@@ -79,7 +83,8 @@ def time_stream(model: Any, source: str, imgsz: int, **kwargs: Any) -> dict[str,
     return {"frames": count, "fps": count / total, "gaps": gaps.tolist()}
 
 
-def time_limit(xml: Path, tensors: Iterable[np.ndarray], warmup: np.ndarray, hint: str = "THROUGHPUT") -> dict[str, Any]:
+def time_limit(xml: Path, tensors: Iterable[np.ndarray], warmup: np.ndarray, hint: str = "THROUGHPUT",
+               precision: str = "f32") -> dict[str, Any]:
     """Inference-only throughput of the compiled model: an AsyncInferQueue fed ``tensors`` as fast as they come.
 
     Given a list of pre-processed tensors, that is ``benchmark_app -hint throughput``; given ``letterboxed(...)``,
@@ -89,7 +94,7 @@ def time_limit(xml: Path, tensors: Iterable[np.ndarray], warmup: np.ndarray, hin
 
     from .backends.openvino import core
 
-    compiled = core().compile_model(str(xml), "CPU", {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32"})
+    compiled = core().compile_model(str(xml), "CPU", {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": precision})
     jobs = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     stamps: list[float] = []
     infer_queue = ov.AsyncInferQueue(compiled, jobs)
@@ -236,6 +241,9 @@ def force_f32() -> Callable[[], None]:
 
 # -- the run -----------------------------------------------------------------------------------------------
 def machine() -> str:
+    from .backends.openvino.engine import bf16_supported
+    from .backends.openvino.int8 import cpu_isa
+
     cpu = platform.processor() or platform.machine()
     try:
         from .backends.openvino import core
@@ -249,7 +257,8 @@ def machine() -> str:
     import ultralytics
 
     return (
-        f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, Python "
+        f"{cpu} (ISA {cpu_isa()}, native bf16: {'yes' if bf16_supported('CPU') else 'no'}), "
+        f"{os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, Python "
         f"{platform.python_version()}, Ultralytics {ultralytics.__version__}, torch {torch.__version__}, "
         f"OpenVINO {openvino.__version__}, ONNX Runtime {onnxruntime.__version__}"
     )
@@ -311,18 +320,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rows: dict[str, Callable] = {
         "Ultralytics PyTorch CPU": native(pt),
         "Ultralytics native OpenVINO (FP32)": native(ir_dir, fp32=True),
-        "Ultralytics native OpenVINO, as shipped (bf16 on AMX CPUs)": native(ir_dir),
+        NATIVE_AS_SHIPPED: native(ir_dir),
         "Ultralytics native ONNX": native(onnx),
         "yolo_adapters openvino latency, no pipeline": adapter("openvino", hint="latency", pipeline=False),
         "yolo_adapters openvino latency": adapter("openvino", hint="latency"),
         THROUGHPUT: adapter("openvino", hint="throughput"),
         "yolo_adapters openvino throughput, static 640x640": adapter("openvino", hint="throughput", dynamic=False),
         THROUGHPUT_INT8: adapter("openvino", hint="throughput", **int8),
+        THROUGHPUT_BF16: adapter("openvino", hint="throughput", precision="bf16"),
         "yolo_adapters onnxruntime": adapter("onnxruntime"),
     }
     if importlib.util.find_spec("nncf") is None:
         say("nncf is not installed (pip install 'yolo-adapters[int8]'): no INT8 row")
         rows.pop(THROUGHPUT_INT8)
+    from .backends.openvino.engine import bf16_supported
+
+    if not bf16_supported("CPU"):
+        say("this CPU has no native bf16 (AMX or AVX512-BF16): no BF16 row")
+        rows.pop(THROUGHPUT_BF16)
     if args.skip:
         rows = {k: v for k, v in rows.items() if not any(s.lower() in k.lower() for s in args.skip)}
     results: dict[str, list[dict]] = {k: [] for k in rows}
@@ -334,6 +349,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         LIMIT_RECT: (THROUGHPUT, lambda: rect, rect[0]),
         LIMIT_DECODE: (THROUGHPUT, lambda: letterboxed(video, imgsz, rect=True), rect[0]),
         LIMIT_INT8: (THROUGHPUT_INT8, lambda: rect, rect[0]),
+        LIMIT_BF16: (THROUGHPUT_BF16, lambda: rect, rect[0]),
     }
     xmls: dict[str | None, Path] = {None: next(ir_dir.glob("*.xml"))}
     for label in limits:
@@ -347,7 +363,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 model.predict(image, verbose=False, imgsz=imgsz)  # build the predictor, compile, warm up
                 results[label].append(time_stream(model, str(video), imgsz))
-                if label in (THROUGHPUT, THROUGHPUT_INT8):  # the models the limits run
+                if label in (THROUGHPUT, THROUGHPUT_INT8, THROUGHPUT_BF16):  # the models the limits run
                     xmls[label] = model.predictor.model.artifact
             finally:
                 finish()
@@ -356,7 +372,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for limit_label, (source, feed, warmup) in limits.items():
             if source not in xmls:
                 continue  # its row was skipped
-            results[limit_label].append(time_limit(xmls[source], feed(), warmup))
+            precision = "bf16" if limit_label == LIMIT_BF16 else "f32"
+            results[limit_label].append(time_limit(xmls[source], feed(), warmup, precision=precision))
             say(f"  repeat {repeat + 1}/{args.repeats}  {limit_label:48s} {results[limit_label][-1]['fps']:6.2f} FPS")
 
     # single image latency, adapter overhead
@@ -402,12 +419,12 @@ def limit_of(row: str) -> str:
     """The inference-only limit a row is compared with: the same compiled model at the shape the row runs.
 
     A dynamic yolo_adapters model runs 16:9 frames at 640x384, like Ultralytics PyTorch; static models
-    (Ultralytics' export, ``dynamic=False``) run 640x640 squares; the INT8 row has its own model. The
+    (Ultralytics' export, ``dynamic=False``) run 640x640 squares; the INT8 and BF16 rows have their own. The
     decode-inclusive bound is compared with the limit of the model it runs, which shows what decoding costs."""
-    if row in (LIMIT_SQUARE, LIMIT_RECT, LIMIT_INT8):
+    if row in (LIMIT_SQUARE, LIMIT_RECT, *OWN_LIMITS.values()):
         return row
-    if row == THROUGHPUT_INT8:
-        return LIMIT_INT8
+    if row in OWN_LIMITS:
+        return OWN_LIMITS[row]
     rect = (row.startswith("yolo_adapters") and "static" not in row) or row == LIMIT_DECODE or "PyTorch" in row
     return LIMIT_RECT if rect else LIMIT_SQUARE
 
@@ -461,6 +478,13 @@ def render(report: dict[str, Any], command: str) -> str:
         lines.append(
             f"- INT8 / FP32 in this run (throughput mode, 640x384): end to end {fps[THROUGHPUT_INT8] / fps[THROUGHPUT]:.2f}x"
             f"{inference} (NNCF, calibrated on the bundled images; accuracy: docs/quantization.md)."
+        )
+    if THROUGHPUT_BF16 in fps:
+        lines.append(
+            f"- BF16 in this run: yolo_adapters (throughput, 640x384) {fps[THROUGHPUT_BF16]:.2f} FPS against Ultralytics' "
+            f"native OpenVINO as shipped (bf16 here, 640x640) {fps.get(NATIVE_AS_SHIPPED, float('nan')):.2f} FPS -> "
+            f"{fps[THROUGHPUT_BF16] / fps.get(NATIVE_AS_SHIPPED, float('nan')):.2f}x; against our FP32 "
+            f"{fps[THROUGHPUT_BF16] / fps.get(THROUGHPUT, float('nan')):.2f}x (agreement with FP32: docs/quantization.md)."
         )
     if "single_ratio" in extras:
         lines.append(
