@@ -187,10 +187,8 @@ def test_pose_int8_keeps_people_and_keypoints(checkpoints: dict, images: list[Pa
     assert agreement["mean_keypoint_px"] < 12.0
     assert agreement["min_box_iou"] > 0.9
     by_reason = report["quantization"]["kept_in_float_by_reason"]
-    if report["quantization"]["target"]["recipe"] == "no_vnni":  # the branch's 2 convolutions per level in float
-        assert by_reason["keypoint_branch"] == 6 and report["quantization"]["settings"]["keypoint_branch"] == "float"
-    else:
-        assert "keypoint_branch" not in by_reason
+    # every recipe keeps the keypoint branch's 2 convolutions per level in float
+    assert by_reason["keypoint_branch"] == 6 and report["quantization"]["settings"]["keypoint_branch"] == "float"
     # the worst person's own mean is reported beside the mean over everyone (docs/quantization.md: 640, 736x1280)
     assert agreement["worst_person_keypoint_px"] >= agreement["mean_keypoint_px"]
     assert agreement["worst_person"].startswith("c_zidane.jpg: person ")

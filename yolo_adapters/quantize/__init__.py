@@ -141,7 +141,7 @@ def int8_plan(plan: "ExportPlan", options: Mapping[str, Any], plugin: "BackendPl
     fast = bool(options.get("fast_bias_correction", False))
     key = (("data", images_digest(images, root, labels=True)), ("size", size), ("holdout", holdout),
            ("fast_bias_correction", fast), ("max_drop", max_drop), ("max_keypoint_px", max_keypoint_px),
-           ("tool", tool), ("scheme", 5))  # fmt: skip
+           ("tool", tool), ("scheme", 6))  # fmt: skip
     return dataclasses.replace(
         plan,
         extra=tuple(plan.extra) + ((_PLAN_KEY, key),),

@@ -151,15 +151,15 @@ def quantize_arguments(nncf: Any, fast: bool = False, recipe: str = "vnni") -> d
 # -- the target's instruction set ---------------------------------------------------------------------------
 #: The NNCF settings that differ by target (``quantize_arguments``), as the report shows them.
 RECIPES: dict[str, dict[str, Any]] = {
-    "vnni": {"model_type": "transformer", "overflow_fix": "first_layer_only", "keypoint_branch": "int8"},
+    "vnni": {"model_type": "transformer", "overflow_fix": "first_layer_only", "keypoint_branch": "float"},
     "no_vnni": {"model_type": "cnn (nncf default)", "overflow_fix": "first_layer_only", "keypoint_branch": "float"},
 }
 
 
 def keypoint_channels(info: Any, recipe: str) -> int | None:
     """The keypoint head's output channels (keypoints x dims) when ``recipe`` keeps a pose model's keypoint branch
-    in float, else None. On AVX2 the branch's convolutions carried a third of the keypoint error at the same anchor,
-    for about 10% of INT8's speed (docs/quantization.md); VNNI hosts keep their measured settings."""
+    in float, else None. On AVX2 and on an AMX Xeon alike the branch's convolutions carried a third of the keypoint
+    error at the same anchor, for 10% (AVX2) to 17% (AMX) of INT8's speed (docs/quantization.md)."""
     shape = getattr(info, "kpt_shape", None)
     if RECIPES[recipe]["keypoint_branch"] != "float" or (info.task or "detect") != "pose" or not shape:
         return None
