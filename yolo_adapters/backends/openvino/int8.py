@@ -266,7 +266,8 @@ def _quantize_with_accuracy_control(
         validations = len(values)  # NNCF's own: the FP32 model first, whose metric is values[0]
 
         def meets_limit(candidate: Any) -> tuple[bool, float]:
-            value = validate(core().compile_model(candidate, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}), range(len(images)))[0]
+            compiled = core().compile_model(candidate, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            value = validate(compiled, range(len(images)))[0]
             return values[0] - value <= max_drop, value
 
         quantized, weights = _validated_int8_weights(validated, meets_limit)
