@@ -26,6 +26,7 @@ def _runs(*fps: float) -> list[dict]:
 def report() -> dict:
     results = {
         "Ultralytics native OpenVINO (FP32)": _runs(30, 31, 29),
+        bench.NATIVE_AS_SHIPPED: _runs(40),
         bench.THROUGHPUT: _runs(50, 48, 52),
         "yolo_adapters openvino throughput, static 640x640": _runs(33),
         bench.THROUGHPUT_INT8: _runs(85, 90, 87.5),
@@ -33,6 +34,8 @@ def report() -> dict:
         bench.LIMIT_RECT: _runs(62.5),
         bench.LIMIT_DECODE: _runs(50),
         bench.LIMIT_INT8: _runs(125),
+        bench.THROUGHPUT_BF16: _runs(60),
+        bench.LIMIT_BF16: _runs(80),
     }
     extras = {"single_native_ms": 36.0, "single_adapter_ms": 30.0, "single_ratio": 1.2, "single_runs": 5}
     return {"results": results, "extras": extras, "machine": "test machine", "imgsz": 640, "frames": 100, "repeats": 3}
@@ -44,6 +47,7 @@ def test_rows_are_compared_with_their_own_model_and_shape(report: dict) -> None:
     assert table[bench.THROUGHPUT]["vs_limit"] == pytest.approx(50 / 62.5)  # dynamic 640x384 model, its limit
     assert table["yolo_adapters openvino throughput, static 640x640"]["vs_limit"] == pytest.approx(33 / 37.5)
     assert table[bench.THROUGHPUT_INT8]["vs_limit"] == pytest.approx(87.5 / 125)  # the INT8 model's own limit
+    assert table[bench.THROUGHPUT_BF16]["vs_limit"] == pytest.approx(60 / 80)  # the IR compiled bf16, its own limit
     assert table[bench.LIMIT_DECODE]["vs_limit"] == pytest.approx(50 / 62.5)  # what decoding costs the engine
     assert table[bench.LIMIT_RECT]["vs_limit"] == 1
     assert (table[bench.THROUGHPUT]["fps_min"], table[bench.THROUGHPUT]["fps_max"]) == (48, 52)
@@ -54,6 +58,7 @@ def test_render_states_the_decode_bound_and_int8_ratios(report: dict) -> None:
     assert "leave the engine 0.80x of its inference-only limit" in text
     assert f"{bench.THROUGHPUT} reaches 1.00x of that decode + letterbox + inference bound" in text
     assert "end to end 1.75x, inference only 2.00x" in text
+    assert "as shipped (bf16 here, 640x640) 40.00 FPS -> 1.50x; against our FP32 1.20x" in text
     assert "ratio 1.20 (native/ours; >= 0.98 wanted)" in text
 
 
