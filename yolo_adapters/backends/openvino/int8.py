@@ -159,7 +159,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 def keypoint_channels(info: Any, recipe: str) -> int | None:
     """The keypoint head's output channels (keypoints x dims) when ``recipe`` keeps a pose model's keypoint branch
     in float, else None. On AVX2 and on an AMX Xeon alike the branch's convolutions carried a third of the keypoint
-    error at the same anchor, for 10% (AVX2) to 17% (AMX) of INT8's speed (docs/quantization.md)."""
+    error at the same anchor, for about 10% (AVX2) to 20% (AMX) of INT8's speed (docs/quantization.md)."""
     shape = getattr(info, "kpt_shape", None)
     if RECIPES[recipe]["keypoint_branch"] != "float" or (info.task or "detect") != "pose" or not shape:
         return None
