@@ -250,48 +250,43 @@ def _quantize_with_accuracy_control(
     def transform(index: int) -> np.ndarray:  # a validation item as model input (NNCF ranks layers with it)
         return np.stack([preprocess(images[index], hw, task, info.stride or 32)] * batch)
 
-    def validate(compiled: Any, items: Iterable[int]) -> tuple[float, None]:
-        chosen = [images[int(i)] for i in items]
-        module = _compiled_adapter(compiled, info, fp32_xml)
-        value = float(labelled_metrics(module, chosen, task, plan.imgsz)[metric])
+    def measure(compiled: Any, chosen: Sequence[Path] = images) -> float:
+        return float(labelled_metrics(_compiled_adapter(compiled, info, fp32_xml), chosen, task, plan.imgsz)[metric])
+
+    def validate(compiled: Any, items: Iterable[int]) -> tuple[float, None]:  # NNCF's: counted
+        value = measure(compiled, [images[int(i)] for i in items])
         calls.update()
         values.append(value)
         return value, None
 
     max_drop = float(settings["max_drop"])
     try:
-        validated = _accuracy_control(
-            nncf, model, calibration, len(images), transform, validate, max_drop, settings, ignored, recipe
+        quantized, weights = _accuracy_control(
+            nncf, model, calibration, len(images), transform, validate, max_drop, settings, ignored, recipe,
+            measure, within=lambda value: values[0] - value <= max_drop,  # values[0]: NNCF validates FP32 first
         )
-        validations = len(values)  # NNCF's own: the FP32 model first, whose metric is values[0]
-
-        def meets_limit(candidate: Any) -> tuple[bool, float]:
-            compiled = core().compile_model(candidate, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-            value = validate(compiled, range(len(images)))[0]
-            return values[0] - value <= max_drop, value
-
-        quantized, weights = _validated_int8_weights(validated, meets_limit)
     finally:
         calls.close()
     control = {"max_drop": max_drop, "drop_type": "absolute", "metric": metric, "images": len(images),
-               "validations": validations, "fake_quantize_left": count_fake_quantize(quantized), **weights}  # fmt: skip
+               "validations": len(values), "fake_quantize_left": count_fake_quantize(quantized), **weights}  # fmt: skip
     return quantized, control
 
 
 def _accuracy_control(
     nncf: Any, model: Any, calibration: Any, items: int, transform: Any, validate: Any, max_drop: float,
-    settings: Mapping[str, Any], ignored: list[str], recipe: str,
-) -> Any:  # fmt: skip
+    settings: Mapping[str, Any], ignored: list[str], recipe: str, measure: Any, within: Any,
+) -> tuple[Any, dict[str, Any]]:  # fmt: skip
     """``nncf.quantize_with_accuracy_control`` with the recipe's settings and float scope, validating on ``items``
-    held-back images (``transform`` makes item i a model input, ``validate`` is NNCF's validation function).
-    Returns the model NNCF validated, its weights still fake-quantized floats (``_validated_int8_weights``)."""
+    held-back images (``transform`` makes item i a model input, ``validate`` is NNCF's validation function), then
+    the model to save (``_validated_int8_weights``: ``measure(compiled)`` is one whole validation, ``within(value)``
+    whether it meets the limit) and what its int8 weights measured."""
     from nncf.openvino.quantization.backend_parameters import BackendParameters
 
     arguments = quantize_arguments(nncf, fast=bool(settings.get("fast_bias_correction")), recipe=recipe)
     advanced = arguments.pop("advanced_parameters")
     advanced.backend_params[BackendParameters.COMPRESS_WEIGHTS] = False  # int8 weights: _validated_int8_weights
     arguments["advanced_quantization_parameters"] = advanced
-    return nncf.quantize_with_accuracy_control(
+    validated = nncf.quantize_with_accuracy_control(
         model,
         calibration_dataset=calibration,
         validation_dataset=nncf.Dataset(list(range(items)), transform),
@@ -302,23 +297,29 @@ def _accuracy_control(
         ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
         **arguments,
     )
+    return _validated_int8_weights(validated, measure, within)
 
 
-def _validated_int8_weights(validated: Any, meets_limit: Any) -> tuple[Any, dict[str, Any]]:
+def _compile_f32(model: Any) -> Any:
+    """A candidate compiled as NNCF validates it and as INT8 runs: f32 for whatever is not int8."""
+    return core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+
+
+def _validated_int8_weights(validated: Any, measure: Any, within: Any) -> tuple[Any, dict[str, Any]]:
     """The accuracy-controlled model to save, with int8 weights only if they still meet the limit.
 
     NNCF validates its candidates with fake-quantized float weights and stores the weights as int8 only after the
     last validation (OpenVINO's compress_quantize_weights). On an AMX host that step alone moved the same-anchor
     keypoint distance from 0.99 to 1.06 px (limit 1.0), so the limit held for a model that was not the one saved.
     The int8 weights are measured again; if they miss the limit, the model NNCF validated is saved as it is (about
-    3x the file size, 2% slower here). ``meets_limit(model)`` -> (within, value)."""
+    3x the file size, 2% slower here)."""
     from openvino._offline_transformations import compress_quantize_weights_transformation
 
     compressed = validated.clone()
     compress_quantize_weights_transformation(compressed)
-    within, value = meets_limit(compressed)
-    note = {"int8_weights": bool(within), "int8_weights_value": value}
-    return (compressed if within else validated), note
+    value = measure(_compile_f32(compressed))
+    kept = bool(within(value))
+    return (compressed if kept else validated), {"int8_weights": kept, "int8_weights_value": value}
 
 
 #: NNCF's accuracy control compares metrics, and computes a relative drop even when asked for an absolute one (a
@@ -340,7 +341,7 @@ def _quantize_with_keypoint_control(
                           "use max_drop with a labelled dataset instead.")  # fmt: skip
     hw = (int(shape[2]), int(shape[3]))
     inputs = [np.stack([preprocess(p, hw, task, info.stride or 32)] * int(shape[0])) for p in held]
-    fp32 = core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    fp32 = _compile_f32(model)
     references = [np.asarray(fp32(x)[0])[0] for x in inputs]
     chosen = [i for i, ref in enumerate(references)
               if same_anchor_keypoint_distance(ref, ref, len(info.names), info.kpt_shape) is not None]  # fmt: skip
@@ -352,30 +353,33 @@ def _quantize_with_keypoint_control(
     calls = tqdm(desc=f"yolo_adapters: accuracy control (keypoints on {len(chosen)} images)", unit="validation")
     seen: list[float] = []
 
-    def validate(compiled: Any, items: Iterable[int]) -> tuple[float, list[float]]:
-        values = []
+    def distances(compiled: Any, items: Iterable[int]) -> list[float]:
+        out = []
         for item in items:
             i = chosen[int(item)]
-            distance = same_anchor_keypoint_distance(references[i], np.asarray(compiled(inputs[i])[0])[0],
-                                                     len(info.names), info.kpt_shape)  # fmt: skip
-            values.append(_AGREEMENT_CEILING - float(distance or 0.0))
+            raw = np.asarray(compiled(inputs[i])[0])[0]
+            out.append(float(same_anchor_keypoint_distance(references[i], raw, len(info.names), info.kpt_shape) or 0))
+        return out
+
+    def measure(compiled: Any) -> float:
+        return float(np.mean(distances(compiled, range(len(chosen)))))
+
+    def validate(compiled: Any, items: Iterable[int]) -> tuple[float, list[float]]:  # NNCF's: counted
+        values = [_AGREEMENT_CEILING - d for d in distances(compiled, items)]
         calls.update()
         if len(values) == len(chosen):  # a whole validation (NNCF also calls it per image, to rank)
             seen.append(_AGREEMENT_CEILING - float(np.mean(values)))
         return float(np.mean(values)), values
 
-    def distance(candidate: Any) -> float:
-        compiled = core().compile_model(candidate, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        return _AGREEMENT_CEILING - validate(compiled, range(len(chosen)))[0]
-
     try:
-        validated = _accuracy_control(nncf, model, calibration, len(chosen), lambda item: inputs[chosen[item]],
-                                      validate, limit, settings, ignored, recipe)  # fmt: skip
-        validations = int(calls.n)  # NNCF's calls: whole validations, and one per image while it ranks quantizers
-        quantized, weights = _validated_int8_weights(validated, lambda m: ((d := distance(m)) <= limit, d))
-        after = weights["int8_weights_value"] if weights["int8_weights"] else distance(quantized)
+        quantized, weights = _accuracy_control(
+            nncf, model, calibration, len(chosen), lambda item: inputs[chosen[item]], validate, limit, settings,
+            ignored, recipe, measure, within=lambda distance: distance <= limit,
+        )
     finally:
         calls.close()
+    validations = int(calls.n)  # NNCF's calls: whole validations, and one per image while it ranks quantizers
+    after = weights["int8_weights_value"] if weights["int8_weights"] else measure(_compile_f32(quantized))
     control = {"max_keypoint_px": limit, "metric": "keypoint distance to FP32 at the same anchor, model-input px",
                "images": len(chosen), "validations": validations,
                # NNCF validates the FP32 model first (distance 0: the same outputs as the reference), then INT8
