@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from needs import require  # noqa: E402  (tests/needs.py: a skip under CI is a failure)
 

@@ -457,7 +457,7 @@ def render(report: dict[str, Any], command: str) -> str:
     table = summarise(report)
     extras = report["extras"]
     lines = [
-        f"| engine / mode | FPS (median) | FPS min-max | p50 ms/frame | p95 ms/frame | vs native OpenVINO | vs limit |",
+        "| engine / mode | FPS (median) | FPS min-max | p50 ms/frame | p95 ms/frame | vs native OpenVINO | vs limit |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in table:
