@@ -85,33 +85,10 @@ def time_stream(model: Any, source: str, imgsz: int, **kwargs: Any) -> dict[str,
 
 def time_limit(xml: Path, tensors: Iterable[np.ndarray], warmup: np.ndarray, hint: str = "THROUGHPUT",
                precision: str = "f32") -> dict[str, Any]:
-    """Inference-only throughput of the compiled model: an AsyncInferQueue fed ``tensors`` as fast as they come.
+    """Inference-only throughput of the compiled model on the CPU (``backends.openvino.timing.throughput``)."""
+    from .backends.openvino.timing import throughput
 
-    Given a list of pre-processed tensors, that is ``benchmark_app -hint throughput``; given ``letterboxed(...)``,
-    each frame is decoded and letterboxed just before it is queued, the least any pipeline over the video must do.
-    """
-    import openvino as ov
-
-    from .backends.openvino import core
-
-    compiled = core().compile_model(str(xml), "CPU", {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": precision})
-    jobs = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-    stamps: list[float] = []
-    infer_queue = ov.AsyncInferQueue(compiled, jobs)
-    infer_queue.set_callback(lambda request, userdata: stamps.append(time.perf_counter()))
-    for _ in range(jobs * 2):
-        infer_queue.start_async({0: warmup})
-    infer_queue.wait_all()
-    stamps.clear()
-    count = 0
-    start = time.perf_counter()
-    for x in tensors:
-        infer_queue.start_async({0: x})
-        count += 1
-    infer_queue.wait_all()
-    total = max(stamps) - start
-    gaps = np.diff([start, *sorted(stamps)]) * 1e3
-    return {"frames": count, "fps": count / total, "gaps": gaps.tolist(), "requests": jobs}
+    return throughput(xml, tensors, warmup, hint=hint, precision=precision)
 
 
 def letterboxed(video: Path, imgsz: int, stride: int = 32, rect: bool = False) -> Iterator[np.ndarray]:
