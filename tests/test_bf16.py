@@ -29,7 +29,7 @@ def compiled_with(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
 
     monkeypatch.setattr(ov_engine, "_compile", spy)
     monkeypatch.setattr(ov_engine, "_compiled", {})
-    monkeypatch.setattr(ov_engine, "_bf16_warned", set())
+    monkeypatch.setattr(ov_engine, "_warned", set())
     return configs
 
 

@@ -7,6 +7,7 @@
     yolo-adapters convert yolo11n-pose.pt --backend openvino --precision int8 --data IMAGES_DIR [--imgsz H W]
     yolo-adapters convert yolo11n-pose.pt --backend openvino --precision int8 --data DATASET --max-drop 0.01
     yolo-adapters convert yolo11n-pose.pt --backend openvino --precision int8 --data IMAGES_DIR --max-keypoint-px 1
+    yolo-adapters convert yolo11n-pose.pt --backend openvino --precision auto --data IMAGES_DIR  (fastest that agrees with FP32)
     yolo-adapters info [--json]
     yolo-adapters check yolo11n-pose.pt [--backend openvino ...] [--engine-model IR] [--source IMAGES] [--json]
     yolo-adapters cache list|clear [--json]
@@ -123,12 +124,16 @@ def cmd_convert(args: argparse.Namespace) -> int:
     device = backend.normalize_device(backend.name, str(options.get("device") or ""))
     options = backend.validate_options(options)
     artifact = resolve_artifact(args.model, backend, device, options)
-    if options.get("precision") == "int8":
+    if options.get("precision") in ("int8", "auto"):
         from .quantize import format_report, read_report
+        from .quantize.choice import format_choice, read_choice
 
         report = read_report(artifact)
         if report:
             print(format_report(report), file=sys.stderr)
+        choice = read_choice(artifact)
+        if choice:
+            print(format_choice(choice), file=sys.stderr)
     print(artifact)
     return 0
 
@@ -251,8 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--device", "-d")
     conv.add_argument("--imgsz", type=int, nargs="+")
     conv.add_argument("--batch", type=int)
-    conv.add_argument("--precision", choices=["fp32", "fp16", "int8", "bf16"])
-    conv.add_argument("--data", help="--precision int8: folder of calibration images (no labels needed), or a "
+    conv.add_argument("--precision", choices=["fp32", "fp16", "int8", "bf16", "auto"])
+    conv.add_argument("--data", help="--precision int8 or auto: folder of calibration images (no labels needed), or a "
                       "labelled YOLO dataset (data.yaml, or a folder with images/ and labels/) for mAP in the report")
     conv.add_argument("--max-drop", type=float, help="--precision int8 on openvino: accuracy-controlled quantization, "
                       "the task's mAP50-95 (top-1) on the labelled held-back images may drop by at most this much")

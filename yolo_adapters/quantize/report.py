@@ -107,13 +107,14 @@ def _engine_module(path: Path, plan: "ExportPlan", precision: str, plugin: "Back
 
 def agreement_report(
     reference: Path, candidate: Path, images: Sequence[Path], plan: "ExportPlan", task: str,
-    plugin: "BackendPlugin", conf: float = 0.25,
+    plugin: "BackendPlugin", conf: float = 0.25, precision: str = "int8",
 ) -> dict[str, Any]:  # fmt: skip
-    """INT8 vs FP32 on ``images`` through Ultralytics' predictor: matched detections, IoU, keypoints, masks, top-1;
-    for pose also the keypoint distance at the same anchor (``anchor_keypoint_px``)."""
+    """``candidate`` run at ``precision`` (INT8, or bf16 on the FP32 IR) vs FP32 on ``images`` through
+    Ultralytics' predictor: matched detections, IoU, keypoints, masks, top-1; for pose also the keypoint distance
+    at the same anchor (``anchor_keypoint_px``)."""
     runs, modules = [], []
     with quiet_ultralytics():
-        for path, precision in ((reference, "fp32"), (candidate, "int8")):
+        for path, precision in ((reference, "fp32"), (candidate, precision)):
             modules.append(_engine_module(path, plan, precision, plugin))
             predictor = _predictor(task, modules[-1], plan.imgsz)
             runs.append([predictor(source=str(p), stream=False)[0] for p in images])

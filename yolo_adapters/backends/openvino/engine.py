@@ -21,7 +21,7 @@ from ..base import Engine
 LOGGER = logging.getLogger("yolo_adapters")
 _core_lock = threading.Lock()
 _core: Any = None
-_bf16_warned: set[str] = set()
+_warned: set[str] = set()  # one warning line per (reason, device or artifact) per process
 _compiled: dict[tuple, Any] = {}  # compiled models shared by every predictor in the process
 
 
@@ -52,13 +52,30 @@ def inference_precision_bf16(device: str) -> str:
     plugin would itself ignore the bf16 hint and run f32 (2026.4, AVX2 host), silently."""
     if bf16_supported(device):
         return "bf16"
-    with _core_lock:
-        first = device not in _bf16_warned
-        _bf16_warned.add(device)
-    if first:
-        LOGGER.warning("yolo_adapters: precision='bf16' but OpenVINO's %s has no native bf16 (no AMX or "
-                       "AVX512-BF16): running FP32.", device)  # fmt: skip
+    _warn_once(f"bf16 {device}", "yolo_adapters: precision='bf16' but OpenVINO's %s has no native bf16 (no AMX or "
+               "AVX512-BF16): running FP32.", device)  # fmt: skip
     return "f32"
+
+
+def _warn_once(key: str, message: str, *args: Any) -> None:
+    with _core_lock:
+        first = key not in _warned
+        _warned.add(key)
+    if first:
+        LOGGER.warning(message, *args)
+
+
+def chosen_precision(artifact: Path) -> str:
+    """The precision ``precision="auto"`` chose for ``artifact``; an IR given as is (no choice beside it) runs as
+    FP32, said once in one line."""
+    from ...quantize.choice import read_choice
+
+    choice = read_choice(artifact)
+    if choice and choice.get("chosen") in ("fp32", "bf16", "int8"):
+        return str(choice["chosen"])
+    _warn_once(f"auto {artifact}", "yolo_adapters: precision='auto' chooses while converting a .pt; %s was given "
+               "as is and runs as FP32.", artifact)  # fmt: skip
+    return "fp32"
 
 
 class OpenVINOEngine(Engine):
@@ -67,11 +84,15 @@ class OpenVINOEngine(Engine):
     def __init__(self, artifact: Path, device: str, options: Mapping[str, Any]) -> None:
         super().__init__()
         config = {"PERFORMANCE_HINT": str(options.get("hint") or "latency").upper()}
-        if (options.get("precision") or "fp32") in ("fp32", "int8"):
+        precision = options.get("precision") or "fp32"
+        if precision == "auto":  # what the conversion chose (precision_choice.json beside the IR)
+            precision = chosen_precision(artifact)
+        self.precision = precision
+        if precision in ("fp32", "int8"):
             # CPUs with AMX/AVX512-BF16 default to bf16 inference, which moves scores by ~1e-2: fp32 means fp32.
             # INT8 too: its int8 layers stay int8, and the float-kept head must not drop to bf16 (2-4 px at 640).
             config["INFERENCE_PRECISION_HINT"] = "f32"
-        elif options.get("precision") == "bf16":
+        elif precision == "bf16":
             config["INFERENCE_PRECISION_HINT"] = inference_precision_bf16(device)
         compile_cache = options.get("compile_cache", True)
         if compile_cache:

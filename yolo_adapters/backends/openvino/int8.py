@@ -44,10 +44,11 @@ CONTROL_METRIC = {
 }  # fmt: skip
 
 
-def quantize_openvino(fp32_xml: Path, plan: "ExportPlan", plugin: "BackendPlugin") -> Path:
+def quantize_openvino(fp32_xml: Path, plan: "ExportPlan", plugin: "BackendPlugin", keep_fp32: bool = False) -> Path:
     """Quantize the FP32 IR at ``fp32_xml`` into a sibling ``*_int8_openvino_model/`` folder; returns its .xml.
 
-    The report goes next to it; the FP32 IR is removed afterwards (the cache keeps only what runs).
+    The report goes next to it; the FP32 IR is removed afterwards (the cache keeps only what runs) unless
+    ``keep_fp32`` (precision="auto" still has to time it against INT8).
     """
     plugin.quantizer_version()  # NNCF installed, or the error saying how to install it
     import nncf
@@ -119,7 +120,8 @@ def quantize_openvino(fp32_xml: Path, plan: "ExportPlan", plugin: "BackendPlugin
     }
     section = calibration_section(settings, root, calib_images, held, len(batches))
     int8_report(plugin, fp32_xml, int8_xml, plan, info, shape, section, held, quantization, control)
-    shutil.rmtree(fp32_dir, ignore_errors=True)
+    if not keep_fp32:
+        shutil.rmtree(fp32_dir, ignore_errors=True)
     return int8_xml
 
 

@@ -30,9 +30,11 @@ class OpenVINOPlugin(BackendPlugin):
         "config": (dict,),
         "compile_cache": (bool, str, Path),
         **QUANT_OPTIONS,  # precision="int8": calibration, calibration_size, holdout, max_drop... (yolo_adapters.quantize)
+        "tolerance": (dict, type(None)),  # precision="auto": bounds on agreement with FP32 (quantize.choice)
     }
-    # bf16: the FP32 IR (one cache entry with fp32), compiled with INFERENCE_PRECISION_HINT=bf16 (engine.py)
-    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8", "bf16")
+    # bf16: the FP32 IR (one cache entry with fp32), compiled with INFERENCE_PRECISION_HINT=bf16 (engine.py);
+    # auto: FP32, BF16 and INT8 measured on the calibration images, the fastest that agrees with FP32 kept (auto.py)
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8", "bf16", "auto")
 
     def missing_requirements(self) -> str | None:
         if importlib.util.find_spec("openvino") is None:
@@ -90,6 +92,10 @@ class OpenVINOPlugin(BackendPlugin):
             from .int8 import with_target  # the recipe depends on the CPU's ISA (VNNI or not): in the key
 
             plan = with_target(int8_plan(plan, options, self), device)
+        if plan.precision == "auto":  # FP32 export; candidates built, measured and chosen in finish_artifact
+            from .auto import auto_plan
+
+            plan = auto_plan(plan, options, self, device)
         return plan
 
     def fallback_plan(self, plan: ExportPlan) -> ExportPlan | None:
@@ -109,6 +115,10 @@ class OpenVINOPlugin(BackendPlugin):
             from .int8 import quantize_openvino  # NNCF is imported only when something is quantized
 
             artifact = quantize_openvino(artifact, plan, self)
+        elif plan.precision == "auto":
+            from .auto import choose_precision
+
+            artifact = choose_precision(artifact, plan, self)
         return artifact
 
     def check_device(self, device: str) -> None:

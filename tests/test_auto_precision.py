@@ -1,0 +1,167 @@
+"""precision="auto" on OpenVINO: FP32, BF16 (where the CPU has it) and INT8 built, compared with FP32 on held-back
+images and timed side by side; the fastest that meets the tolerances is kept, and the engine runs it as chosen."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import yolo_adapters
+from yolo_adapters.errors import OptionError
+from yolo_adapters.quantize import choice
+
+from needs import require  # noqa: E402  (tests/needs.py: a skip under CI is a failure)
+
+require("openvino")
+nncf = require("nncf")
+from ultralytics import YOLO  # noqa: E402
+
+from yolo_adapters.backends.openvino import engine as ov_engine  # noqa: E402
+
+# Boxes and confident people judged with the defaults; keypoints not judged, so that on every host a correct
+# INT8 can qualify (at 320 its keypoints move a few px: docs/quantization.md) and the choice is by speed.
+BOXES_ONLY = {"mean_keypoint_px": None, "worst_person_keypoint_px": None}
+AUTO = {"imgsz": 320, "precision": "auto", "calibration_size": 4, "holdout": 2, "fast_bias_correction": True,
+        "tolerance": BOXES_ONLY}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def people_dir(tmp_path_factory: pytest.TempPathFactory, images: list[Path]) -> Path:
+    """Six offline images with people in each: bus, zidane, flips and crops of them."""
+    import cv2
+
+    folder = tmp_path_factory.mktemp("auto_images")
+    bus, zidane = (cv2.imread(str(p)) for p in images)
+    for name, image in {"a_bus": bus, "b_bus_flip": bus[:, ::-1], "c_zidane": zidane, "d_zidane_crop": zidane[:, 200:1000],
+                        "e_zidane_flip": zidane[:, ::-1], "f_bus_crop": bus[100:900]}.items():  # fmt: skip
+        cv2.imwrite(str(folder / f"{name}.jpg"), image)
+    return folder
+
+
+def _run(checkpoint: Path, image: Path, backend: str = "openvino", **options) -> tuple:
+    yolo_adapters.activate(backend, **options)
+    model = YOLO(str(checkpoint))
+    result = model.predict(str(image), verbose=False)[0]
+    return result, model.predictor.model
+
+
+def _fake_quantize_ops(xml: Path) -> int:
+    import openvino as ov
+
+    return sum(op.get_type_name() == "FakeQuantize" for op in ov.Core().read_model(str(xml)).get_ops())
+
+
+# -- the judgement (pure) -----------------------------------------------------------------------------------
+def test_pick_is_the_fastest_that_meets_the_tolerances() -> None:
+    measured = {
+        "fp32": {"fps": 30.0, "shortfalls": []},
+        "bf16": {"fps": 60.0, "shortfalls": ["mean_keypoint_px 3.8 > 1.5"]},
+        "int8": {"fps": 45.0, "shortfalls": []},
+    }
+    assert choice.pick(measured) == "int8"
+    measured["int8"]["shortfalls"] = ["confident_recall 0.8 < 1"]
+    assert choice.pick(measured) == "fp32", "nothing else meets them: the reference"
+    measured["bf16"]["shortfalls"] = []
+    assert choice.pick(measured) == "bf16"
+    # within SPEED_MARGIN of the fastest, the more precise one wins
+    assert choice.pick({"fp32": {"fps": 50.0, "shortfalls": []}, "int8": {"fps": 51.0, "shortfalls": []}}) == "fp32"
+
+
+def test_shortfalls_name_each_figure_out_of_bounds() -> None:
+    tolerance = choice.tolerance_of({})
+    agreement = {"confident_recall": 1.0, "mean_box_iou": 0.99, "mean_keypoint_px": 3.55,
+                 "worst_person_keypoint_px": 11.1, "top1_agreement": None}  # fmt: skip
+    assert choice.shortfalls(agreement, tolerance) == ["mean_keypoint_px 3.55 > 1.5", "worst_person_keypoint_px 11.1 > 5"]
+    assert choice.shortfalls({**agreement, "mean_keypoint_px": 1.2, "worst_person_keypoint_px": 4.0}, tolerance) == []
+    assert choice.shortfalls({**agreement, "confident_recall": 0.75}, choice.tolerance_of({"tolerance": BOXES_ONLY})) == [
+        "confident_recall 0.75 < 1"
+    ]
+    assert choice.shortfalls(None, tolerance), "no measurement never qualifies"
+
+
+def test_tolerance_option_is_checked() -> None:
+    assert choice.tolerance_of({"tolerance": {"mean_keypoint_px": 3}})["mean_keypoint_px"] == 3.0
+    assert "worst_person_keypoint_px" not in choice.tolerance_of({"tolerance": {"worst_person_keypoint_px": None}})
+    with pytest.raises(OptionError, match="keypoint_distance is not an agreement figure.*mean_keypoint_px"):
+        choice.tolerance_of({"tolerance": {"keypoint_distance": 1}})
+    with pytest.raises(OptionError, match="must be a number"):
+        choice.tolerance_of({"tolerance": {"mean_box_iou": "high"}})
+
+
+def test_auto_needs_images_to_judge_on(pose_pt: Path, images: list[Path], tmp_path: Path) -> None:
+    with pytest.raises(OptionError, match="precision='auto' measures each precision against FP32.*calibration="):
+        _run(pose_pt, images[0], imgsz=320, precision="auto", cache_dir=str(tmp_path))
+    require("onnxruntime")
+    with pytest.raises(OptionError, match="precision='auto' is not supported by 'onnxruntime'"):
+        _run(pose_pt, images[0], "onnxruntime", precision="auto", calibration=str(tmp_path), cache_dir=str(tmp_path))
+    assert not list(tmp_path.rglob("*.xml")), "nothing exported before the options were checked"
+
+
+# -- the real thing --------------------------------------------------------------------------------------------
+def test_auto_keeps_the_fastest_that_agrees(pose_pt: Path, images: list[Path], people_dir: Path) -> None:
+    result, module = _run(pose_pt, images[0], calibration=str(people_dir), **AUTO)
+    recorded = choice.read_choice(module.artifact)
+    assert recorded is not None, "precision_choice.json beside the kept IR"
+    candidates = recorded["candidates"]
+    expected = {"fp32", "int8"} | ({"bf16"} if ov_engine.bf16_supported("CPU") else set())
+    assert set(candidates) == expected
+    assert all(c["fps"] > 0 and len(c["fps_rounds"]) == 2 for c in candidates.values()), "every candidate timed"
+    assert candidates["int8"]["agreement"]["confident_reference"] >= 1, "INT8 compared with FP32 on people"
+    assert recorded["chosen"] == choice.pick(candidates)
+    chosen = recorded["chosen"]
+    fastest = max(c["fps"] for c in candidates.values() if not c["shortfalls"])
+    assert candidates[chosen]["fps"] * choice.SPEED_MARGIN >= fastest and not candidates[chosen]["shortfalls"]
+
+    # the engine runs what was chosen: INT8 IR (FakeQuantize ops) or the FP32 IR, compiled f32 or bf16
+    assert module.engine.precision == chosen and module.engine.calls >= 1
+    assert (_fake_quantize_ops(Path(module.artifact)) > 0) is (chosen == "int8")
+    hint = str(module.engine.compiled.get_property("INFERENCE_PRECISION_HINT"))
+    assert ("bf16" in hint or "bfloat16" in hint) is (chosen == "bf16"), hint
+    entry = Path(module.artifact).parent.parent
+    assert [p.name for p in entry.glob("*_openvino_model")] == [Path(module.artifact).parent.name], "only the kept IR"
+    assert len(result.boxes) >= 4
+
+
+def test_auto_never_keeps_a_broken_int8(
+    pose_pt: Path, images: list[Path], people_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deliberately broken INT8 (its raw output halved: boxes shrink, scores fall under 0.5, FP32's people are
+    lost) is judged against FP32 like any candidate and left out, however fast it runs."""
+    from openvino import opset13 as ops
+
+    real = nncf.quantize
+
+    def broken(model, *args, **kwargs):
+        quantized = real(model, *args, **kwargs)
+        result = quantized.get_results()[0]
+        halved = ops.multiply(result.input_value(0), np.float32(0.5))
+        result.input(0).replace_source_output(halved.output(0))
+        quantized.validate_nodes_and_infer_types()
+        return quantized
+
+    monkeypatch.setattr(nncf, "quantize", broken)
+    _, module = _run(pose_pt, images[0], calibration=str(people_dir), cache_dir=str(tmp_path), **AUTO)
+    recorded = choice.read_choice(module.artifact)
+    misses = " ".join(recorded["candidates"]["int8"]["shortfalls"])
+    assert "confident_recall" in misses, misses
+    assert recorded["chosen"] != "int8" and module.engine.precision == recorded["chosen"]
+
+
+def test_auto_on_an_ir_given_as_is(pose_pt: Path, images: list[Path], tmp_path: Path, caplog) -> None:
+    """An IR given directly has no choice beside it: it runs FP32, said once; with a choice file, as chosen."""
+    _, fp32_module = _run(pose_pt, images[0], imgsz=320, cache_dir=str(tmp_path / "cache"))
+    ir = tmp_path / "given"
+    ir.mkdir()
+    for f in Path(fp32_module.artifact).parent.iterdir():
+        (ir / f.name).write_bytes(f.read_bytes())
+    xml = ir / Path(fp32_module.artifact).name
+    with caplog.at_level("WARNING", logger="yolo_adapters"):
+        _, module = _run(xml, images[0], imgsz=320, precision="auto", compile_cache=False)
+    assert module.engine.precision == "fp32"
+    assert any("was given as is and runs as FP32" in r.getMessage() for r in caplog.records)
+    (ir / choice.CHOICE_FILE).write_text(json.dumps({"chosen": "bf16"}))
+    _, module = _run(xml, images[1], imgsz=320, precision="auto", compile_cache=False)
+    assert module.engine.precision == "bf16"
