@@ -125,6 +125,25 @@ def test_auto_keeps_the_fastest_that_agrees(pose_pt: Path, images: list[Path], p
     assert len(result.boxes) >= 4
 
 
+def test_cli_convert_auto_prints_the_choice(
+    pose_pt: Path, people_dir: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same conversion from the CLI (cached by the test above when run in one process): one line per candidate
+    and the choice; ``cache list`` says what auto kept."""
+    from yolo_adapters.cli import main
+
+    argv = ["convert", str(pose_pt), "-b", "openvino", "--precision", "auto", "--data", str(people_dir), "--imgsz", "320",
+            "-o", "calibration_size=4", "-o", "holdout=2", "-o", "fast_bias_correction=True",
+            "-o", f"tolerance={BOXES_ONLY!r}"]  # fmt: skip
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    recorded = choice.read_choice(out.strip())
+    assert recorded is not None and f"precision='auto' chose {recorded['chosen']}" in err
+    assert all(f"  {name:5s}" in err for name in recorded["candidates"]) and "img/s" in err
+    assert main(["cache", "list"]) == 0
+    assert f"auto: {recorded['chosen']}" in capsys.readouterr().out
+
+
 def test_auto_never_keeps_a_broken_int8(
     pose_pt: Path, images: list[Path], people_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -160,6 +160,11 @@ def cmd_cache(args: argparse.Namespace) -> int:
     cache = ArtifactCache()
     if args.action == "list":
         rows = [describe_entry(e) for e in cache.entries()]
+        for row in rows:  # precision="auto": say what it kept
+            if row["precision"] == "auto":
+                from .quantize.choice import chosen_in
+
+                row["precision"] = f"auto: {chosen_in(Path(str(row['path']))) or '?'}"
         if args.json:
             print(json.dumps({"root": str(cache.root), "entries": rows}, indent=2))
             return 0

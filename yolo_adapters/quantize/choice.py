@@ -103,6 +103,12 @@ def read_choice(artifact: str | Path) -> dict[str, Any] | None:
         return None
 
 
+def chosen_in(entry: Path) -> str | None:
+    """What ``precision="auto"`` kept in a cache entry's folder (for ``yolo-adapters cache list``)."""
+    found = next(iter(sorted(entry.rglob(CHOICE_FILE))), None) if entry.is_dir() else None
+    return (read_choice(found) or {}).get("chosen") if found else None
+
+
 def format_choice(choice: Mapping[str, Any]) -> str:
     """The CLI's summary: one line per candidate (speed, tolerances met or what missed) and the choice."""
     lines = [f"precision='auto' chose {choice['chosen']} (the fastest meeting the tolerances on "

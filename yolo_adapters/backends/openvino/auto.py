@@ -69,7 +69,8 @@ def choose_precision(fp32_xml: Path, plan: "ExportPlan", plugin: "BackendPlugin"
     """Build, measure and judge the candidates; keep the chosen IR (the others are removed) and return it."""
     settings = plan_settings(plan)
     tolerance = dict(dict(dict(plan.extra)[AUTO_KEY])["tolerance"])
-    device = plan_target(plan)["device"]
+    target = plan_target(plan)
+    device = target["device"]
     info = read_artifact_info(fp32_xml)
     task = info.task or "detect"
     _, _, held = calibration_split(settings)
@@ -104,10 +105,11 @@ def choose_precision(fp32_xml: Path, plan: "ExportPlan", plugin: "BackendPlugin"
     choice = {
         "chosen": chosen,
         "device": device,
+        "isa": target["isa"],
         "tolerance": tolerance,
         "images": len(held),
         "timing": {"shape": list(shape), "seconds": TIMING_SECONDS, "rounds": TIMING_ROUNDS, "hint": "THROUGHPUT",
-                   "fps": "best round, compiled model, inference only"},  # fmt: skip
+                   "fps": "images/s of the compiled model, inference only, best round"},  # fmt: skip
         "candidates": candidates,
     }
     write_choice(kept.parent, choice)

@@ -81,6 +81,8 @@ def chosen_precision(artifact: Path) -> str:
 class OpenVINOEngine(Engine):
     """One compiled model (shared per process) and this predictor's own infer request."""
 
+    precision = "fp32"  # the precision asked for (fp32, fp16, int8, bf16); for precision="auto", the one chosen
+
     def __init__(self, artifact: Path, device: str, options: Mapping[str, Any]) -> None:
         super().__init__()
         config = {"PERFORMANCE_HINT": str(options.get("hint") or "latency").upper()}
