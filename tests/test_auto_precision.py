@@ -89,6 +89,12 @@ def test_tolerance_option_is_checked() -> None:
         choice.tolerance_of({"tolerance": {"keypoint_distance": 1}})
     with pytest.raises(OptionError, match="must be a number"):
         choice.tolerance_of({"tolerance": {"mean_box_iou": "high"}})
+    from yolo_adapters.backends.openvino import OpenVINOPlugin
+
+    with pytest.raises(OptionError, match="tolerance bounds what precision='auto' may keep.*'int8'"):
+        OpenVINOPlugin().validate_options({"precision": "int8", "tolerance": {"mean_keypoint_px": 3}})
+    with pytest.raises(OptionError, match="not an agreement figure"):  # before any export
+        OpenVINOPlugin().validate_options({"precision": "auto", "tolerance": {"keypoints": 3}})
 
 
 def test_auto_needs_images_to_judge_on(pose_pt: Path, images: list[Path], tmp_path: Path) -> None:
