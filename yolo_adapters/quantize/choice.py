@@ -8,11 +8,11 @@ the held-back images, through Ultralytics' predictor), so "meets the tolerances"
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import OptionError
+from .report import read_beside, write_beside
 
 #: Where ``precision="auto"`` records what it measured and chose, beside the chosen model.
 CHOICE_FILE = "precision_choice.json"
@@ -88,19 +88,12 @@ def pick(candidates: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def write_choice(folder: Path, choice: Mapping[str, Any]) -> Path:
-    path = folder / CHOICE_FILE
-    path.write_text(json.dumps(choice, indent=2, default=str))
-    return path
+    return write_beside(folder, CHOICE_FILE, choice)
 
 
 def read_choice(artifact: str | Path) -> dict[str, Any] | None:
     """The choice ``precision="auto"`` recorded beside ``artifact`` (an .xml or its folder); None without one."""
-    path = Path(artifact)
-    path = (path if path.is_dir() else path.parent) / CHOICE_FILE
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    return read_beside(artifact, CHOICE_FILE)
 
 
 def chosen_in(entry: Path) -> str | None:

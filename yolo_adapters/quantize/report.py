@@ -304,17 +304,26 @@ def person_keypoint_px(reference: Any, candidate: Any, pairs: Sequence[tuple[int
 
 
 def write_report(folder: Path, report: Mapping[str, Any]) -> Path:
-    path = folder / REPORT_FILE
-    path.write_text(json.dumps(report, indent=1, default=str))
-    return path
+    return write_beside(folder, REPORT_FILE, report)
 
 
 def read_report(artifact: str | Path) -> dict[str, Any] | None:
     """The quantization report saved beside an INT8 artifact (its folder or file), or None."""
+    return read_beside(artifact, REPORT_FILE)
+
+
+def write_beside(folder: Path, name: str, record: Mapping[str, Any]) -> Path:
+    """A JSON record (a report, precision="auto"'s choice) in the model's folder: it travels with the cache entry."""
+    path = folder / name
+    path.write_text(json.dumps(record, indent=1, default=str))
+    return path
+
+
+def read_beside(artifact: str | Path, name: str) -> dict[str, Any] | None:
+    """The JSON record ``name`` beside ``artifact`` (its folder or file); None when there is none or it is unreadable."""
     path = Path(artifact)
-    folder = path if path.is_dir() else path.parent
     try:
-        return json.loads((folder / REPORT_FILE).read_text())
+        return json.loads(((path if path.is_dir() else path.parent) / name).read_text())
     except (OSError, ValueError):
         return None
 
