@@ -128,7 +128,7 @@ def test_auto_keeps_the_fastest_that_agrees(pose_pt: Path, images: list[Path], p
     assert ("bf16" in hint or "bfloat16" in hint) is (chosen == "bf16"), hint
     entry = Path(module.artifact).parent.parent
     assert [p.name for p in entry.glob("*_openvino_model")] == [Path(module.artifact).parent.name], "only the kept IR"
-    assert len(result.boxes) >= 4
+    assert len(result.boxes) >= 1, "the kept model finds people on bus.jpg"
 
 
 def test_cli_convert_auto_prints_the_choice(
