@@ -80,6 +80,9 @@ def test_shortfalls_name_each_figure_out_of_bounds() -> None:
         "confident_recall 0.75 < 1"
     ]
     assert choice.shortfalls(None, tolerance), "no measurement never qualifies"
+    dense = {"min_pixel_agreement": 0.955, "mean_depth_diff": None, "confident_recall": None}
+    assert choice.shortfalls(dense, tolerance) == ["min_pixel_agreement 0.955 < 0.97"]
+    assert choice.shortfalls({"mean_depth_diff": 0.06, "max_depth_diff": 0.63}, tolerance) == ["mean_depth_diff 0.06 > 0.02"]
 
 
 def test_tolerance_option_is_checked() -> None:

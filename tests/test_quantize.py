@@ -12,6 +12,7 @@ import yolo_adapters
 from yolo_adapters.errors import OptionError
 from yolo_adapters.module import EngineModule
 
+from family_models import available, build_family_checkpoint  # noqa: E402
 from needs import require  # noqa: E402  (tests/needs.py: a skip under CI is a failure)
 
 require("openvino")
@@ -171,6 +172,35 @@ def test_every_task_quantizes(task: str, checkpoints: dict, images: list[Path], 
     assert module.engine.calls >= 1 and _runtime_int8_ops(module) > 10
     found = result.probs if task == "classify" else (result.obb if task == "obb" else result.boxes)
     assert found is not None and (task == "classify" or len(found) > 0)
+
+
+# YOLO26's dense tasks, where the installed Ultralytics has them (8.4.1xx): not collected elsewhere, as in test_families.
+DENSE = [task for task in ("semantic", "depth") if available("YOLO26", task) is None]
+
+
+@pytest.mark.parametrize("task", DENSE)
+def test_dense_tasks_quantize_and_report(
+    task: str, images: list[Path], calib_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Semantic and depth models (YOLO26) quantize, their report compares INT8 with FP32 pixel by pixel, and the INT8
+    model runs in Ultralytics' predictor (before: the report had no predictor for them and the conversion failed)."""
+    pt = build_family_checkpoint("YOLO26", task, tmp_path_factory.mktemp(f"int8_{task}"))
+    result = quantize.quantize_model(pt, calib_dir, **SMALL)
+    agreement = result.report["agreement"]
+    assert result.report["task"] == task and agreement["images"] == 1 and result.report["metrics"] is None
+    if task == "semantic":
+        assert 0.0 < agreement["min_pixel_agreement"] <= 1.0
+        assert "pixels with FP32's class, worst image" in quantize.format_report(result.report)
+    else:
+        assert 0.0 <= agreement["mean_depth_diff"] <= agreement["max_depth_diff"] < float("inf")
+        assert "depth difference, worst image: mean" in quantize.format_report(result.report)
+
+    yolo_adapters.activate("openvino", precision="int8", calibration=str(calib_dir), **SMALL)
+    model = YOLO(str(pt))
+    predicted = model.predict(str(images[0]), verbose=False)[0]
+    module = model.predictor.model
+    assert module.artifact == result.artifact and module.engine.calls >= 1 and _runtime_int8_ops(module) > 10
+    assert getattr(predicted, "semantic_mask" if task == "semantic" else "depth") is not None
 
 
 def test_pose_int8_keeps_people_and_keypoints(checkpoints: dict, images: list[Path], calib_dir: Path) -> None:

@@ -49,6 +49,7 @@ class Agreement:
     decided_mismatches: int = 0  # semantic: pixels whose reference margin is not a tie yet the class differs
     max_mismatch_margin: float = 0.0  # semantic: the largest reference margin among differing pixels (-1: unknown)
     max_depth_diff: float = 0.0  # depth: max |difference| / range of the reference map
+    mean_depth_diff: float = 0.0  # depth: mean |difference| / range (a reduced precision's error, not one pixel's)
 
     def failures(self, tol: Tolerances = DEFAULT_TOLERANCES) -> list[str]:
         """Human-readable reasons this agreement misses the tolerances (empty when it passes)."""
@@ -132,10 +133,11 @@ def compare_results(
     if task == "depth":
         ref_map, cand_map = reference.depth.data.float().cpu(), candidate.depth.data.float().cpu()
         if ref_map.shape != cand_map.shape:
-            out.max_depth_diff = float("inf")
+            out.max_depth_diff = out.mean_depth_diff = float("inf")
             return out
         span = float(ref_map.max() - ref_map.min()) or 1.0
         out.max_depth_diff = float((ref_map - cand_map).abs().max()) / span
+        out.mean_depth_diff = float((ref_map - cand_map).abs().mean()) / span
         return out
     if task == "classify":
         p_ref, p_cand = reference.probs.data.float().cpu(), candidate.probs.data.float().cpu()

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from ..module import EngineModule
 
 REPORT_FILE = "quantization_report.json"
+#: The tasks whose labelled metrics the report computes (Ultralytics' validators; classify: ClassifyMetrics).
+METRIC_TASKS = ("detect", "segment", "pose", "obb", "classify")
 
 
 def int8_report(
@@ -66,7 +68,7 @@ def _finish_report(
 ) -> None:
     """The agreement and (where the held-back images have labels) mAP sections of ``report``."""
     report["agreement"] = agreement_report(fp32, int8, held, plan, task, plugin) if held else None
-    images = labelled(held, task, info.names)
+    images = labelled(held, task, info.names) if task in METRIC_TASKS else []  # no validator wired for semantic/depth
     report["metrics"] = None
     if images:
         report["metrics"] = {"images": len(images), "validator": "ultralytics " + _ultralytics_version()}
@@ -88,6 +90,9 @@ def _predictor(task: str, module: Any, imgsz: Sequence[int]) -> Any:
         "detect": yolo.detect.DetectionPredictor, "segment": yolo.segment.SegmentationPredictor,
         "pose": yolo.pose.PosePredictor, "obb": yolo.obb.OBBPredictor, "classify": yolo.classify.ClassificationPredictor,
     }  # fmt: skip
+    if task in ("semantic", "depth"):  # YOLO26's dense tasks (Ultralytics >= 8.4.1xx, the only releases that have them)
+        module_ = yolo.semantic if task == "semantic" else yolo.depth
+        classes[task] = getattr(module_, "SemanticSegmentationPredictor" if task == "semantic" else "DepthPredictor")
     predictor = classes[task](overrides={"imgsz": list(imgsz), "verbose": False, "save": False, "conf": 0.25})
     predictor.model = module
     predictor.device = module.device
@@ -248,7 +253,8 @@ def summarize_agreement(reference: list, candidate: list, names: list[str], conf
              "confident_reference": 0, "confident_found": 0, "min_box_iou": None, "mean_box_iou": None,
              "max_score_diff": None, "mean_keypoint_px": None, "max_keypoint_px": None,
              "worst_person_keypoint_px": None, "worst_person": None, "worst_confident_person_keypoint_px": None,
-             "min_mask_iou": None,
+             "min_mask_iou": None, "min_pixel_agreement": None, "max_depth_diff": None,
+             "mean_depth_diff": None,
              "top1_agreement": None, "max_prob_diff": None, "unmatched": []}  # fmt: skip
     ious: list[float] = []
     kpt_sum, kpt_n, top1 = 0.0, 0, []
@@ -257,6 +263,13 @@ def summarize_agreement(reference: list, candidate: list, names: list[str], conf
         if agreement.task == "classify":
             top1.append(agreement.top1_agree)
             total["max_prob_diff"] = max(total["max_prob_diff"] or 0.0, agreement.max_prob_diff)
+            continue
+        if agreement.task == "semantic":  # share of pixels with FP32's class, the worst image
+            total["min_pixel_agreement"] = min(total["min_pixel_agreement"] or 1.0, agreement.pixel_agreement)
+            continue
+        if agreement.task == "depth":  # largest depth difference as a share of FP32's depth range, the worst image
+            total["max_depth_diff"] = max(total["max_depth_diff"] or 0.0, agreement.max_depth_diff)
+            total["mean_depth_diff"] = max(total["mean_depth_diff"] or 0.0, agreement.mean_depth_diff)
             continue
         total["reference_detections"] += agreement.reference
         total["candidate_detections"] += agreement.candidate
@@ -358,6 +371,11 @@ def format_report(report: Mapping[str, Any]) -> str:
         lines.append(f"INT8 vs FP32 on {a['images']} held-back images:")
         if a.get("top1_agreement") is not None:
             lines.append(f"  top-1 agreement {a['top1_agreement']:.1%}, max probability difference {a['max_prob_diff']:.4f}")
+        elif a.get("min_pixel_agreement") is not None:
+            lines.append(f"  pixels with FP32's class, worst image: {a['min_pixel_agreement']:.2%}")
+        elif a.get("max_depth_diff") is not None:
+            lines.append(f"  depth difference, worst image: mean {a.get('mean_depth_diff') or 0.0:.2%}, largest "
+                         f"{a['max_depth_diff']:.2%} of FP32's depth range")
         else:
             lines.append(f"  detections FP32 {a['reference_detections']}, INT8 {a['candidate_detections']}, "
                          f"matched {a['matched']}; FP32 conf>=0.5 found: {a['confident_found']}/{a['confident_reference']}")  # fmt: skip

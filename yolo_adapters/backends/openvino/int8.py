@@ -241,6 +241,11 @@ def _quantize_with_accuracy_control(
     """``nncf.quantize_with_accuracy_control`` with the settings above; its validation function is the task's
     metric (``CONTROL_METRIC``) from Ultralytics' validator on the labelled held-back images."""
     task = info.task or "detect"
+    if task not in CONTROL_METRIC:
+        raise OptionError(
+            f"max_drop controls a validator metric, and yolo_adapters wires none for {task} models "
+            f"(it does for {', '.join(CONTROL_METRIC)}): leave max_drop out; the report still compares INT8 with FP32."
+        )
     images = labelled(held, task, info.names)
     if not images:
         raise OptionError(f"max_drop needs labels for the held-back images ({len(held)}): give {LABELS_NEEDED}.")
