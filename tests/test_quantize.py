@@ -338,14 +338,19 @@ def test_head_found_in_onnx_route(checkpoints: dict) -> None:
 
 
 # -- the CLI ---------------------------------------------------------------------------------------------------
-def test_cli_convert_int8_prints_report(checkpoints: dict, calib_dir: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_convert_int8_prints_report(
+    checkpoints: dict, calib_dir: Path, capfd: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    """A fresh conversion (its own cache), captured at the file descriptors: stdout is the artifact path alone,
+    whatever NNCF logs or draws while it quantizes (``xml=$(yolo-adapters convert ...)`` works)."""
     from yolo_adapters.cli import main
 
     argv = ["convert", str(checkpoints["pose"]), "-b", "openvino", "--precision", "int8", "--data", str(calib_dir),
-            "--imgsz", "320", "-o", "calibration_size=4", "-o", "holdout=1"]  # fmt: skip
+            "--imgsz", "320", "-o", "calibration_size=4", "-o", "holdout=1", "-o", f"cache_dir={str(tmp_path)!r}"]  # fmt: skip
     assert main(argv) == 0
-    out, err = capsys.readouterr()
-    assert out.strip().endswith("_int8_openvino_model/model.xml")
+    out, err = capfd.readouterr()
+    assert len(out.strip().splitlines()) == 1, out[:500]
+    assert out.strip().endswith("_int8_openvino_model/model.xml") and out.startswith(str(tmp_path))
     assert "INT8 vs FP32 on 1 held-back images" in err and "mean keypoint distance" in err
     assert f"recipe {int8_target('CPU')['recipe']} for CPU {int8_target('CPU')['isa']}" in err
     assert "worst person's mean keypoint distance px" in err

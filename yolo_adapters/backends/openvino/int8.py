@@ -9,9 +9,12 @@ IR. ``nncf`` and ``openvino`` are imported inside the functions, and
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import shutil
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -75,23 +78,24 @@ def quantize_openvino(fp32_xml: Path, plan: "ExportPlan", plugin: "BackendPlugin
     fast = bool(settings.get("fast_bias_correction"))
     control = None
     try:
-        if settings.get("max_drop") is not None:
-            quantized, control = _quantize_with_accuracy_control(
-                nncf, model, nncf.Dataset(batches, feed), fp32_xml, info, held, shape, plan, settings, ignored,
-                target["recipe"],
-            )
-        elif settings.get("max_keypoint_px") is not None:
-            quantized, control = _quantize_with_keypoint_control(
-                nncf, model, nncf.Dataset(batches, feed), info, held, shape, settings, ignored, target["recipe"]
-            )
-        else:
-            quantized = nncf.quantize(
-                model,
-                nncf.Dataset(batches, feed),
-                **quantize_arguments(nncf, fast=fast, recipe=target["recipe"]),
-                subset_size=len(batches),
-                ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
-            )
+        with nncf_off_stdout():  # convert's stdout is the artifact path only
+            if settings.get("max_drop") is not None:
+                quantized, control = _quantize_with_accuracy_control(
+                    nncf, model, nncf.Dataset(batches, feed), fp32_xml, info, held, shape, plan, settings, ignored,
+                    target["recipe"],
+                )
+            elif settings.get("max_keypoint_px") is not None:
+                quantized, control = _quantize_with_keypoint_control(
+                    nncf, model, nncf.Dataset(batches, feed), info, held, shape, settings, ignored, target["recipe"]
+                )
+            else:
+                quantized = nncf.quantize(
+                    model,
+                    nncf.Dataset(batches, feed),
+                    **quantize_arguments(nncf, fast=fast, recipe=target["recipe"]),
+                    subset_size=len(batches),
+                    ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
+                )
     except OptionError:
         raise
     except Exception as exc:
@@ -123,6 +127,26 @@ def quantize_openvino(fp32_xml: Path, plan: "ExportPlan", plugin: "BackendPlugin
     if not keep_fp32:
         shutil.rmtree(fp32_dir, ignore_errors=True)
     return int8_xml
+
+
+@contextlib.contextmanager
+def nncf_off_stdout() -> Iterator[None]:
+    """NNCF logs an INFO line for every node it leaves unquantized and draws its progress bars on stdout, where
+    ``yolo-adapters convert`` prints only the artifact path (``xml=$(yolo-adapters convert ...)``). While it runs:
+    its log at WARNING, and its log and bars on stderr."""
+    logger = logging.getLogger("nncf")
+    level = logger.level
+    handlers = [h for h in logger.handlers if isinstance(h, logging.StreamHandler) and h.stream is not sys.stderr]
+    streams = [h.setStream(sys.stderr) for h in handlers]
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        logger.setLevel(level)
+        for handler, stream in zip(handlers, streams):
+            if stream is not None:
+                handler.setStream(stream)
 
 
 def quantize_arguments(nncf: Any, fast: bool = False, recipe: str = "vnni") -> dict[str, Any]:
