@@ -152,6 +152,14 @@ def test_cli_convert_auto_prints_the_choice(
     assert main(["cache", "list"]) == 0
     assert f"auto: {recorded['chosen']}" in capsys.readouterr().out
 
+    # `check` against PyTorch says which precision it compared (the same cached conversion)
+    options = {k: v for k, v in AUTO.items() if k != "imgsz"}
+    report = yolo_adapters.check(pose_pt, backends=["openvino"], imgsz=320, options={**options, "calibration": str(people_dir)},
+                                 progress=False)  # fmt: skip
+    (engine,) = report.engines
+    assert engine.chosen_precision == recorded["chosen"] and engine.artifact == out.strip()
+    assert f"(auto: {recorded['chosen']})" in engine.name and engine.engine_calls >= 1
+
 
 def test_auto_never_keeps_a_broken_int8(
     pose_pt: Path, images: list[Path], people_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -51,10 +51,11 @@ class EngineCheck:
     images: list[ImageCheck] = field(default_factory=list)
     engine_calls: int = 0  # inferences the engine ran (0 would mean PyTorch answered, not the engine)
     error: str | None = None  # the engine could not run at all
+    chosen_precision: str | None = None  # precision="auto": what the conversion kept (fp32, bf16, int8)
 
     @property
     def name(self) -> str:
-        return f"{self.backend}:{self.device}"
+        return f"{self.backend}:{self.device}" + (f" (auto: {self.chosen_precision})" if self.chosen_precision else "")
 
     @property
     def failures(self) -> list[str]:
@@ -133,6 +134,7 @@ class CheckReport:
                     "device": e.device,
                     "artifact": e.artifact,
                     "engine_calls": e.engine_calls,
+                    "chosen_precision": e.chosen_precision,
                     "error": e.error,
                     "passed": e.passed,
                     "summary": e.summary(),
@@ -460,10 +462,12 @@ def check(
             agreement = compare_results(expected, got, conf=conf, tol=tol, reference_margin=margin)
             report.images.append(ImageCheck(str(image), agreement, agreement.failures(tol)))
     bar.close()
-    for report, yolo, _ in engines:
+    for report, yolo, engine_options in engines:
         adapter = getattr(getattr(yolo, "predictor", None), "model", None)
         if isinstance(adapter, EngineModule):
             report.engine_calls = int(adapter.engine.calls)
+            if engine_options.get("precision") == "auto":  # say which precision was compared with PyTorch
+                report.chosen_precision = getattr(adapter.engine, "precision", None)
     return CheckReport(
         model=str(model_path),
         task=task,
