@@ -39,7 +39,7 @@ DEFAULT_TOLERANCE: dict[str, float] = {
 }
 
 #: Most to least precise: when two candidates that meet the tolerances run within ``SPEED_MARGIN`` of each other,
-#: the more precise one is chosen (a 3% difference is within what one short timing on a shared CPU can tell).
+#: the more precise one is chosen (one short timing on a shared CPU cannot tell a difference that small).
 PRECISION_ORDER = ("fp32", "fp16", "bf16", "int8")
 SPEED_MARGIN = 1.05
 

@@ -90,9 +90,11 @@ def _predictor(task: str, module: Any, imgsz: Sequence[int]) -> Any:
         "detect": yolo.detect.DetectionPredictor, "segment": yolo.segment.SegmentationPredictor,
         "pose": yolo.pose.PosePredictor, "obb": yolo.obb.OBBPredictor, "classify": yolo.classify.ClassificationPredictor,
     }  # fmt: skip
-    if task in ("semantic", "depth"):  # YOLO26's dense tasks (Ultralytics >= 8.4.1xx, the only releases that have them)
-        module_ = yolo.semantic if task == "semantic" else yolo.depth
-        classes[task] = getattr(module_, "SemanticSegmentationPredictor" if task == "semantic" else "DepthPredictor")
+    # YOLO26's dense tasks: looked up only for them (Ultralytics 8.4.1xx, the only releases that have them)
+    if task == "semantic":
+        classes["semantic"] = yolo.semantic.SemanticSegmentationPredictor
+    elif task == "depth":
+        classes["depth"] = yolo.depth.DepthPredictor
     predictor = classes[task](overrides={"imgsz": list(imgsz), "verbose": False, "save": False, "conf": 0.25})
     predictor.model = module
     predictor.device = module.device
@@ -119,8 +121,8 @@ def agreement_report(
     at the same anchor (``anchor_keypoint_px``)."""
     runs, modules = [], []
     with quiet_ultralytics():
-        for path, precision in ((reference, "fp32"), (candidate, precision)):
-            modules.append(_engine_module(path, plan, precision, plugin))
+        for path, mode in ((reference, "fp32"), (candidate, precision)):
+            modules.append(_engine_module(path, plan, mode, plugin))
             predictor = _predictor(task, modules[-1], plan.imgsz)
             runs.append([predictor(source=str(p), stream=False)[0] for p in images])
     total = summarize_agreement(runs[0], runs[1], [p.name for p in images], conf, match_detections, compare_results)
