@@ -125,6 +125,7 @@ def main() -> int:
 
     import yolo_adapters
     from yolo_adapters import bench
+    from yolo_adapters.backends.openvino.timing import throughput
     from yolo_adapters.assets import pose_weights, sample_images
 
     LOGGER.setLevel(logging.WARNING)
@@ -189,14 +190,14 @@ def main() -> int:
             finally:
                 undo()
             feed = letterboxed(decoded(kinds[label], source), args.imgsz, rect)
-            rows[label]["bound"].append(bench.time_limit(Path(xml), feed, warm)["fps"])
+            rows[label]["bound"].append(throughput(Path(xml), feed, warm)["fps"])
             print(f"  repeat {repeat + 1}: {label:38s} ours {rows[label]['ours'][-1]:6.2f}  native "
                   f"{rows[label]['native'][-1]:6.2f}  bound {rows[label]['bound'][-1]:6.2f} FPS", flush=True)  # fmt: skip
     print(f"\nMachine: {bench.machine()}")
     print(f"Command: python benchmarks/sources.py {' '.join(sys.argv[1:])}\n")
     if args.repeats:
         tensor = next(letterboxed([same[0]], args.imgsz, True))
-        inference_only = bench.time_limit(Path(xml), [tensor] * args.frames, warm)["fps"]
+        inference_only = throughput(Path(xml), [tensor] * args.frames, warm)["fps"]
         print("| source | yolo_adapters FPS | native OpenVINO FPS | decode + letterbox + inference bound FPS | vs native | vs bound |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
         for label, r in rows.items():

@@ -83,14 +83,6 @@ def time_stream(model: Any, source: str, imgsz: int, **kwargs: Any) -> dict[str,
     return {"frames": count, "fps": count / total, "gaps": gaps.tolist()}
 
 
-def time_limit(xml: Path, tensors: Iterable[np.ndarray], warmup: np.ndarray, hint: str = "THROUGHPUT",
-               precision: str = "f32") -> dict[str, Any]:
-    """Inference-only throughput of the compiled model on the CPU (``backends.openvino.timing.throughput``)."""
-    from .backends.openvino.timing import throughput
-
-    return throughput(xml, tensors, warmup, hint=hint, precision=precision)
-
-
 def letterboxed(video: Path, imgsz: int, stride: int = 32, rect: bool = False) -> Iterator[np.ndarray]:
     """The video's frames as the predictor feeds them, decoded one by one: letterboxed to imgsz (``rect``: the
     minimal stride-multiple rectangle a dynamic model gets, 640x384 for 16:9), RGB, NCHW float32 in 0..1."""
@@ -252,6 +244,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ULTRALYTICS_LOGGER.setLevel(logging.WARNING)
     import yolo_adapters
 
+    from .backends.openvino.timing import throughput  # the inference-only limit rows
+
     work = Path(args.workdir or tempfile.mkdtemp(prefix="yolo_adapters_bench_"))
     work.mkdir(parents=True, exist_ok=True)
     weights = Path(args.model or pose_weights())
@@ -350,7 +344,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if source not in xmls:
                 continue  # its row was skipped
             precision = "bf16" if limit_label == LIMIT_BF16 else "f32"
-            results[limit_label].append(time_limit(xmls[source], feed(), warmup, precision=precision))
+            results[limit_label].append(throughput(xmls[source], feed(), warmup, precision=precision))
             say(f"  repeat {repeat + 1}/{args.repeats}  {limit_label:48s} {results[limit_label][-1]['fps']:6.2f} FPS")
 
     # single image latency, adapter overhead

@@ -31,7 +31,7 @@ from ...quantize.choice import pick, shortfalls, tolerance_of, write_choice
 from ...quantize.report import agreement_report
 from .engine import bf16_supported, core
 from .int8 import plan_target, quantize_openvino, static_shape, with_target
-from .timing import throughput
+from .timing import compile_for_throughput, throughput
 
 if TYPE_CHECKING:
     from ..base import BackendPlugin, ExportPlan
@@ -120,13 +120,13 @@ def choose_precision(fp32_xml: Path, plan: "ExportPlan", plugin: "BackendPlugin"
 
 def _time_side_by_side(artifacts: Mapping[str, Path], tensors: list[np.ndarray], device: str) -> dict[str, list[float]]:
     """Throughput of each candidate, rounds alternating between them (so a busy moment hits them alike)."""
+    compiled = {name: compile_for_throughput(xml, precision=HINTS[name], device=device) for name, xml in artifacts.items()}
     fps: dict[str, list[float]] = {name: [] for name in artifacts}
     with tqdm(total=TIMING_ROUNDS * len(artifacts), desc="yolo_adapters: timing candidates", unit="run") as bar:
         for _ in range(TIMING_ROUNDS):
-            for name, xml in artifacts.items():
+            for name, model in compiled.items():
                 bar.set_postfix_str(name)
-                timed = throughput(xml, _for_seconds(tensors, TIMING_SECONDS), tensors[0], precision=HINTS[name],
-                                   device=device)  # fmt: skip
+                timed = throughput(model, _for_seconds(tensors, TIMING_SECONDS), tensors[0])
                 fps[name].append(timed["fps"] * len(tensors[0]))  # batches/s to images/s
                 bar.update()
     return fps

@@ -12,16 +12,22 @@ import numpy as np
 from .engine import core
 
 
-def throughput(xml: Path, tensors: Iterable[np.ndarray], warmup: np.ndarray, hint: str = "THROUGHPUT",
+def compile_for_throughput(xml: Path, hint: str = "THROUGHPUT", precision: str = "f32", device: str = "CPU") -> Any:
+    """``xml`` compiled as ``throughput`` measures it; ``precision`` is OpenVINO's INFERENCE_PRECISION_HINT
+    (f32, bf16, f16). Compile once and time it several times (``precision="auto"`` alternates rounds)."""
+    return core().compile_model(str(xml), device, {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": precision})
+
+
+def throughput(model: Any, tensors: Iterable[np.ndarray], warmup: np.ndarray, hint: str = "THROUGHPUT",
                precision: str = "f32", device: str = "CPU") -> dict[str, Any]:  # fmt: skip
-    """An AsyncInferQueue fed ``tensors`` as fast as they come, after a warm-up of two batches per request.
+    """An AsyncInferQueue on ``model`` (an IR path, compiled here with ``hint``/``precision``/``device``, or a model
+    from ``compile_for_throughput``) fed ``tensors`` as fast as they come, after two warm-up batches per request.
 
     Given a list of pre-processed tensors, that is ``benchmark_app -hint throughput``; given a generator that
-    decodes and letterboxes each frame just before it is queued, the least any pipeline over a video must do.
-    ``precision`` is OpenVINO's INFERENCE_PRECISION_HINT (f32, bf16, f16)."""
+    decodes and letterboxes each frame just before it is queued, the least any pipeline over a video must do."""
     import openvino as ov
 
-    compiled = core().compile_model(str(xml), device, {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": precision})
+    compiled = compile_for_throughput(model, hint, precision, device) if isinstance(model, (str, Path)) else model
     jobs = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     stamps: list[float] = []
     infer_queue = ov.AsyncInferQueue(compiled, jobs)
