@@ -65,7 +65,7 @@ def quantize_openvino(fp32_xml: Path, plan: "ExportPlan", plugin: "BackendPlugin
 
     model = core().read_model(str(fp32_xml))  # the process's one Core (its plugins are costly to load)
     shape = static_shape(model, plan)
-    keypoints = keypoint_channels(info, target["recipe"])
+    keypoints = keypoint_channels(info)
     batches, scope, ignored = calibration_inputs(model, calib_images, shape, task, info.stride or 32, keypoints)
 
     bar = tqdm(total=len(batches), desc="yolo_adapters: INT8 calibration", unit="batch")
@@ -117,7 +117,8 @@ def quantize_openvino(fp32_xml: Path, plan: "ExportPlan", plugin: "BackendPlugin
         "tool": f"nncf {nncf.__version__}",
         "preset": PRESET,
         "target": target,
-        "settings": {**RECIPES[target["recipe"]], "activation_ranges": "minmax", "fast_bias_correction": fast},
+        "settings": {**RECIPES[target["recipe"]], "activation_ranges": "minmax", "fast_bias_correction": fast,
+                     "keypoint_branch": "float" if keypoints else None},
         **kept_in_float(model, scope, ignored),
         "fake_quantize": quantizers,
         "quantizers": quantizers,
@@ -177,17 +178,17 @@ def quantize_arguments(nncf: Any, fast: bool = False, recipe: str = "vnni") -> d
 # -- the target's instruction set ---------------------------------------------------------------------------
 #: The NNCF settings that differ by target (``quantize_arguments``), as the report shows them.
 RECIPES: dict[str, dict[str, Any]] = {
-    "vnni": {"model_type": "transformer", "overflow_fix": "first_layer_only", "keypoint_branch": "float"},
-    "no_vnni": {"model_type": "cnn (nncf default)", "overflow_fix": "first_layer_only", "keypoint_branch": "float"},
+    "vnni": {"model_type": "transformer", "overflow_fix": "first_layer_only"},
+    "no_vnni": {"model_type": "cnn (nncf default)", "overflow_fix": "first_layer_only"},
 }
 
 
-def keypoint_channels(info: Any, recipe: str) -> int | None:
-    """The keypoint head's output channels (keypoints x dims) when ``recipe`` keeps a pose model's keypoint branch
-    in float, else None. On AVX2 and on an AMX Xeon alike the branch's convolutions carried a third of the keypoint
-    error at the same anchor, for about 10% (AVX2) to 20% (AMX) of INT8's speed (docs/quantization.md)."""
+def keypoint_channels(info: Any) -> int | None:
+    """A pose model's keypoint head output channels (keypoints x dims), whose branch stays in float on every target,
+    else None. On AVX2 and on an AMX Xeon alike the branch's convolutions carried a third of the keypoint error at the
+    same anchor, for about 10% (AVX2) to 20% (AMX) of INT8's speed (docs/quantization.md)."""
     shape = getattr(info, "kpt_shape", None)
-    if RECIPES[recipe]["keypoint_branch"] != "float" or (info.task or "detect") != "pose" or not shape:
+    if (info.task or "detect") != "pose" or not shape:
         return None
     return int(shape[0]) * int(shape[1])
 
