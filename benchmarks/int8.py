@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  run {run:7s}: FP32 persons conf>=0.5 {a['confident_reference']}, found by INT8 {a['confident_found']}; "
               f"mean keypoint distance {a['mean_keypoint_px']:.2f} px; worst person {a['worst_person_keypoint_px']:.2f} px "
               f"({a['worst_person']}), worst conf>=0.5 person {a['worst_confident_person_keypoint_px']:.2f} px; "
-              f"min box IoU {a['min_box_iou']:.3f}; same anchor before NMS {a.get('anchor_keypoint_px') or 0:.2f} px "
+              f"min box IoU {a['min_box_iou']:.3f}; same anchor before NMS {a.get('anchor_keypoint_px') or 0:.2f} px; "
+              f"OKS to FP32 mean {a['mean_person_oks']:.4f}, lowest conf>=0.5 person {a['min_confident_person_oks']:.4f} "
               f"-> {'meets' if meets else 'MISSES'} the targets "
               f"(mean <= {TARGET_MEAN_PX}, person <= {TARGET_PERSON_PX})")  # fmt: skip
 

@@ -223,11 +223,13 @@ def test_pose_int8_keeps_people_and_keypoints(checkpoints: dict, images: list[Pa
     assert agreement["worst_person_keypoint_px"] >= agreement["mean_keypoint_px"]
     assert agreement["worst_person"].startswith("c_zidane.jpg: person ")
     assert "worst person's mean keypoint distance px" in quantize.format_report(report)
+    assert 0.0 < agreement["min_confident_person_oks"] <= 1.0 and 0.0 < agreement["mean_person_oks"] <= 1.0
+    assert "keypoint similarity to FP32 (COCO OKS" in quantize.format_report(report)
 
 
 def test_agreement_reports_the_worst_person() -> None:
     """Two matched people, 1 px and 4 px off on every keypoint: mean 2.5 px, worst person 4 px (person 1, conf
-    0.4), worst confident person (conf >= 0.5) 1 px."""
+    0.4), worst confident person (conf >= 0.5) 1 px; the same in OKS against FP32."""
     import torch
     from ultralytics.engine.results import Results
 
@@ -246,6 +248,19 @@ def test_agreement_reports_the_worst_person() -> None:
     assert total["mean_keypoint_px"] == pytest.approx(2.5) and total["max_keypoint_px"] == pytest.approx(4.0)
     assert total["worst_person_keypoint_px"] == pytest.approx(4.0) and total["worst_person"] == "x.jpg: person 1"
     assert total["worst_confident_person_keypoint_px"] == pytest.approx(1.0)
+    # COCO's OKS with FP32 as the ground truth: exp(-d^2 / (2 * area * (2 sigma)^2)) averaged over the keypoints,
+    # area = box w x h x 0.53; person 0 (40x80 box) 1 px off, person 1 (50x80) 4 px off.
+    from ultralytics.utils.metrics import OKS_SIGMA
+
+    def coco_oks(d: float, w: float, h: float) -> float:
+        return float(np.mean(np.exp(-(d**2) / (2 * w * h * 0.53 * (2 * np.asarray(OKS_SIGMA)) ** 2))))
+
+    assert total["min_confident_person_oks"] == pytest.approx(coco_oks(1, 40, 80), rel=1e-5)
+    assert total["mean_person_oks"] == pytest.approx((coco_oks(1, 40, 80) + coco_oks(4, 50, 80)) / 2, rel=1e-5)
+    assert coco_oks(4, 50, 80) < 0.9 < coco_oks(1, 40, 80) < 1.0  # the comparison can tell the two apart
+    same = quantize.summarize_agreement([people((0, 0))], [people((0, 0))], ["x.jpg"], 0.25, match_detections,
+                                        compare_results)  # fmt: skip
+    assert same["mean_person_oks"] == pytest.approx(1.0) and same["min_confident_person_oks"] == pytest.approx(1.0)
 
 
 def test_same_anchor_keypoint_distance_is_the_quantization_error() -> None:

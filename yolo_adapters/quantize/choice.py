@@ -18,7 +18,8 @@ from .report import read_beside, write_beside
 CHOICE_FILE = "precision_choice.json"
 
 #: The agreement figures a tolerance can bound: those where higher is better (at least the value)...
-AT_LEAST = ("confident_recall", "mean_box_iou", "min_box_iou", "top1_agreement", "min_mask_iou", "min_pixel_agreement")
+AT_LEAST = ("confident_recall", "mean_box_iou", "min_box_iou", "top1_agreement", "min_mask_iou", "min_pixel_agreement",
+            "mean_person_oks", "min_confident_person_oks")
 #: ...and those where lower is better (at most the value). Keypoints in original-image pixels, after NMS.
 AT_MOST = ("mean_keypoint_px", "worst_person_keypoint_px", "max_score_diff", "anchor_keypoint_px", "max_depth_diff",
            "mean_depth_diff")

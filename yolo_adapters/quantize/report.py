@@ -250,16 +250,20 @@ def summarize_agreement(reference: list, candidate: list, names: list[str], conf
     keypoint distance), named by ``worst_person`` ("IMAGE: person I", I the FP32 detection's index): one person
     whose skeleton moved is visible there even when the many others pull the overall mean down;
     ``worst_confident_person_keypoint_px`` is the same over the people FP32 finds with conf >= 0.5 (below that,
-    FP32's own keypoints are unsure, and those people move most)."""
+    FP32's own keypoints are unsure, and those people move most). ``mean_person_oks`` and
+    ``min_confident_person_oks`` say the same in COCO's object keypoint similarity with FP32 as the ground truth
+    (``person_keypoint_oks``): pixels are relative to the person's size there, and INT8's keypoint error grows with
+    it (docs/quantization.md), so a close-up's 3 px and a small figure's 3 px read differently."""
     total = {"images": len(names), "reference_detections": 0, "candidate_detections": 0, "matched": 0,
              "confident_reference": 0, "confident_found": 0, "min_box_iou": None, "mean_box_iou": None,
              "max_score_diff": None, "mean_keypoint_px": None, "max_keypoint_px": None,
              "worst_person_keypoint_px": None, "worst_person": None, "worst_confident_person_keypoint_px": None,
+             "mean_person_oks": None, "min_confident_person_oks": None,
              "min_mask_iou": None, "min_pixel_agreement": None, "max_depth_diff": None,
              "mean_depth_diff": None,
              "top1_agreement": None, "max_prob_diff": None, "unmatched": []}  # fmt: skip
     ious: list[float] = []
-    kpt_sum, kpt_n, top1 = 0.0, 0, []
+    kpt_sum, kpt_n, top1, oks = 0.0, 0, [], []
     for ref, cand, name in zip(reference, candidate, names):
         agreement = compare(ref, cand, conf=conf)
         if agreement.task == "classify":
@@ -297,12 +301,19 @@ def summarize_agreement(reference: list, candidate: list, names: list[str], conf
                     if i in confident:
                         worst = total["worst_confident_person_keypoint_px"]
                         total["worst_confident_person_keypoint_px"] = max(worst or 0.0, person_px)
+                for i, person_oks in person_keypoint_oks(ref, cand, pairs):
+                    oks.append(person_oks)
+                    if i in confident:
+                        lowest = total["min_confident_person_oks"]
+                        total["min_confident_person_oks"] = min(1.0 if lowest is None else lowest, person_oks)
             if agreement.task == "segment":
                 total["min_mask_iou"] = min(total["min_mask_iou"] or 1.0, agreement.min_mask_iou)
     if ious:
         total["min_box_iou"], total["mean_box_iou"] = min(ious), sum(ious) / len(ious)
     if kpt_n:
         total["mean_keypoint_px"] = kpt_sum / kpt_n
+    if oks:
+        total["mean_person_oks"] = sum(oks) / len(oks)
     if top1:
         total["top1_agreement"] = sum(top1) / len(top1)
     if total["confident_reference"]:
@@ -316,6 +327,34 @@ def person_keypoint_px(reference: Any, candidate: Any, pairs: Sequence[tuple[int
         return []
     kr, kc = reference.keypoints.xy.float().cpu(), candidate.keypoints.xy.float().cpu()
     return [(int(i), float((kr[i] - kc[j]).norm(dim=-1).mean())) for i, j, _ in pairs]
+
+
+def person_keypoint_oks(reference: Any, candidate: Any, pairs: Sequence[tuple[int, int, float]]) -> list[tuple[int, float]]:
+    """(FP32 detection index, object keypoint similarity of the candidate's keypoints to FP32's) per matched person.
+
+    COCO's OKS through Ultralytics' ``kpt_iou``, as its pose validator scores a prediction against a label: FP32's
+    keypoints are the label (those FP32 itself gives conf >= 0.5 count, all when it gives no confidences), the
+    person's scale is FP32's box area x 0.53 (the validator's stand-in for a segment area), the sigmas COCO's for
+    17 keypoints, else equal ones. 1.0 is the same skeleton. A person with no such keypoint is left out."""
+    if reference.keypoints is None or candidate.keypoints is None or not pairs:
+        return []
+    import torch
+    from ultralytics.utils.metrics import OKS_SIGMA, kpt_iou
+
+    kr, kc = reference.keypoints, candidate.keypoints
+    count = int(kr.xy.shape[1])
+    visible = (kr.conf >= 0.5).float() if kr.conf is not None else torch.ones(kr.xy.shape[:2])
+    truth = torch.cat([kr.xy.float().cpu(), visible.cpu()[..., None]], dim=-1)
+    guess = torch.cat([kc.xy.float().cpu(), torch.ones(kc.xy.shape[:2])[..., None]], dim=-1)
+    wh = (reference.boxes.xyxy[:, 2:] - reference.boxes.xyxy[:, :2]).float().cpu()
+    sigma = OKS_SIGMA if count == 17 else np.ones(count) / count
+    out = []
+    for i, j, _ in pairs:
+        if not bool(truth[i, :, 2].any()):  # FP32 sure of none of this person's keypoints: nothing to compare
+            continue
+        area = wh[i].prod()[None] * 0.53
+        out.append((int(i), float(kpt_iou(truth[i : i + 1], guess[j : j + 1], area, sigma)[0, 0])))
+    return out
 
 
 def write_report(folder: Path, report: Mapping[str, Any]) -> Path:
@@ -393,6 +432,10 @@ def format_report(report: Mapping[str, Any]) -> str:
                     lines.append(f"  worst person's mean keypoint distance px: {a['worst_person_keypoint_px']:.4f} "
                                  f"({a['worst_person']}; FP32 conf>=0.5 only: "
                                  f"{a.get('worst_confident_person_keypoint_px') or 0.0:.4f})")  # fmt: skip
+                if key == "max_keypoint_px" and a.get("mean_person_oks") is not None:
+                    lines.append(f"  keypoint similarity to FP32 (COCO OKS, FP32 as ground truth): mean "
+                                 f"{a['mean_person_oks']:.4f}, lowest FP32 conf>=0.5 person "
+                                 f"{a['min_confident_person_oks'] if a.get('min_confident_person_oks') is not None else float('nan'):.4f}")  # fmt: skip
     metrics = report.get("metrics")
     if metrics:
         lines.append(f"accuracy on {metrics['images']} labelled held-back images (Ultralytics' validator):")
