@@ -23,7 +23,8 @@ Only images are needed (labels for ``max_drop`` and the mAP figures); with no ca
 any export (Ultralytics would download coco8).
 
 This package is the engine-neutral part, below the engine packages that use it: ``calibration`` (the images, their
-split and labels, the tensors), ``report`` (agreement, metrics, ``quantization_report.json``); this module holds the
+split and labels, the tensors), ``report`` (agreement, metrics, ``quantization_report.json``), ``choice`` and
+``auto`` (``precision="auto"``: the tolerances, the timing rounds, the kept choice); this module holds the
 options, the cache key and plan (``int8_plan``, ``plan_settings``) and ``quantize_model``, and re-exports the rest.
 Each engine's quantizer lives in its own package (``yolo_adapters.backends.<engine>.int8``). NNCF, OpenVINO, ONNX,
 ONNX Runtime and Ultralytics are imported only inside the functions that use them.

@@ -8,11 +8,17 @@ the held-back images, through Ultralytics' predictor), so "meets the tolerances"
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ..errors import OptionError
 from .report import read_beside, write_beside
+
+LOGGER = logging.getLogger("yolo_adapters")
+_warned_lock = threading.Lock()
+_warned: set[str] = set()  # models given as is to precision="auto", already said
 
 #: Where ``precision="auto"`` records what it measured and chose, beside the chosen model.
 CHOICE_FILE = "precision_choice.json"
@@ -100,6 +106,21 @@ def write_choice(folder: Path, choice: Mapping[str, Any]) -> Path:
 def read_choice(artifact: str | Path) -> dict[str, Any] | None:
     """The choice ``precision="auto"`` recorded beside ``artifact`` (an .xml or its folder); None without one."""
     return read_beside(artifact, CHOICE_FILE)
+
+
+def chosen_precision(artifact: str | Path, known: Sequence[str]) -> str:
+    """What an engine given ``precision="auto"`` runs ``artifact`` as: the recorded choice (one of ``known``); a
+    model given as is (no choice beside it) runs as FP32, said once per model in one line."""
+    chosen = (read_choice(artifact) or {}).get("chosen")
+    if chosen in known:
+        return str(chosen)
+    with _warned_lock:
+        first = str(artifact) not in _warned
+        _warned.add(str(artifact))
+    if first:
+        LOGGER.warning("yolo_adapters: precision='auto' chooses while converting a .pt; %s was given as is and runs "
+                       "as FP32.", artifact)  # fmt: skip
+    return "fp32"
 
 
 def chosen_in(entry: Path) -> str | None:

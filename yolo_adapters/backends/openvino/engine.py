@@ -65,19 +65,6 @@ def _warn_once(key: str, message: str, *args: Any) -> None:
         LOGGER.warning(message, *args)
 
 
-def chosen_precision(artifact: Path) -> str:
-    """The precision ``precision="auto"`` chose for ``artifact``; an IR given as is (no choice beside it) runs as
-    FP32, said once in one line."""
-    from ...quantize.choice import read_choice
-
-    choice = read_choice(artifact)
-    if choice and choice.get("chosen") in ("fp32", "bf16", "int8"):
-        return str(choice["chosen"])
-    _warn_once(f"auto {artifact}", "yolo_adapters: precision='auto' chooses while converting a .pt; %s was given "
-               "as is and runs as FP32.", artifact)  # fmt: skip
-    return "fp32"
-
-
 class OpenVINOEngine(Engine):
     """One compiled model (shared per process) and this predictor's own infer request."""
 
@@ -88,7 +75,9 @@ class OpenVINOEngine(Engine):
         config = {"PERFORMANCE_HINT": str(options.get("hint") or "latency").upper()}
         precision = options.get("precision") or "fp32"
         if precision == "auto":  # what the conversion chose (precision_choice.json beside the IR)
-            precision = chosen_precision(artifact)
+            from ...quantize.choice import chosen_precision
+
+            precision = chosen_precision(artifact, ("fp32", "bf16", "int8"))
         self.precision = precision
         if precision in ("fp32", "int8"):
             # CPUs with AMX/AVX512-BF16 default to bf16 inference, which moves scores by ~1e-2: fp32 means fp32.

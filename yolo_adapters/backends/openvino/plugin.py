@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 from ...errors import BackendUnavailableError, DeviceError, OptionError
 from ...quantize import QUANT_OPTIONS, int8_plan
-from ...quantize.choice import tolerance_of
+from ...quantize.auto import check_tolerance_option
 from ..base import BackendPlugin, Engine, ExportPlan
 from .convert import onnx_to_ir
 from .engine import OpenVINOEngine, core
@@ -66,13 +66,7 @@ class OpenVINOPlugin(BackendPlugin):
         hint = checked.get("hint")
         if hint is not None and hint.lower() not in _HINTS:
             raise OptionError(f"hint={hint!r} is not an OpenVINO performance hint; use one of {_HINTS}.")
-        if checked.get("tolerance") is not None:  # checked now, not after an export
-            if checked.get("precision") != "auto":
-                raise OptionError(
-                    "tolerance bounds what precision='auto' may keep; with precision="
-                    f"{checked.get('precision') or 'fp32'!r} nothing is chosen: add precision='auto' or leave it out."
-                )
-            tolerance_of(checked)
+        check_tolerance_option(checked)  # now, not after an export
         return checked
 
     accuracy_control = True  # nncf.quantize_with_accuracy_control (max_drop)
