@@ -104,9 +104,19 @@ def test_auto_needs_images_to_judge_on(pose_pt: Path, images: list[Path], tmp_pa
     with pytest.raises(OptionError, match="precision='auto' measures each precision against FP32.*calibration="):
         _run(pose_pt, images[0], imgsz=320, precision="auto", cache_dir=str(tmp_path))
     require("onnxruntime")
-    with pytest.raises(OptionError, match="precision='auto' is not supported by 'onnxruntime'"):
-        _run(pose_pt, images[0], "onnxruntime", precision="auto", calibration=str(tmp_path), cache_dir=str(tmp_path))
-    assert not list(tmp_path.rglob("*.xml")), "nothing exported before the options were checked"
+    with pytest.raises(OptionError, match="precision='auto' measures.*calibration=.*'fp32', 'fp16', 'int8'"):
+        _run(pose_pt, images[0], "onnxruntime", precision="auto", cache_dir=str(tmp_path))
+    two = tmp_path / "two"
+    two.mkdir()
+    for image in images:
+        (two / image.name).write_bytes(image.read_bytes())
+    with pytest.raises(OptionError, match="holdout must be >= 1"):
+        _run(pose_pt, images[0], "onnxruntime", precision="auto", calibration=str(two), holdout=0, cache_dir=str(tmp_path))
+    from yolo_adapters.backends.onnxruntime import ONNXRuntimePlugin
+
+    with pytest.raises(OptionError, match="tolerance bounds what precision='auto' may keep"):
+        ONNXRuntimePlugin().validate_options({"precision": "int8", "tolerance": {"mean_keypoint_px": 3}})
+    assert not list(tmp_path.rglob("*.xml")) and not list(tmp_path.rglob("*.onnx")), "nothing exported before the check"
 
 
 # -- the real thing --------------------------------------------------------------------------------------------
@@ -201,3 +211,72 @@ def test_auto_on_an_ir_given_as_is(pose_pt: Path, images: list[Path], tmp_path: 
     (ir / choice.CHOICE_FILE).write_text(json.dumps({"chosen": "bf16"}))
     _, module = _run(xml, images[1], imgsz=320, precision="auto", compile_cache=False)
     assert module.engine.precision == "bf16"
+
+
+# -- ONNX Runtime: FP32 or INT8 --------------------------------------------------------------------------------
+def _quantize_linear_nodes(path: Path) -> int:
+    import onnx
+
+    return sum(n.op_type == "QuantizeLinear" for n in onnx.load(str(path)).graph.node)
+
+
+def _fp16_weights(path: Path) -> bool:
+    import onnx
+
+    return any(t.data_type == onnx.TensorProto.FLOAT16 for t in onnx.load(str(path)).graph.initializer)
+
+
+def test_onnxruntime_auto_keeps_the_faster_that_agrees(
+    pose_pt: Path, images: list[Path], people_dir: Path, tmp_path: Path
+) -> None:
+    require("onnxruntime")
+    options = {k: v for k, v in AUTO.items() if k != "fast_bias_correction"}  # an NNCF option
+    result, module = _run(pose_pt, images[0], "onnxruntime", calibration=str(people_dir), cache_dir=str(tmp_path),
+                          **options)  # fmt: skip
+    recorded = choice.read_choice(module.artifact)
+    assert recorded is not None and recorded["provider"] == "CPUExecutionProvider"
+    candidates = recorded["candidates"]
+    assert set(candidates) == {"fp32", "fp16", "int8"}
+    assert all(c["fps"] > 0 and len(c["fps_rounds"]) == 2 for c in candidates.values()), "every candidate timed"
+    assert candidates["int8"]["agreement"]["confident_reference"] >= 1, "INT8 compared with FP32 on people"
+    assert candidates["fp16"]["agreement"]["confident_reference"] >= 1, "FP16 too"
+    assert recorded["chosen"] == choice.pick(candidates)
+    chosen = recorded["chosen"]
+    # the engine runs the kept file, and only that file is left: QDQ nodes iff INT8, FP16 weights iff FP16 was kept
+    assert module.engine.precision == chosen and module.engine.calls >= 1
+    assert (_quantize_linear_nodes(Path(module.artifact)) > 0) is (chosen == "int8")
+    assert _fp16_weights(Path(module.artifact)) is (chosen == "fp16")
+    assert [p.name for p in Path(module.artifact).parent.glob("*.onnx")] == [Path(module.artifact).name]
+    assert (Path(module.artifact).parent / "quantization_report.json").exists() is (chosen == "int8")
+    assert len(result.boxes) >= 1
+
+
+def test_onnxruntime_auto_never_keeps_a_broken_int8(
+    pose_pt: Path, images: list[Path], people_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ONNX Runtime's INT8 with its raw output halved is judged like any candidate and left out."""
+    require("onnxruntime")
+    import onnx
+    import onnxruntime.quantization as ort_quantization
+    from onnx import helper, numpy_helper
+
+    real = ort_quantization.quantize_static
+
+    def broken(model_input, model_output, *args, **kwargs):
+        real(model_input, model_output, *args, **kwargs)
+        model = onnx.load(str(model_output))
+        output = model.graph.output[0]
+        for node in model.graph.node:  # the producer of the output now writes a tensor that is halved
+            node.output[:] = [f"{o}_unhalved" if o == output.name else o for o in node.output]
+        model.graph.initializer.append(numpy_helper.from_array(np.array(0.5, np.float32), "half"))
+        model.graph.node.append(helper.make_node("Mul", [f"{output.name}_unhalved", "half"], [output.name]))
+        onnx.save(model, str(model_output))
+
+    monkeypatch.setattr(ort_quantization, "quantize_static", broken)
+    options = {k: v for k, v in AUTO.items() if k != "fast_bias_correction"}
+    _, module = _run(pose_pt, images[0], "onnxruntime", calibration=str(people_dir), cache_dir=str(tmp_path), **options)
+    recorded = choice.read_choice(module.artifact)
+    misses = " ".join(recorded["candidates"]["int8"]["shortfalls"])
+    assert "confident_recall" in misses, misses
+    assert recorded["chosen"] != "int8" and module.engine.precision == recorded["chosen"]
+    assert _quantize_linear_nodes(Path(module.artifact)) == 0

@@ -43,11 +43,18 @@ def _executor() -> Any:
 class ONNXRuntimeEngine(Engine):
     """One InferenceSession; its ``run`` is thread-safe, so predictor threads share it without a lock."""
 
+    precision = "fp32"  # the precision asked for (fp32, fp16, int8); for precision="auto", the one chosen
+
     def __init__(self, backend: "ONNXRuntimePlugin", artifact: Path, device: str, options: Mapping[str, Any]) -> None:
         super().__init__()
         import onnxruntime as ort
         from onnxruntime.capi import onnxruntime_pybind11_state as state
 
+        self.precision = options.get("precision") or "fp32"
+        if self.precision == "auto":  # what the conversion kept (precision_choice.json beside the file)
+            from ...quantize.choice import chosen_precision
+
+            self.precision = chosen_precision(artifact, ("fp32", "fp16", "int8"))
         providers = backend.resolve_providers(device, options)
         session_options = ort.SessionOptions()
         if options.get("intra_op_threads") is not None:

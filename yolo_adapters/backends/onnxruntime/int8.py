@@ -25,9 +25,10 @@ if TYPE_CHECKING:
     from ..base import BackendPlugin, ExportPlan
 
 
-def quantize_onnx(fp32_onnx: Path, plan: "ExportPlan", plugin: "BackendPlugin") -> Path:
+def quantize_onnx(fp32_onnx: Path, plan: "ExportPlan", plugin: "BackendPlugin", keep_fp32: bool = False) -> Path:
     """Quantize the FP32 ONNX file at ``fp32_onnx`` with ``onnxruntime.quantization.quantize_static`` (QDQ) into
-    ``model_int8.onnx`` beside it; returns its path. The report goes next to it; the FP32 file is removed."""
+    ``model_int8.onnx`` beside it; returns its path. The report goes next to it; the FP32 file is removed unless
+    ``keep_fp32`` (precision="auto" runs both)."""
     plugin.quantizer_version()  # onnx and onnxruntime installed, or the error saying so
     import onnx
     import onnxruntime
@@ -42,8 +43,7 @@ def quantize_onnx(fp32_onnx: Path, plan: "ExportPlan", plugin: "BackendPlugin") 
     if graph.name_nodes(model):  # an ignore list needs node names
         onnx.save(model, str(fp32_onnx))
     input_value = model.graph.input[0]
-    dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in input_value.type.tensor_type.shape.dim]
-    shape = tuple(int(d) if d > 0 else int(f) for d, f in zip(dims, (plan.batch, 3, *plan.imgsz)))
+    shape = static_shape(model, plan)
     batches, scope, ignored = calibration_inputs(model, calib_images, shape, task, info.stride or 32)
 
     bar = tqdm(total=len(batches), desc="yolo_adapters: INT8 calibration", unit="batch")
@@ -87,8 +87,16 @@ def quantize_onnx(fp32_onnx: Path, plan: "ExportPlan", plugin: "BackendPlugin") 
     }
     section = calibration_section(settings, root, calib_images, held, len(batches))
     int8_report(plugin, fp32_onnx, int8_onnx, plan, info, shape, section, held, quantization)
-    fp32_onnx.unlink(missing_ok=True)
+    if not keep_fp32:
+        fp32_onnx.unlink(missing_ok=True)
     return int8_onnx
+
+
+def static_shape(model: Any, plan: "ExportPlan") -> tuple[int, ...]:
+    """The ONNX model's input shape with its dynamic dimensions set from the plan (batch, 3, imgsz)."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    sizes = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in dims]
+    return tuple(int(d) if d > 0 else int(f) for d, f in zip(sizes, (plan.batch, 3, *plan.imgsz)))
 
 
 def onnx_quantize_arguments(QuantFormat: Any, QuantType: Any, CalibrationMethod: Any) -> dict[str, Any]:  # noqa: N803

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 from ...errors import BackendUnavailableError, DeviceError, OptionError
 from ...quantize import QUANT_OPTIONS, int8_plan
+from ...quantize.auto import check_tolerance_option
 from ..base import BackendPlugin, Engine, ExportPlan
 from .convert import ensure_fp16
 from .engine import DEVICE_MEMORY, LEVELS, ONNXRuntimeEngine
@@ -54,8 +55,10 @@ class ONNXRuntimePlugin(BackendPlugin):
         "fallback": (bool,),
         "opset": (int,),
         **QUANT_OPTIONS,  # precision="int8": calibration, calibration_size, holdout (yolo_adapters.quantize)
+        "tolerance": (dict, type(None)),  # precision="auto": bounds on agreement with FP32 (quantize.choice)
     }
-    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8")
+    # auto: FP32, FP16 and INT8 measured on the calibration images, the fastest that agrees with FP32 kept (auto.py)
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8", "auto")
 
     def missing_requirements(self) -> str | None:
         if importlib.util.find_spec("onnxruntime") is None:
@@ -93,6 +96,7 @@ class ONNXRuntimePlugin(BackendPlugin):
                 raise OptionError(f"{key}={checked[key]} must be >= 0 (0 lets ONNX Runtime choose).")
         if checked.get("opset") is not None and checked["opset"] < 7:
             raise OptionError(f"opset={checked['opset']} is not an ONNX opset Ultralytics exports to; use 11 or later.")
+        check_tolerance_option(checked)  # now, not after an export
         return checked
 
     def quantizer_version(self) -> str:
@@ -188,6 +192,10 @@ class ONNXRuntimePlugin(BackendPlugin):
         plan = self.make_plan("onnx", options, imgsz, batch, cpu=providers[0][0] == _CPU, extra=tuple(extra))
         if plan.precision == "int8":  # FP32 export, quantized with onnxruntime.quantization in finish_artifact
             plan = int8_plan(plan, options, self)
+        if plan.precision == "auto":  # FP32 export; candidates built, measured and chosen in finish_artifact
+            from .auto import auto_plan
+
+            plan = auto_plan(plan, options, self, device)
         return plan
 
     def finish_artifact(self, exported: Path, plan: ExportPlan) -> Path:
@@ -198,6 +206,10 @@ class ONNXRuntimePlugin(BackendPlugin):
             from .int8 import quantize_onnx  # onnxruntime.quantization is imported only when something is quantized
 
             artifact = quantize_onnx(artifact, plan, self)
+        elif plan.precision == "auto":
+            from .auto import choose_precision
+
+            artifact = choose_precision(artifact, plan, self)
         return artifact
 
     def load(self, artifact: Path, device: str, options: Mapping[str, Any]) -> Engine:
