@@ -94,10 +94,11 @@ def choose_precision(fp32_onnx: Path, plan: "ExportPlan", plugin: "ONNXRuntimePl
 
 
 def _session(path: Path, plugin: "ONNXRuntimePlugin", device: str) -> Any:
-    """An InferenceSession as the engine opens one by default (all graph optimisations, the device's providers)."""
+    """An InferenceSession as the engine opens one by default (all graph optimisations, the device's providers;
+    the CPU where the plan already fell back to it, ``fallback=True``)."""
     import onnxruntime as ort
 
-    return ort.InferenceSession(str(path), providers=plugin.resolve_providers(device, {}))
+    return ort.InferenceSession(str(path), providers=plugin.resolve_providers(device, {"fallback": True}))
 
 
 def _images_per_second(session: Any, tensors: list[Any]) -> float:
