@@ -60,6 +60,7 @@ def choose_precision(fp32_onnx: Path, plan: "ExportPlan", plugin: "ONNXRuntimePl
         ensure_fp16(fp16)
     except ConversionError as exc:  # an onnxruntime build without its float16 converter
         fp16.unlink(missing_ok=True)
+        LOGGER.warning("yolo_adapters: precision='auto' leaves FP16 out: %s", str(exc).splitlines()[0])
         candidates["fp16"] = {"agreement": None, "shortfalls": [f"not built: {str(exc).splitlines()[0]}"]}
     else:
         artifacts["fp16"] = fp16
