@@ -280,3 +280,25 @@ def test_onnxruntime_auto_never_keeps_a_broken_int8(
     assert "confident_recall" in misses, misses
     assert recorded["chosen"] != "int8" and module.engine.precision == recorded["chosen"]
     assert _quantize_linear_nodes(Path(module.artifact)) == 0
+
+
+def test_onnxruntime_auto_goes_on_without_int8(
+    pose_pt: Path, images: list[Path], people_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    """A quantizer that fails leaves INT8 out, said in one warning line; FP32 and FP16 still compete."""
+    require("onnxruntime")
+    import onnxruntime.quantization as ort_quantization
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("no calibration today")
+
+    monkeypatch.setattr(ort_quantization, "quantize_static", failing)
+    options = {k: v for k, v in AUTO.items() if k != "fast_bias_correction"}
+    with caplog.at_level("WARNING", logger="yolo_adapters"):
+        _, module = _run(pose_pt, images[0], "onnxruntime", calibration=str(people_dir), cache_dir=str(tmp_path),
+                         **options)  # fmt: skip
+    recorded = choice.read_choice(module.artifact)
+    assert recorded["candidates"]["int8"]["shortfalls"][0].startswith("not built: ")
+    assert "fps" not in recorded["candidates"]["int8"] and recorded["chosen"] in ("fp32", "fp16")
+    assert any("precision='auto' leaves INT8 out" in r.getMessage() for r in caplog.records)
+    assert module.engine.precision == recorded["chosen"]
