@@ -83,6 +83,11 @@ def test_shortfalls_name_each_figure_out_of_bounds() -> None:
     dense = {"min_pixel_agreement": 0.955, "mean_depth_diff": None, "confident_recall": None}
     assert choice.shortfalls(dense, tolerance) == ["min_pixel_agreement 0.955 < 0.97"]
     assert choice.shortfalls({"mean_depth_diff": 0.06, "max_depth_diff": 0.63}, tolerance) == ["mean_depth_diff 0.06 > 0.02"]
+    # keypoints judged by similarity instead of pixels (docs/quantization.md: close-ups)
+    by_oks = choice.tolerance_of({"tolerance": {"mean_keypoint_px": None, "worst_person_keypoint_px": None,
+                                                "min_confident_person_oks": 0.95}})  # fmt: skip
+    assert choice.shortfalls({**agreement, "min_confident_person_oks": 0.934}, by_oks) == ["min_confident_person_oks 0.934 < 0.95"]
+    assert choice.shortfalls({**agreement, "min_confident_person_oks": 0.988}, by_oks) == []
 
 
 def test_tolerance_option_is_checked() -> None:
