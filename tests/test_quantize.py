@@ -603,3 +603,16 @@ def test_graph_walk_is_the_same_on_onnx_and_openvino(checkpoints: dict) -> None:
     assert len(by_onnx["attention"]) == len(by_ov["attention"]) >= 3  # C2PSA: 2 MatMuls and a Softmax
     kinds = graph.count_kinds(onnx.load(str(onnx_file)), by_onnx["decode"])
     assert kinds["Convolution"] == 1 and {"Sigmoid", "Softmax", "Multiply", "Concat"} <= set(kinds)
+
+
+def test_agreement_keeps_a_zero_as_the_worst_image() -> None:
+    """A broken first image (no pixel with FP32's class) stays the worst, whatever the next images measure."""
+    from types import SimpleNamespace
+
+    measured = iter([0.0, 0.8, 0.95])
+
+    def compare(ref, cand, conf):  # noqa: ARG001  (summarize_agreement's compare signature)
+        return SimpleNamespace(task="semantic", pixel_agreement=next(measured))
+
+    total = quantize.summarize_agreement([None] * 3, [None] * 3, ["a", "b", "c"], 0.25, None, compare)
+    assert total["min_pixel_agreement"] == 0.0

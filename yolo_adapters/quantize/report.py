@@ -271,7 +271,7 @@ def summarize_agreement(reference: list, candidate: list, names: list[str], conf
             total["max_prob_diff"] = max(total["max_prob_diff"] or 0.0, agreement.max_prob_diff)
             continue
         if agreement.task == "semantic":  # share of pixels with FP32's class, the worst image
-            total["min_pixel_agreement"] = min(total["min_pixel_agreement"] or 1.0, agreement.pixel_agreement)
+            total["min_pixel_agreement"] = _lowest(total["min_pixel_agreement"], agreement.pixel_agreement)
             continue
         if agreement.task == "depth":  # largest depth difference as a share of FP32's depth range, the worst image
             total["max_depth_diff"] = max(total["max_depth_diff"] or 0.0, agreement.max_depth_diff)
@@ -304,10 +304,9 @@ def summarize_agreement(reference: list, candidate: list, names: list[str], conf
                 for i, person_oks in person_keypoint_oks(ref, cand, pairs):
                     oks.append(person_oks)
                     if i in confident:
-                        lowest = total["min_confident_person_oks"]
-                        total["min_confident_person_oks"] = min(1.0 if lowest is None else lowest, person_oks)
+                        total["min_confident_person_oks"] = _lowest(total["min_confident_person_oks"], person_oks)
             if agreement.task == "segment":
-                total["min_mask_iou"] = min(total["min_mask_iou"] or 1.0, agreement.min_mask_iou)
+                total["min_mask_iou"] = _lowest(total["min_mask_iou"], agreement.min_mask_iou)
     if ious:
         total["min_box_iou"], total["mean_box_iou"] = min(ious), sum(ious) / len(ious)
     if kpt_n:
@@ -319,6 +318,11 @@ def summarize_agreement(reference: list, candidate: list, names: list[str], conf
     if total["confident_reference"]:
         total["confident_recall"] = total["confident_found"] / total["confident_reference"]
     return total
+
+
+def _lowest(current: float | None, value: float) -> float:
+    """The running minimum of a figure that starts unset (None): an image at 0.0 stays the minimum."""
+    return value if current is None else min(current, value)
 
 
 def person_keypoint_px(reference: Any, candidate: Any, pairs: Sequence[tuple[int, int, float]]) -> list[tuple[int, float]]:
