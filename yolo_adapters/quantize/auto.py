@@ -78,9 +78,6 @@ def auto_facts(plan: "ExportPlan") -> dict[str, Any]:
     return facts
 
 
-def plan_tolerance(plan: "ExportPlan") -> dict[str, float]:
-    return auto_facts(plan)["tolerance"]
-
 
 def time_side_by_side(names: list[str], timed: Callable[[str], float]) -> dict[str, list[float]]:
     """``timed(name)`` (images/s of one round) for each candidate, ``TIMING_ROUNDS`` rounds alternating between

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 from ...errors import ConversionError
 from ...model_info import read_artifact_info
 from ...quantize import int8_plan, plan_settings, read_report
-from ...quantize.auto import (TIMING_ROUNDS, TIMING_SECONDS, check_auto_options, for_seconds, keep_choice,
-                              plan_tolerance, time_side_by_side, with_auto_key)  # fmt: skip
+from ...quantize.auto import (TIMING_ROUNDS, TIMING_SECONDS, auto_facts, check_auto_options, for_seconds, keep_choice,
+                              time_side_by_side, with_auto_key)  # fmt: skip
 from ...quantize.calibration import calibration_batches, calibration_split
 from ...quantize.choice import shortfalls
 from ...quantize.report import agreement_report
@@ -48,7 +48,7 @@ def auto_plan(plan: "ExportPlan", options: Mapping[str, Any], plugin: "BackendPl
 def choose_precision(fp32_xml: Path, plan: "ExportPlan", plugin: "BackendPlugin") -> Path:
     """Build, measure and judge the candidates; keep the chosen IR (the others are removed) and return it."""
     settings = plan_settings(plan)
-    tolerance = plan_tolerance(plan)
+    tolerance = auto_facts(plan)["tolerance"]
     target = plan_target(plan)
     device = target["device"]
     info = read_artifact_info(fp32_xml)
