@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from yolo_adapters import bench
-from yolo_adapters.bench import render, summarise
+from yolo_adapters.tools import bench
+from yolo_adapters.tools.bench import render, summarise
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

@@ -11,7 +11,7 @@ accuracy is measured twice: run with dynamic shapes (what ``activate(..., precis
 reshaped to the static --imgsz input; --static quantizes a static-shape model instead (``dynamic=False``).
 
 Accuracy: Ultralytics' predictor on each --eval image with the FP32 and the INT8 model (both through
-yolo_adapters), compared with yolo_adapters.parity: every FP32 person with conf >= 0.5 must be found by INT8; the
+yolo_adapters), compared with yolo_adapters.compare.parity: every FP32 person with conf >= 0.5 must be found by INT8; the
 mean keypoint distance over every matched keypoint, and the worst person's own mean (all matched people, and those
 FP32 finds with conf >= 0.5), in original-image pixels. Targets (issue 18): mean <= 1.5 px, worst person <= 5 px.
 Also the keypoint distance at the same anchor before NMS (the quantization error without NMS picking another of a
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from yolo_adapters.assets import pose_weights
+from yolo_adapters.core.assets import pose_weights
 
 TARGET_MEAN_PX, TARGET_PERSON_PX = 1.5, 5.0
 
@@ -182,10 +182,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from ultralytics.utils import ASSETS
 
-    from yolo_adapters import registry
+    from yolo_adapters.core import registry
     from yolo_adapters.backends.base import ExportPlan
     from yolo_adapters.quantize import agreement_report, format_report, quantize_model
-    from yolo_adapters.runtime import resolve_artifact
+    from yolo_adapters.integration.runtime import resolve_artifact
 
     model_path = args.model or str(pose_weights())
     eval_images = [Path(p) for p in (args.eval or [ASSETS / "bus.jpg", ASSETS / "zidane.jpg"])]

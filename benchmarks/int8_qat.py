@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     from ultralytics import YOLO
     from ultralytics.utils import ASSETS
 
-    from yolo_adapters.assets import pose_weights
+    from yolo_adapters.core.assets import pose_weights
     from yolo_adapters.backends.openvino.int8 import int8_target, quantize_arguments
     from yolo_adapters.quantize import find_images
 

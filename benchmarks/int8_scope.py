@@ -79,13 +79,13 @@ def main(argv: list[str] | None = None) -> int:
 
     nncf.set_log_level(logging.ERROR)  # its per-node lines would bury the table
 
-    from yolo_adapters import registry
-    from yolo_adapters.assets import pose_weights
+    from yolo_adapters.core import registry
+    from yolo_adapters.core.assets import pose_weights
     from yolo_adapters.backends.openvino.int8 import int8_target, quantize_arguments
     from yolo_adapters.backends.openvino.engine import core
     from yolo_adapters.quantize import find_images, float_scope
     from yolo_adapters.quantize.calibration import calibration_batches
-    from yolo_adapters.runtime import resolve_artifact
+    from yolo_adapters.integration.runtime import resolve_artifact
 
     hw = (args.imgsz[0], args.imgsz[-1])
     plugin = registry.get_backend("openvino")

@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray.data import DataContext
 
-    from yolo_adapters import assets
+    from yolo_adapters.core import assets
 
     model = args.model or str(assets.pose_weights(verify=True))
     cpus = os.cpu_count() or 1

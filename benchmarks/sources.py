@@ -34,7 +34,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 import cv2
 import yolo_adapters
 from ultralytics import YOLO
-from yolo_adapters.assets import pose_weights, sample_images
+from yolo_adapters.core.assets import pose_weights, sample_images
 
 def rss():
     with open("/proc/self/statm") as f:
@@ -124,9 +124,9 @@ def main() -> int:
     from ultralytics.utils import LOGGER
 
     import yolo_adapters
-    from yolo_adapters import bench
+    from yolo_adapters.tools import bench
     from yolo_adapters.backends.openvino.timing import throughput
-    from yolo_adapters.assets import pose_weights, sample_images
+    from yolo_adapters.core.assets import pose_weights, sample_images
 
     LOGGER.setLevel(logging.WARNING)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="yolo_adapters_sources_"))

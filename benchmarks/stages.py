@@ -42,8 +42,8 @@ def main() -> None:
     from ultralytics.utils import LOGGER
 
     import yolo_adapters
-    from yolo_adapters import bench
-    from yolo_adapters.assets import pose_weights
+    from yolo_adapters.tools import bench
+    from yolo_adapters.core.assets import pose_weights
 
     LOGGER.setLevel(logging.WARNING)
     if args.torch_threads:

@@ -40,7 +40,7 @@ def main() -> None:
     print(f"engine: {engine.format} on {engine.engine.providers[0]} ({engine.artifact}), {engine.engine.calls} run(s)")
     print(f"{len(torch_result.boxes)} people (PyTorch), {len(ort_result.boxes)} people (ONNX Runtime) in {args.image}")
 
-    from yolo_adapters.parity import compare_results
+    from yolo_adapters.compare.parity import compare_results
 
     agreement = compare_results(torch_result, ort_result)
     ref_points, ort_points = torch_result.keypoints.xy.tolist(), ort_result.keypoints.xy.tolist()

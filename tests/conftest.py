@@ -31,7 +31,7 @@ def stock_after_each_test():
     """Every test starts as a fresh process with the package installed does: nothing activated, device
     strings routed (the startup hook's passive patch layer)."""
     import yolo_adapters
-    from yolo_adapters import patching
+    from yolo_adapters.integration import patching
 
     yolo_adapters.deactivate()
     patching.install()

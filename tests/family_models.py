@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from yolo_adapters import assets
+from yolo_adapters.core import assets
 
 from models import legacy_ultralytics, recalibrate_batchnorm  # noqa: E402  (tests/models.py: the same recipe as the other test models)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from yolo_adapters import assets
+from yolo_adapters.core import assets
 
 YAML = {"detect": "yolo11n.yaml", "segment": "yolo11n-seg.yaml", "obb": "yolo11n-obb.yaml", "classify": "yolo11n-cls.yaml"}
 YAML_V8 = {

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 import yolo_adapters
-from yolo_adapters import patching
-from yolo_adapters.module import EngineModule
-from yolo_adapters.parity import compare_results
-from yolo_adapters.patching import installer
+from yolo_adapters.integration import patching
+from yolo_adapters.integration.module import EngineModule
+from yolo_adapters.compare.parity import compare_results
+from yolo_adapters.integration.patching import installer
 
 from needs import require  # noqa: E402  (tests/needs.py: a skip under CI is a failure)
 
@@ -111,7 +111,7 @@ def test_startup_hook_is_inert_and_import_is_light() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[] True", done.stderr
-    bare = "import sys; print('wrapt' in sys.modules, 'yolo_adapters.activation' in sys.modules)"
+    bare = "import sys; print('wrapt' in sys.modules, 'yolo_adapters.integration.activation' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", bare], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False False", done.stderr
 

@@ -22,7 +22,7 @@ import yolo_adapters
 from yolo_adapters.backends.ascend import AscendPlugin, atc_command, detect_soc, npu_count, tolerances
 from yolo_adapters.backends.ascend.precision import FP16_OUTPUT_TOLERANCES
 from yolo_adapters.errors import BackendUnavailableError, ConversionError, DeviceError, ModelFormatError, OptionError
-from yolo_adapters.parity import DEFAULT_TOLERANCES, compare_results
+from yolo_adapters.compare.parity import DEFAULT_TOLERANCES, compare_results
 from yolo_adapters.testing import emulate_ascend
 from yolo_adapters.testing.om_format import read_om
 
@@ -247,7 +247,7 @@ def test_atc_command_states_the_precision(tmp_path, chip, v2, options, expected)
 @pytest.mark.parametrize("chip", ["310P3", "310B4", "910B3"])
 @pytest.mark.parametrize("v2", [True, False])
 def test_fp32_and_fp16_never_compile_the_same(tmp_path, chip, v2):
-    from yolo_adapters.cache import make_key
+    from yolo_adapters.core.cache import make_key
 
     fp32_plan, fp32 = _plan_and_argv(tmp_path / "a", chip, v2, precision="fp32")
     fp16_plan, fp16 = _plan_and_argv(tmp_path / "b", chip, v2, precision="fp16")
@@ -370,7 +370,7 @@ def test_soc_from_npu_smi_option_and_env(emu, monkeypatch):
 
 # -- sessions: locking and teardown ------------------------------------------------------------------------
 def _load_engine(checkpoints, device="0", **options):
-    from yolo_adapters.runtime import resolve_artifact
+    from yolo_adapters.integration.runtime import resolve_artifact
 
     backend = AscendPlugin()
     options = backend.validate_options(options)
@@ -433,7 +433,7 @@ def test_older_ais_bench_api(tmp_path, checkpoints):
 
 # -- model files ------------------------------------------------------------------------------------------
 def _converted_om(checkpoints) -> Path:
-    from yolo_adapters.runtime import resolve_artifact
+    from yolo_adapters.integration.runtime import resolve_artifact
 
     backend = AscendPlugin()
     return resolve_artifact(str(checkpoints["detect"]), backend, "0", backend.validate_options({}))
@@ -479,7 +479,7 @@ def test_ultralytics_ascend_export_folder_runs_on_any_card(tmp_path, checkpoints
 
 
 def test_info_shows_the_precision_mode_of_cached_models(emu, checkpoints):
-    from yolo_adapters.info import collect_info, format_info
+    from yolo_adapters.tools.info import collect_info, format_info
 
     om = _converted_om(checkpoints)  # precision="fp32" on the emulated 310P3
     info = collect_info()
@@ -582,8 +582,8 @@ def test_torch_npu_route_hands_cpu_tensors_to_post_processing():
     """With torch_npu installed, `npu` stays Ultralytics' own route; its outputs reach NMS as host tensors."""
     import torch
 
-    from yolo_adapters.patching.wrappers import autobackend_wrapper
-    from yolo_adapters.module import NPUOutputsOnHost
+    from yolo_adapters.integration.patching.wrappers import autobackend_wrapper
+    from yolo_adapters.integration.module import NPUOutputsOnHost
 
     moved = []
 

@@ -154,7 +154,7 @@ def test_cli_convert_auto_prints_the_choice(
 ) -> None:
     """The same conversion from the CLI (cached by the test above when run in one process): one line per candidate
     and the choice; ``cache list`` says what auto kept."""
-    from yolo_adapters.cli import main
+    from yolo_adapters.tools.cli import main
 
     argv = ["convert", str(pose_pt), "-b", "openvino", "--precision", "auto", "--data", str(people_dir), "--imgsz", "320",
             "-o", "calibration_size=4", "-o", "holdout=2", "-o", "fast_bias_correction=True",

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from yolo_adapters import bench
+from yolo_adapters.tools import bench
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench as maintainers_bench  # noqa: E402  (benchmarks/bench.py: the reference run's docs bookkeeping)

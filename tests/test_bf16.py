@@ -80,7 +80,7 @@ def test_bf16_capability_is_openvinos_own(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_bf16_is_openvino_only() -> None:
-    from yolo_adapters import registry
+    from yolo_adapters.core import registry
 
     assert "bf16" in registry.get_backend("openvino").precisions
     pytest.importorskip("onnxruntime")
@@ -94,7 +94,7 @@ def test_bf16_on_this_cpu_agrees_with_fp32(
     """No injection: what this host really computes. With native bf16 (AMX, AVX512-BF16) the compiled model runs
     bf16, so its scores differ from FP32's (bf16 really ran) yet stay within bf16's error (every confident person
     found, boxes and scores close); without it, the FP32 fallback gives FP32's own results."""
-    from yolo_adapters.parity import Tolerances, compare_results
+    from yolo_adapters.compare.parity import Tolerances, compare_results
 
     native = ov_engine.bf16_supported("CPU")
     for image in images:

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from yolo_adapters.cache import ArtifactCache, make_key
+from yolo_adapters.core.cache import ArtifactCache, make_key
 
 BUILDER = """
 import sys, time
 from pathlib import Path
-from yolo_adapters.cache import ArtifactCache
+from yolo_adapters.core.cache import ArtifactCache
 
 root, key, log, delay = sys.argv[1], sys.argv[2], Path(sys.argv[3]), float(sys.argv[4])
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import yolo_adapters
-from yolo_adapters import cli
-from yolo_adapters.checker import _infer_backend, resolve_images
+from yolo_adapters.tools import cli
+from yolo_adapters.tools.check import _infer_backend, resolve_images
 
 
 def test_api_pose_matches_on_openvino_and_onnxruntime(pose_pt: Path) -> None:
@@ -74,8 +74,8 @@ def test_cli_fails_on_ir_from_different_weights(
     pose_pt: Path, mismatched_ir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     capsys.readouterr()
-    from yolo_adapters import registry
-    from yolo_adapters.runtime import resolve_artifact
+    from yolo_adapters.core import registry
+    from yolo_adapters.integration.runtime import resolve_artifact
 
     ir = resolve_artifact(mismatched_ir, registry.get_backend("openvino"), "CPU", {})  # the cached IR, no reconversion
     shipped = tmp_path / "shipped_openvino_model"

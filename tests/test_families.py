@@ -105,8 +105,8 @@ def test_corrupted_engine_model_fails_the_comparison(task: str, family_checkpoin
     """One convolution zeroed in the exported graph: ``check`` must fail for every task (the ONNX Runtime
     artifact the parity test converted, through the session cache)."""
     pytest.importorskip("onnx")
-    from yolo_adapters import registry
-    from yolo_adapters.runtime import resolve_artifact
+    from yolo_adapters.core import registry
+    from yolo_adapters.integration.runtime import resolve_artifact
 
     pt = family_checkpoint(MUTATION_FAMILY, task)
     artifact = resolve_artifact(pt, registry.get_backend("onnxruntime"), "cpu", {})
@@ -122,7 +122,7 @@ def test_corrupted_engine_model_fails_the_comparison(task: str, family_checkpoin
 
 # -- output layouts ------------------------------------------------------------------------------------------------
 def test_layouts_every_head_knows() -> None:
-    from yolo_adapters.model_info import ModelInfo
+    from yolo_adapters.core.model_info import ModelInfo
 
     def info(task: str, nc: int = 1, **meta) -> ModelInfo:
         base = {"task": task, "names": {i: str(i) for i in range(nc)}, **meta}
@@ -154,9 +154,9 @@ def test_unknown_layout_names_the_family_and_what_was_found(family_checkpoint, i
     import yaml
     from ultralytics import YOLO
 
-    from yolo_adapters import registry
+    from yolo_adapters.core import registry
     from yolo_adapters.errors import ModelFormatError
-    from yolo_adapters.runtime import resolve_artifact
+    from yolo_adapters.integration.runtime import resolve_artifact
 
     pt = family_checkpoint("RT-DETR", "detect")
     ir = resolve_artifact(pt, registry.get_backend("openvino"), "CPU", {})

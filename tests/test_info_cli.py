@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from yolo_adapters import cli, registry
+from yolo_adapters.tools import cli
+
+from yolo_adapters.core import registry
 from yolo_adapters.backends.base import BackendPlugin, ExportPlan
-from yolo_adapters.cache import ArtifactCache
+from yolo_adapters.core.cache import ArtifactCache
 
 
 def _info(capsys: pytest.CaptureFixture, *flags: str) -> str:
@@ -199,7 +201,7 @@ def test_cache_bad_action_exits_2(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_cache_list_shows_a_real_conversion(pose_pt: Path, capsys: pytest.CaptureFixture) -> None:
-    from yolo_adapters.convert import load_checkpoint, weights_digest
+    from yolo_adapters.integration.export import load_checkpoint, weights_digest
 
     assert cli.main(["convert", str(pose_pt), "--backend", "onnxruntime"]) == 0  # the session cache
     capsys.readouterr()

@@ -14,8 +14,8 @@ import torch
 import yolo_adapters
 from yolo_adapters.errors import BackendUnavailableError, DeviceError, ModelFormatError, OptionError
 from engine_checks import assert_engine_ran_not_pytorch
-from yolo_adapters.parity import DEFAULT_TOLERANCES, Tolerances, compare_results
-from yolo_adapters.module import EngineModule
+from yolo_adapters.compare.parity import DEFAULT_TOLERANCES, Tolerances, compare_results
+from yolo_adapters.integration.module import EngineModule
 
 from needs import require  # noqa: E402  (tests/needs.py: a skip under CI is a failure)
 
@@ -23,7 +23,7 @@ ort = require("onnxruntime")
 onnx = require("onnx")
 from ultralytics import YOLO  # noqa: E402
 
-from yolo_adapters.backends.onnxruntime import convert as ort_convert, plugin as ort_backend  # noqa: E402
+from yolo_adapters.backends.onnxruntime import fp16 as ort_convert, plugin as ort_backend  # noqa: E402
 
 TASKS = ("detect", "segment", "pose", "obb", "classify")
 CPU = "CPUExecutionProvider"
@@ -161,7 +161,7 @@ def test_provider_chain_and_device_id(monkeypatch: pytest.MonkeyPatch) -> None:
     cpu_plan = backend.export_plan("cpu", {}, (640, 640), 4)
     assert (cpu_plan.dynamic, cpu_plan.batch, cpu_plan.extra) == (True, 1, ())
     # FP16 is our own pass on an FP32 export: Ultralytics is never asked for half precision.
-    from yolo_adapters.convert import _exporter_args
+    from yolo_adapters.integration.export import _exporter_args
 
     fp16_plan = backend.export_plan("cpu", {"precision": "fp16"}, (640, 640), 1)
     exporter_args = _exporter_args(fp16_plan)

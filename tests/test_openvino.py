@@ -18,8 +18,8 @@ from yolo_adapters.errors import (
     UnknownBackendError,
 )
 from engine_checks import assert_engine_ran_not_pytorch
-from yolo_adapters.parity import compare_results
-from yolo_adapters.module import EngineModule
+from yolo_adapters.compare.parity import compare_results
+from yolo_adapters.integration.module import EngineModule
 
 from needs import require  # noqa: E402  (tests/needs.py: a skip under CI is a failure)
 
@@ -247,7 +247,7 @@ def test_no_route_to_openvino_is_one_error_naming_versions(
 ) -> None:
     import ultralytics
 
-    from yolo_adapters import registry
+    from yolo_adapters.core import registry
 
     _old_exporter(monkeypatch, ("openvino", "onnx"))
     yolo_adapters.activate("openvino", cache_dir=str(tmp_path / "cache"))

@@ -1,4 +1,4 @@
-"""The stream pipeline (yolo_adapters.pipeline): order, completeness, bounded memory, errors, abandonment, patching.
+"""The stream pipeline (yolo_adapters.integration.pipeline): order, completeness, bounded memory, errors, abandonment, patching.
 
 Nothing here is timed: speed is measured by `yolo-adapters bench` (docs/benchmarks.md), not asserted in tests.
 """
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import yolo_adapters
-from yolo_adapters import patching, pipeline
+from yolo_adapters.integration import patching, pipeline
 
 SIZE = (192, 128)  # video frame width, height: small, so 1000 frames decode and infer quickly
 BITS = 10  # frame index written as 10 black/white blocks: 1000 frames need 10 bits
@@ -217,8 +217,8 @@ def test_pipeline_patch_is_idempotent_reversible_and_version_checked() -> None:
     # wrapped), the engine swap stays on.
     import dataclasses
 
-    from yolo_adapters.patching import installer
-    from yolo_adapters.patching.targets import TARGETS
+    from yolo_adapters.integration.patching import installer
+    from yolo_adapters.integration.patching.targets import TARGETS
 
     target = next(t for t in TARGETS if t.optional)
     changed = dataclasses.replace(target, names=("_no_such_loader",))

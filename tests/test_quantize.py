@@ -10,7 +10,7 @@ import pytest
 
 import yolo_adapters
 from yolo_adapters.errors import OptionError
-from yolo_adapters.module import EngineModule
+from yolo_adapters.integration.module import EngineModule
 
 from family_models import available, build_family_checkpoint  # noqa: E402
 from needs import require  # noqa: E402  (tests/needs.py: a skip under CI is a failure)
@@ -101,7 +101,7 @@ def test_no_calibration_data_is_a_clear_error(
     with pytest.raises(OptionError, match="does not exist"):
         quantize.quantize_model(checkpoints["pose"], tmp_path / "missing", imgsz=320)
 
-    from yolo_adapters.cli import main
+    from yolo_adapters.tools.cli import main
 
     assert main(["convert", str(checkpoints["pose"]), "-b", "openvino", "--precision", "int8"]) == 2
 
@@ -109,9 +109,9 @@ def test_no_calibration_data_is_a_clear_error(
 def test_calibration_content_is_in_the_cache_key(calib_dir: Path, tmp_path: Path) -> None:
     import shutil
 
-    from yolo_adapters import registry
+    from yolo_adapters.core import registry
     from yolo_adapters.backends.base import ExportPlan
-    from yolo_adapters.cache import make_key
+    from yolo_adapters.core.cache import make_key
 
     plan = ExportPlan("openvino", (320, 320), 1, True, "int8")
     plugin = registry.get_backend("openvino")  # int8_plan takes the plugin since the layering (its quantizer's version)
@@ -233,7 +233,7 @@ def test_agreement_reports_the_worst_person() -> None:
     import torch
     from ultralytics.engine.results import Results
 
-    from yolo_adapters.parity import compare_results, match_detections
+    from yolo_adapters.compare.parity import compare_results, match_detections
 
     def people(shift: tuple[float, float]) -> Results:
         boxes = torch.tensor([[10, 10, 50, 90, 0.9, 0], [100, 10, 150, 90, 0.4, 0]], dtype=torch.float32)
@@ -293,9 +293,9 @@ def test_same_anchor_keypoint_distance_is_the_quantization_error() -> None:
 def test_the_cpu_isa_picks_the_recipe_and_enters_the_cache_key(calib_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """VNNI CPUs (AMX, AVX512-VNNI, AVX-VNNI) keep the transformer placement; AVX2 and AVX-512 without VNNI get
     the no_vnni recipe; each ISA level converts separately (a cache shared by different hosts stays right)."""
-    from yolo_adapters import registry
+    from yolo_adapters.core import registry
     from yolo_adapters.backends.openvino import int8
-    from yolo_adapters.cache import make_key
+    from yolo_adapters.core.cache import make_key
 
     plugin = registry.get_backend("openvino")
     options = plugin.validate_options({"precision": "int8", "calibration": str(calib_dir)})
@@ -337,8 +337,8 @@ def test_head_found_in_onnx_route(checkpoints: dict) -> None:
     """The ignored scope comes from the graph, so an ONNX -> OpenVINO conversion (other node names) works too."""
     import openvino as ov
 
-    from yolo_adapters import registry
-    from yolo_adapters.runtime import resolve_artifact
+    from yolo_adapters.core import registry
+    from yolo_adapters.integration.runtime import resolve_artifact
 
     require("onnxruntime")
     backend = registry.get_backend("onnxruntime")
@@ -358,7 +358,7 @@ def test_cli_convert_int8_prints_report(
 ) -> None:
     """A fresh conversion (its own cache), captured at the file descriptors: stdout is the artifact path alone,
     whatever NNCF logs or draws while it quantizes (``xml=$(yolo-adapters convert ...)`` works)."""
-    from yolo_adapters.cli import main
+    from yolo_adapters.tools.cli import main
 
     argv = ["convert", str(checkpoints["pose"]), "-b", "openvino", "--precision", "int8", "--data", str(calib_dir),
             "--imgsz", "320", "-o", "calibration_size=4", "-o", "holdout=1", "-o", f"cache_dir={str(tmp_path)!r}"]  # fmt: skip
@@ -386,7 +386,7 @@ def test_max_drop_without_labels_is_a_clear_error(
         quantize.quantize_model(checkpoints["pose"], calib_dir, imgsz=320, max_drop=0.01)
     with pytest.raises(OptionError, match="max_drop.*openvino"):
         quantize.quantize_model(checkpoints["pose"], calib_dir, backend="onnxruntime", imgsz=320, max_drop=0.01)
-    from yolo_adapters.cli import main
+    from yolo_adapters.tools.cli import main
 
     argv = ["convert", str(checkpoints["pose"]), "-b", "openvino", "--precision", "int8", "--data", str(calib_dir),
             "--max-drop", "0.01"]  # fmt: skip
@@ -480,7 +480,7 @@ def test_keypoint_accuracy_control_is_for_pose_on_openvino(checkpoints: dict, ca
 
 def test_map_in_report_only_with_labels(pose_pt: Path, tiny_pose_dataset: Path, calib_dir: Path, capsys) -> None:
     """A folder with images/ and labels/ gives FP32 and INT8 box and pose mAP; the same images unlabelled do not."""
-    from yolo_adapters.cli import main
+    from yolo_adapters.tools.cli import main
 
     argv = ["convert", str(pose_pt), "-b", "onnxruntime", "--precision", "int8", "--data", str(tiny_pose_dataset.parent),
             "--imgsz", "320"]  # fmt: skip
@@ -530,7 +530,7 @@ def _assert_qdq_outside_head(path: Path) -> None:
     the head-output convolutions keep float weights."""
     import onnx
 
-    from yolo_adapters import graph
+    from yolo_adapters.quantize import graph
 
     model = onnx.load(str(path))
     nodes = list(model.graph.node)
@@ -587,8 +587,10 @@ def test_graph_walk_is_the_same_on_onnx_and_openvino(checkpoints: dict) -> None:
     import onnx
     import openvino as ov
 
-    from yolo_adapters import graph, registry
-    from yolo_adapters.runtime import resolve_artifact
+    from yolo_adapters.quantize import graph
+
+    from yolo_adapters.core import registry
+    from yolo_adapters.integration.runtime import resolve_artifact
 
     require("onnxruntime")
     backend = registry.get_backend("onnxruntime")

@@ -22,7 +22,7 @@ from needs import require  # noqa: E402  (tests/needs.py: under CI a missing ray
 
 ray = require("ray", extra="ray,test")
 
-from yolo_adapters.parity import DEFAULT_TOLERANCES, compare_results  # noqa: E402
+from yolo_adapters.compare.parity import DEFAULT_TOLERANCES, compare_results  # noqa: E402
 
 IMGSZ = 320
 JOB_TIMEOUT = 150.0  # seconds; a job that takes longer is stuck (starved), not slow
@@ -119,7 +119,7 @@ def _check_parity(rows: list[dict], reference: dict[str, object], names: dict) -
 
 # -- cheap unit tests (no Ray job) ------------------------------------------------------------------
 def test_import_yolo_adapters_does_not_import_ray():
-    code = "import sys, yolo_adapters, yolo_adapters.cli; assert 'ray' not in sys.modules, 'ray imported'"
+    code = "import sys, yolo_adapters, yolo_adapters.tools.cli; assert 'ray' not in sys.modules, 'ray imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
@@ -309,7 +309,7 @@ def test_corrupt_image_gives_error_row_and_fail_fast_raises(local_ray, models, i
 def test_failed_conversion_fails_before_any_actor(local_ray, models, tmp_path, monkeypatch):
     import yolo_adapters.ray as yar
     from yolo_adapters.errors import AdapterError, ConversionError
-    from yolo_adapters.registry import get_backend
+    from yolo_adapters.core.registry import get_backend
 
     plugin = get_backend("openvino")
 
@@ -324,7 +324,7 @@ def test_failed_conversion_fails_before_any_actor(local_ray, models, tmp_path, m
     corrupt.write_bytes(b"not a checkpoint")
     with pytest.raises(AdapterError):
         yar.predict([str(corrupt)], str(corrupt), imgsz=IMGSZ)
-    from yolo_adapters.cli import main
+    from yolo_adapters.tools.cli import main
 
     rc = main(["predict-dataset", str(corrupt), "--model", str(corrupt), "--output", str(tmp_path / "never")])
     assert rc == 2 and not (tmp_path / "never").exists()
@@ -364,7 +364,7 @@ def test_cli_writes_parquet(local_ray, models, images, tmp_path, capsys):
     import pyarrow.parquet as pq
 
     import yolo_adapters.ray as yar
-    from yolo_adapters.cli import main
+    from yolo_adapters.tools.cli import main
 
     out = tmp_path / "out"
     rc = _bounded(lambda: main(["predict-dataset", *map(str, images), "--model", str(models["segment"]), "--device",

@@ -16,7 +16,7 @@ import pytest
 
 import yolo_adapters
 from yolo_adapters.errors import ConversionError, ModelFormatError, OptionError
-from yolo_adapters.parity import compare_results
+from yolo_adapters.compare.parity import compare_results
 
 from needs import require  # noqa: E402  (tests/needs.py: a skip under CI is a failure)
 
@@ -66,7 +66,7 @@ def test_two_processes_converting_the_same_model(checkpoints: dict, images: list
 def test_full_disk_during_conversion_is_a_clear_error(
     checkpoints: dict, images: list, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from yolo_adapters import convert
+    from yolo_adapters.integration import export
 
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -171,8 +171,8 @@ def test_long_stream_keeps_memory_flat(checkpoints: dict, tmp_path: Path) -> Non
 def test_corrupt_model_files(tmp_path: Path, images: list, content: bytes, suffix: str, message: str) -> None:
     path = tmp_path / f"broken{suffix}"
     path.write_bytes(content)
-    from yolo_adapters.devices import Selection
-    from yolo_adapters.runtime import build_engine_module
+    from yolo_adapters.core.devices import Selection
+    from yolo_adapters.integration.runtime import build_engine_module
 
     with pytest.raises(ModelFormatError, match=message):
         build_engine_module(str(path), Selection("openvino", "CPU", {"device": "CPU"}))

@@ -8,18 +8,18 @@
 Importing this package is cheap: no torch, openvino or onnxruntime until a backend is used.
 """
 
-from ._version import __version__
+from yolo_adapters._version import __version__
 
 __all__ = ["__version__", "activate", "deactivate", "use", "active", "available_backends", "register_backend", "check"]
 
 _LAZY = {
-    "activate": ("activation", "activate"),
-    "deactivate": ("activation", "deactivate"),
-    "use": ("activation", "use"),
-    "active": ("activation", "active"),
-    "available_backends": ("registry", "available_backends"),
-    "register_backend": ("registry", "register"),
-    "check": ("checker", "check"),
+    "activate": ("integration.activation", "activate"),
+    "deactivate": ("integration.activation", "deactivate"),
+    "use": ("integration.activation", "use"),
+    "active": ("integration.activation", "active"),
+    "available_backends": ("core.registry", "available_backends"),
+    "register_backend": ("core.registry", "register"),
+    "check": ("tools.check", "check"),
 }
 
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import main
+from yolo_adapters.tools.cli import main
 
 sys.exit(main())

@@ -9,7 +9,7 @@ installed so plugin device strings (``device="openvino:GPU"``) work without impo
 
 import sys
 
-from yolo_adapters.settings import disabled, requested_backend
+from yolo_adapters.core.settings import disabled, requested_backend
 
 
 def on_ultralytics_import() -> None:
@@ -17,12 +17,12 @@ def on_ultralytics_import() -> None:
     try:
         request = requested_backend()
         if request:
-            from yolo_adapters.activation import activate
+            from yolo_adapters.integration.activation import activate
 
             backend, device = request
             activate(backend, **({"device": device} if device else {}))
         else:
-            from yolo_adapters import patching
+            from yolo_adapters.integration import patching
 
             patching.install()
     except Exception as exc:  # fail open: a plugin must never be why `import ultralytics` fails

@@ -4,6 +4,6 @@ Options (SoC, NPU ids, precision and ATC precision mode, FP16 outputs, dynamic b
 ``yolo_adapters.activate("ascend", ...)`` instead when defaults do not fit; see docs/ascend.md.
 """
 
-from . import activate as _activate
+from yolo_adapters import activate as _activate
 
 _activate("ascend")

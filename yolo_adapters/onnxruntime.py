@@ -4,6 +4,6 @@ Options go through ``yolo_adapters.activate("onnxruntime", ...)`` instead when d
 (e.g. ``device="cuda:1"``, ``fallback=True``, ``intra_op_threads=2``); see docs/onnxruntime.md.
 """
 
-from . import activate as _activate
+from yolo_adapters import activate as _activate
 
 _activate("onnxruntime")

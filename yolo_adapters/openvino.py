@@ -3,6 +3,6 @@
 Options go through ``yolo_adapters.activate("openvino", ...)`` instead when defaults do not fit.
 """
 
-from . import activate as _activate
+from yolo_adapters import activate as _activate
 
 _activate("openvino")

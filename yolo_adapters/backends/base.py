@@ -1,11 +1,11 @@
 """What a backend plugin is: an engine loader with a device grammar and its own options.
 
 Three words, three things: a *plugin* (``BackendPlugin``) knows an engine's devices, options and conversion; an
-*engine* (``Engine``) is one loaded model that runs batches; the *engine module* (``yolo_adapters.module``) is the
+*engine* (``Engine``) is one loaded model that runs batches; the *engine module* (``yolo_adapters.integration.module``) is the
 torch module Ultralytics gets in place of its AutoBackend. A plugin is registered under the entry-point group
 ``yolo_adapters.backends``; the built-in ones are registered the same way a third-party package would register its
 own (see docs/plugins.md). Everything engine-independent (conversion, caching, the engine module, output layout)
-lives once in the layers above (``yolo_adapters.runtime``, ``convert``, ``module``); a plugin only answers the
+lives once in the layers above (``yolo_adapters.integration.runtime``, ``convert``, ``module``); a plugin only answers the
 questions below, and nothing here imports an engine package.
 """
 
@@ -19,8 +19,8 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import OptionError
-from ..model_info import ModelInfo, read_artifact_info
+from yolo_adapters.errors import OptionError
+from yolo_adapters.core.model_info import ModelInfo, read_artifact_info
 
 #: Options every backend understands; the runtime acts on them, not the engine.
 COMMON_OPTIONS: dict[str, tuple[type, ...]] = {

@@ -10,13 +10,13 @@ QDQ), which
    Ultralytics' classify transforms), batched to the model's static batch;
 2. keep the head's post-processing in float: the ops between the last learned layers and the outputs (DFL,
    box/keypoint/angle decode, Sigmoid, Softmax...) are found by walking the graph back from its outputs
-   (``yolo_adapters.graph``: one walk, with adapters for OpenVINO's and ONNX's graphs), whatever the node names;
+   (``yolo_adapters.quantize.graph``: one walk, with adapters for OpenVINO's and ONNX's graphs), whatever the node names;
 3. quantize (NNCF: MIXED preset; ONNX Runtime: per-channel symmetric int8 weights, asymmetric uint8
    activations). With ``max_drop`` and a labelled dataset, NNCF's ``quantize_with_accuracy_control`` reverts
    layers to float until the task's mAP50-95 (top-1 for classify), measured by Ultralytics' own validator on the
    held-back images, drops by at most ``max_drop``; with ``max_keypoint_px`` (pose, no labels needed) until the
    keypoints at the same anchors are within that many model-input pixels of the FP32 model's own;
-4. compare INT8 with FP32 on held-back images of the calibration folder (``yolo_adapters.parity``), add FP32
+4. compare INT8 with FP32 on held-back images of the calibration folder (``yolo_adapters.compare.parity``), add FP32
    and INT8 mAP when those images have YOLO labels, and write ``quantization_report.json`` beside the model.
 
 Only images are needed (labels for ``max_drop`` and the mAP figures); with no calibration data it fails before
@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from .. import graph
-from ..errors import BackendUnavailableError, OptionError
-from .calibration import (
+from yolo_adapters.quantize import graph
+from yolo_adapters.errors import BackendUnavailableError, OptionError
+from yolo_adapters.quantize.calibration import (
     LABELS_NEEDED,
     DEFAULT_CALIBRATION_SIZE,
     IMAGE_SUFFIXES,
@@ -53,7 +53,7 @@ from .calibration import (
     preprocess,
     split_holdout,
 )
-from .report import (
+from yolo_adapters.quantize.report import (
     REPORT_FILE,
     agreement_report,
     anchor_keypoint_px,
@@ -65,7 +65,7 @@ from .report import (
 )
 
 if TYPE_CHECKING:
-    from ..backends.base import BackendPlugin, ExportPlan
+    from yolo_adapters.backends.base import BackendPlugin, ExportPlan
 
 __all__ = [
     "DEFAULT_CALIBRATION_SIZE", "IMAGE_SUFFIXES", "QUANT_OPTIONS", "REPORT_FILE", "QuantizationResult",
@@ -86,7 +86,7 @@ QUANT_OPTIONS: dict[str, tuple[type, ...]] = {
 }
 _PLAN_KEY = "yolo_adapters_int8"  # not an Ultralytics exporter argument: it only enters the cache key
 
-# -- what stays in float (yolo_adapters.graph: one walk for OpenVINO and ONNX graphs) -------------------------
+# -- what stays in float (yolo_adapters.quantize.graph: one walk for OpenVINO and ONNX graphs) -------------------------
 head_postprocessing = graph.head_postprocessing
 float_scope = graph.float_scope
 
@@ -177,8 +177,8 @@ def quantize_model(model: Any, calibration: str | Path, backend: str = "openvino
     accuracy control. ``activate(backend, precision="int8", calibration=...)`` does the same on first use; this
     returns the report.
     """
-    from .. import registry
-    from ..runtime import resolve_artifact
+    from yolo_adapters.core import registry
+    from yolo_adapters.integration.runtime import resolve_artifact
 
     plugin = registry.get_backend(backend)
     missing = plugin.missing_requirements()

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import OptionError
-from .calibration import find_images, split_holdout
-from .choice import pick, tolerance_of, write_choice
-from .report import REPORT_FILE
+from yolo_adapters.errors import OptionError
+from yolo_adapters.quantize.calibration import find_images, split_holdout
+from yolo_adapters.quantize.choice import pick, tolerance_of, write_choice
+from yolo_adapters.quantize.report import REPORT_FILE
 
 if TYPE_CHECKING:
-    from ..backends.base import ExportPlan
+    from yolo_adapters.backends.base import ExportPlan
 
 LOGGER = logging.getLogger("yolo_adapters")
 AUTO_KEY = "yolo_adapters_auto"  # in ExportPlan.extra: part of the cache key, not an exporter argument

@@ -15,8 +15,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from .. import graph
-from ..errors import OptionError
+from yolo_adapters.quantize import graph
+from yolo_adapters.errors import OptionError
 
 LOGGER = logging.getLogger("yolo_adapters")
 

@@ -13,8 +13,8 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..errors import OptionError
-from .report import read_beside, write_beside
+from yolo_adapters.errors import OptionError
+from yolo_adapters.quantize.report import read_beside, write_beside
 
 LOGGER = logging.getLogger("yolo_adapters")
 _warned_lock = threading.Lock()

@@ -1,7 +1,7 @@
 """The quantization report: how INT8 compares with FP32, and how it is saved and shown.
 
 Both quantizers end the same way: the same report layout, completed with INT8-vs-FP32 agreement on the held-back
-images (Ultralytics' predictor, ``yolo_adapters.parity``) and, where those images have labels, FP32 and INT8 metrics
+images (Ultralytics' predictor, ``yolo_adapters.compare.parity``) and, where those images have labels, FP32 and INT8 metrics
 from Ultralytics' own validator; ``quantization_report.json`` beside the model; ``format_report`` for the CLI.
 Ultralytics, torch and the engines are imported only inside the functions that run them.
 """
@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from .. import graph
-from ..convert import quiet_ultralytics
-from ..model_info import read_artifact_info
-from ..parity import compare_results, match_detections
-from ..patching import install
-from .calibration import class_of, labelled
+from yolo_adapters.quantize import graph
+from yolo_adapters.integration.export import quiet_ultralytics
+from yolo_adapters.core.model_info import read_artifact_info
+from yolo_adapters.compare.parity import compare_results, match_detections
+from yolo_adapters.integration.patching import install
+from yolo_adapters.quantize.calibration import class_of, labelled
 
 if TYPE_CHECKING:
-    from ..backends.base import BackendPlugin, ExportPlan
-    from ..module import EngineModule
+    from yolo_adapters.backends.base import BackendPlugin, ExportPlan
+    from yolo_adapters.integration.module import EngineModule
 
 REPORT_FILE = "quantization_report.json"
 #: The tasks whose labelled metrics the report computes (Ultralytics' validators; classify: ClassifyMetrics).
@@ -105,7 +105,7 @@ def _predictor(task: str, module: Any, imgsz: Sequence[int]) -> Any:
 def _engine_module(path: Path, plan: "ExportPlan", precision: str, plugin: "BackendPlugin") -> "EngineModule":
     """The model at ``path`` as the EngineModule Ultralytics' predictor and validator run, on the plugin's
     default (CPU) device; OpenVINO's compiled-blob cache is left out for these one-off models."""
-    from ..module import EngineModule  # torch: only when a report is made
+    from yolo_adapters.integration.module import EngineModule  # torch: only when a report is made
     options = {"precision": precision, "dynamic": plan.dynamic, "imgsz": list(plan.imgsz), "batch": plan.batch,
                "compile_cache": False}  # fmt: skip
     engine = plugin.load(path, plugin.default_device, options)
@@ -143,7 +143,7 @@ def anchor_keypoint_px(
     keypoints jump by that much whatever the quantizer did. None for an NMS-free (end-to-end) head."""
     import torch
 
-    from .calibration import preprocess
+    from yolo_adapters.quantize.calibration import preprocess
 
     hw = (int(imgsz[0]), int(imgsz[-1]))
     per_image = []

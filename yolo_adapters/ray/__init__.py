@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import ray
 
-from ._encode import (
+from yolo_adapters.ray._encode import (
     COLUMNS,
     decode_depth,
     decode_mask,
@@ -34,7 +34,7 @@ from ._encode import (
     schema,
     to_results,
 )
-from ._predictor import (
+from yolo_adapters.ray._predictor import (
     Predictor,
     accelerator_device,
     accelerator_request,

@@ -10,7 +10,7 @@ import ray
 
 
 def run(args: argparse.Namespace, options: Mapping[str, Any], predict_args: Mapping[str, Any]) -> int:
-    from . import predict
+    from yolo_adapters.ray import predict
 
     started = False
     if not ray.is_initialized():

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from . import _encode
+from yolo_adapters.ray import _encode
 
 LOGGER = logging.getLogger("yolo_adapters")
 
@@ -25,7 +25,7 @@ _RESERVED = ("source", "stream", "device", "model", "save", "show")
 # -- device strings -----------------------------------------------------------------------------------
 def parse_device(device: str) -> tuple[Any, str]:
     """``"openvino"`` -> (the openvino plugin, "CPU"); ``"onnxruntime:cuda:1"`` -> (plugin, "cuda:1")."""
-    from yolo_adapters.registry import get_backend
+    from yolo_adapters.core.registry import get_backend
 
     prefix, _, spec = str(device).strip().partition(":")
     plugin = get_backend(prefix.strip().lower())
@@ -108,7 +108,7 @@ def prepare(
     the Ray cluster has more than one node, and actors that see the path use it.
     """
     from yolo_adapters.errors import BackendUnavailableError, OptionError
-    from yolo_adapters.runtime import resolve_artifact
+    from yolo_adapters.integration.runtime import resolve_artifact
 
     if ship_model not in (True, False, "auto"):
         raise OptionError(f"ship_model={ship_model!r}: use True, False or 'auto'")
@@ -241,7 +241,7 @@ class Predictor:
 
         import yolo_adapters
         from ultralytics import YOLO
-        from yolo_adapters.registry import get_backend
+        from yolo_adapters.core.registry import get_backend
 
         get_backend(backend).check_device(self.device)
         artifact = self._artifact()

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from . import _state
+from yolo_adapters.testing import _state
 
 STUBS = Path(__file__).parent / "_stubs"
 _STUB_MODULES = ("ais_bench", "aclruntime")

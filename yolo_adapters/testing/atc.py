@@ -22,8 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import numerics
-from .om_format import OmHeader, write_om
+from yolo_adapters.testing import numerics
+from yolo_adapters.testing.om_format import OmHeader, write_om
 
 _EMULATED = {"framework", "model", "output", "input_format", "input_shape", "soc_version", "output_type",
              "dynamic_batch_size", "precision_mode", "precision_mode_v2", "log", "op_select_implmode", "optypelist_for_implmode",

@@ -6,7 +6,7 @@
 
 For each task and mode it converts the checkpoint with the emulated atc (so the .om computes with the mode's
 arithmetic, see ``numerics``), predicts on bus.jpg and zidane.jpg, and prints the worst of
-``yolo_adapters.parity.compare_results`` over the images: score difference, box IoU, keypoint distance (max and
+``yolo_adapters.compare.parity.compare_results`` over the images: score difference, box IoU, keypoint distance (max and
 mean), mask IoU, probability difference, top-1 agreement and unmatched detections. Each conversion takes a few
 seconds; the whole table a few minutes.
 """
@@ -37,9 +37,9 @@ def measure(checkpoint: Path, images: list[Path], work: Path) -> list[dict[str, 
     from ultralytics import YOLO
 
     import yolo_adapters
-    from yolo_adapters.parity import compare_results
+    from yolo_adapters.compare.parity import compare_results
 
-    from . import emulate_ascend
+    from yolo_adapters.testing import emulate_ascend
 
     references = YOLO(str(checkpoint)).predict(images, rect=False, verbose=False)
     rows = []

@@ -14,11 +14,11 @@ and ``plugin``.
 
 from __future__ import annotations
 
-from .atc import artifact_precision, atc_command
-from .cann import SOC_ENV, atc_has_precision_mode_v2, detect_soc, npu_count, resolve_soc
-from .engine import AscendEngine
-from .plugin import DEFAULT_GEARS, AscendPlugin, parse_device_ids
-from .precision import FP16_OUTPUT_TOLERANCES, Precision, default_mode, tolerances
+from yolo_adapters.backends.ascend.atc import artifact_precision, atc_command
+from yolo_adapters.backends.ascend.cann import SOC_ENV, atc_has_precision_mode_v2, detect_soc, npu_count, resolve_soc
+from yolo_adapters.backends.ascend.engine import AscendEngine
+from yolo_adapters.backends.ascend.plugin import DEFAULT_GEARS, AscendPlugin, parse_device_ids
+from yolo_adapters.backends.ascend.precision import FP16_OUTPUT_TOLERANCES, Precision, default_mode, tolerances
 
 __all__ = [
     "AscendEngine", "AscendPlugin", "DEFAULT_GEARS", "FP16_OUTPUT_TOLERANCES",

@@ -14,10 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from ...errors import ConversionError
-from ..base import ExportPlan
-from .cann import SET_ENV
-from .precision import Precision
+from yolo_adapters.errors import ConversionError
+from yolo_adapters.backends.base import ExportPlan
+from yolo_adapters.backends.ascend.cann import SET_ENV
+from yolo_adapters.backends.ascend.precision import Precision
 
 #: Flags set from options; ``atc_args`` may not repeat them.
 MANAGED_FLAGS = ("--framework", "--model", "--output", "--input_format", "--input_shape", "--soc_version",
@@ -52,7 +52,7 @@ def write_metadata(onnx_file: Path, out_dir: Path, plan: ExportPlan, settings: M
     """Ultralytics' metadata (from the ONNX) as metadata.yaml beside the .om, plus how atc was asked to build it."""
     import yaml
 
-    from ...model_info import _literal, read_onnx_metadata
+    from yolo_adapters.core.model_info import _literal, read_onnx_metadata
 
     precision = precision_of(settings)
     meta = {k: _literal(v) for k, v in read_onnx_metadata(onnx_file).items()}
@@ -118,7 +118,7 @@ def manual_conversion_message(onnx_file: Path, out_dir: Path, plan: ExportPlan, 
 
 
 def _task_of(folder: Path) -> str:
-    from ...model_info import read_metadata_yaml
+    from yolo_adapters.core.model_info import read_metadata_yaml
 
     return str(read_metadata_yaml(folder).get("task", "detect"))
 
@@ -127,7 +127,7 @@ def artifact_precision(om: Path) -> Precision:
     """How ``om`` was compiled, from the metadata.yaml beside it: ours records flag and mode; Ultralytics'
     own ``format="ascend"`` export always compiles with ``--precision_mode=force_fp16`` (its metadata names
     the SoC in ``args.name``); anything else is unknown (mode "")."""
-    from ...model_info import read_metadata_yaml
+    from yolo_adapters.core.model_info import read_metadata_yaml
 
     meta = read_metadata_yaml(Path(om).parent)
     ours = meta.get("ascend")

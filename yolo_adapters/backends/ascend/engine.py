@@ -9,10 +9,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ...errors import ModelFormatError
-from ..base import Engine
-from .atc import artifact_precision
-from .sessions import SharedSession, acquire, dtype_of, release_all
+from yolo_adapters.errors import ModelFormatError
+from yolo_adapters.backends.base import Engine
+from yolo_adapters.backends.ascend.atc import artifact_precision
+from yolo_adapters.backends.ascend.sessions import SharedSession, acquire, dtype_of, release_all
 
 
 class AscendEngine(Engine):
@@ -70,7 +70,7 @@ class AscendEngine(Engine):
         return False
 
     def _find_gears(self, options: Mapping[str, Any], session: Any) -> tuple[int, ...]:
-        from ...model_info import read_metadata_yaml
+        from yolo_adapters.core.model_info import read_metadata_yaml
 
         gears = options.get("dynamic_batch_sizes") or (read_metadata_yaml(self.om.parent).get("ascend") or {}).get(
             "dynamic_batch_sizes"

@@ -10,15 +10,15 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
-from ...errors import BackendUnavailableError, ConversionError, DeviceError, ModelFormatError, OptionError
-from ..base import BackendPlugin, Engine, ExportPlan
-from . import cann
-from .atc import MANAGED_FLAGS, artifact_precision, compile_onnx
-from .engine import AscendEngine
-from .precision import V1, V2, contradiction, default_mode
+from yolo_adapters.errors import BackendUnavailableError, ConversionError, DeviceError, ModelFormatError, OptionError
+from yolo_adapters.backends.base import BackendPlugin, Engine, ExportPlan
+from yolo_adapters.backends.ascend import cann
+from yolo_adapters.backends.ascend.atc import MANAGED_FLAGS, artifact_precision, compile_onnx
+from yolo_adapters.backends.ascend.engine import AscendEngine
+from yolo_adapters.backends.ascend.precision import V1, V2, contradiction, default_mode
 
 if TYPE_CHECKING:
-    from ...model_info import ModelInfo
+    from yolo_adapters.core.model_info import ModelInfo
 
 DEFAULT_GEARS = (1, 2, 4, 8)
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9_./-]+$")
@@ -203,7 +203,7 @@ class AscendPlugin(BackendPlugin):
 
     def artifact_info(self, artifact: Path, options: Mapping[str, Any]) -> "ModelInfo":
         """metadata.yaml beside the .om; options ``metadata``/``task``/``names`` fill in what is missing."""
-        from ...model_info import ModelInfo, read_metadata_yaml
+        from yolo_adapters.core.model_info import ModelInfo, read_metadata_yaml
 
         meta = dict(options.get("metadata") or {})
         if options.get("task"):
@@ -246,7 +246,7 @@ class AscendPlugin(BackendPlugin):
 
 def cached_precisions() -> dict[str, str]:
     """Cache entry -> how its .om was compiled ("--precision_mode=force_fp32, Ascend310P3"), Ascend entries only."""
-    from ...cache import ArtifactCache
+    from yolo_adapters.core.cache import ArtifactCache
 
     try:
         entries = ArtifactCache().entries()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...parity import DEFAULT_TOLERANCES, Tolerances
+from yolo_adapters.compare.parity import DEFAULT_TOLERANCES, Tolerances
 
 V1, V2 = "precision_mode", "precision_mode_v2"
 

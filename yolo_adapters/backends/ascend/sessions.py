@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import DeviceError, ModelFormatError
+from yolo_adapters.errors import DeviceError, ModelFormatError
 
 LOGGER = logging.getLogger("yolo_adapters")
 

@@ -4,7 +4,7 @@
 ``int8`` (``onnxruntime.quantization``, imported only when something is quantized).
 """
 
-from .engine import ONNXRuntimeEngine
-from .plugin import ONNXRuntimePlugin, short_name
+from yolo_adapters.backends.onnxruntime.engine import ONNXRuntimeEngine
+from yolo_adapters.backends.onnxruntime.plugin import ONNXRuntimePlugin, short_name
 
 __all__ = ["ONNXRuntimeEngine", "ONNXRuntimePlugin", "short_name"]

@@ -17,20 +17,20 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from ...errors import ConversionError
-from ...model_info import read_artifact_info
-from ...quantize import int8_plan, plan_settings, read_report
-from ...quantize.auto import (TIMING_ROUNDS, TIMING_SECONDS, auto_facts, check_auto_options, for_seconds, keep_choice,
+from yolo_adapters.errors import ConversionError
+from yolo_adapters.core.model_info import read_artifact_info
+from yolo_adapters.quantize import int8_plan, plan_settings, read_report
+from yolo_adapters.quantize.auto import (TIMING_ROUNDS, TIMING_SECONDS, auto_facts, check_auto_options, for_seconds, keep_choice,
                               time_side_by_side, with_auto_key)  # fmt: skip
-from ...quantize.calibration import calibration_batches, calibration_split
-from ...quantize.choice import shortfalls
-from ...quantize.report import agreement_report
-from .convert import ensure_fp16
-from .int8 import quantize_onnx, static_shape
+from yolo_adapters.quantize.calibration import calibration_batches, calibration_split
+from yolo_adapters.quantize.choice import shortfalls
+from yolo_adapters.quantize.report import agreement_report
+from yolo_adapters.backends.onnxruntime.fp16 import ensure_fp16
+from yolo_adapters.backends.onnxruntime.int8 import quantize_onnx, static_shape
 
 if TYPE_CHECKING:
-    from .plugin import ONNXRuntimePlugin
-    from ..base import ExportPlan
+    from yolo_adapters.backends.onnxruntime.plugin import ONNXRuntimePlugin
+    from yolo_adapters.backends.base import ExportPlan
 
 LOGGER = logging.getLogger("yolo_adapters")
 

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from ...errors import DeviceError, EngineTimeoutError, ModelFormatError
-from ..base import Engine, Pending
+from yolo_adapters.errors import DeviceError, EngineTimeoutError, ModelFormatError
+from yolo_adapters.backends.base import Engine, Pending
 
 if TYPE_CHECKING:
-    from .plugin import ONNXRuntimePlugin
+    from yolo_adapters.backends.onnxruntime.plugin import ONNXRuntimePlugin
 
 #: Providers for which IO binding is on by default (io_binding=None): those whose memory is not the host's.
 DEVICE_MEMORY = {
@@ -52,7 +52,7 @@ class ONNXRuntimeEngine(Engine):
 
         self.precision = options.get("precision") or "fp32"
         if self.precision == "auto":  # what the conversion kept (precision_choice.json beside the file)
-            from ...quantize.choice import chosen_precision
+            from yolo_adapters.quantize.choice import chosen_precision
 
             self.precision = chosen_precision(artifact, ("fp32", "fp16", "int8"))
         providers = backend.resolve_providers(device, options)

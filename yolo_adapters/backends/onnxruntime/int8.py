@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ... import graph
-from ...errors import ConversionError
-from ...model_info import read_artifact_info
-from ...quantize import plan_settings
-from ...quantize.calibration import calibration_inputs, calibration_section, calibration_split
-from ...quantize.report import int8_report, kept_in_float
+from yolo_adapters.quantize import graph
+from yolo_adapters.errors import ConversionError
+from yolo_adapters.core.model_info import read_artifact_info
+from yolo_adapters.quantize import plan_settings
+from yolo_adapters.quantize.calibration import calibration_inputs, calibration_section, calibration_split
+from yolo_adapters.quantize.report import int8_report, kept_in_float
 
 if TYPE_CHECKING:
-    from ..base import BackendPlugin, ExportPlan
+    from yolo_adapters.backends.base import BackendPlugin, ExportPlan
 
 
 def quantize_onnx(fp32_onnx: Path, plan: "ExportPlan", plugin: "BackendPlugin", keep_fp32: bool = False) -> Path:

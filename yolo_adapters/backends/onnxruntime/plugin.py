@@ -13,12 +13,12 @@ import threading
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
-from ...errors import BackendUnavailableError, DeviceError, OptionError
-from ...quantize import QUANT_OPTIONS, int8_plan
-from ...quantize.auto import check_tolerance_option
-from ..base import BackendPlugin, Engine, ExportPlan
-from .convert import ensure_fp16
-from .engine import DEVICE_MEMORY, LEVELS, ONNXRuntimeEngine
+from yolo_adapters.errors import BackendUnavailableError, DeviceError, OptionError
+from yolo_adapters.quantize import QUANT_OPTIONS, int8_plan
+from yolo_adapters.quantize.auto import check_tolerance_option
+from yolo_adapters.backends.base import BackendPlugin, Engine, ExportPlan
+from yolo_adapters.backends.onnxruntime.fp16 import ensure_fp16
+from yolo_adapters.backends.onnxruntime.engine import DEVICE_MEMORY, LEVELS, ONNXRuntimeEngine
 
 LOGGER = logging.getLogger("yolo_adapters")
 
@@ -193,7 +193,7 @@ class ONNXRuntimePlugin(BackendPlugin):
         if plan.precision == "int8":  # FP32 export, quantized with onnxruntime.quantization in finish_artifact
             plan = int8_plan(plan, options, self)
         if plan.precision == "auto":  # FP32 export; candidates built, measured and chosen in finish_artifact
-            from .auto import auto_plan
+            from yolo_adapters.backends.onnxruntime.auto import auto_plan
 
             plan = auto_plan(plan, options, self, device)
         return plan
@@ -203,11 +203,11 @@ class ONNXRuntimePlugin(BackendPlugin):
         if plan.precision == "fp16":
             ensure_fp16(artifact)
         if plan.precision == "int8":
-            from .int8 import quantize_onnx  # onnxruntime.quantization is imported only when something is quantized
+            from yolo_adapters.backends.onnxruntime.int8 import quantize_onnx  # onnxruntime.quantization is imported only when something is quantized
 
             artifact = quantize_onnx(artifact, plan, self)
         elif plan.precision == "auto":
-            from .auto import choose_precision
+            from yolo_adapters.backends.onnxruntime.auto import choose_precision
 
             artifact = choose_precision(artifact, plan, self)
         return artifact

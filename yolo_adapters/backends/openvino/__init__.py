@@ -5,7 +5,7 @@
 (NNCF quantization of the FP32 IR, imported only when something is quantized).
 """
 
-from .engine import OpenVINOEngine, core
-from .plugin import OpenVINOPlugin
+from yolo_adapters.backends.openvino.engine import OpenVINOEngine, core
+from yolo_adapters.backends.openvino.plugin import OpenVINOPlugin
 
 __all__ = ["OpenVINOEngine", "OpenVINOPlugin", "core"]

@@ -17,20 +17,20 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from ...errors import ConversionError
-from ...model_info import read_artifact_info
-from ...quantize import int8_plan, plan_settings, read_report
-from ...quantize.auto import (TIMING_ROUNDS, TIMING_SECONDS, auto_facts, check_auto_options, for_seconds, keep_choice,
+from yolo_adapters.errors import ConversionError
+from yolo_adapters.core.model_info import read_artifact_info
+from yolo_adapters.quantize import int8_plan, plan_settings, read_report
+from yolo_adapters.quantize.auto import (TIMING_ROUNDS, TIMING_SECONDS, auto_facts, check_auto_options, for_seconds, keep_choice,
                               time_side_by_side, with_auto_key)  # fmt: skip
-from ...quantize.calibration import calibration_batches, calibration_split
-from ...quantize.choice import shortfalls
-from ...quantize.report import agreement_report
-from .engine import bf16_supported, core
-from .int8 import plan_target, quantize_openvino, static_shape, with_target
-from .timing import compile_for_throughput, throughput
+from yolo_adapters.quantize.calibration import calibration_batches, calibration_split
+from yolo_adapters.quantize.choice import shortfalls
+from yolo_adapters.quantize.report import agreement_report
+from yolo_adapters.backends.openvino.engine import bf16_supported, core
+from yolo_adapters.backends.openvino.int8 import plan_target, quantize_openvino, static_shape, with_target
+from yolo_adapters.backends.openvino.timing import compile_for_throughput, throughput
 
 if TYPE_CHECKING:
-    from ..base import BackendPlugin, ExportPlan
+    from yolo_adapters.backends.base import BackendPlugin, ExportPlan
 
 LOGGER = logging.getLogger("yolo_adapters")
 #: Each candidate's INFERENCE_PRECISION_HINT, as the engine compiles it (engine.py: fp32 and int8 mean f32).

@@ -14,9 +14,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ...cache import resolve_root
-from ...errors import DeviceError, EngineTimeoutError, ModelFormatError
-from ..base import Engine
+from yolo_adapters.core.cache import resolve_root
+from yolo_adapters.errors import DeviceError, EngineTimeoutError, ModelFormatError
+from yolo_adapters.backends.base import Engine
 
 LOGGER = logging.getLogger("yolo_adapters")
 _core_lock = threading.Lock()
@@ -75,7 +75,7 @@ class OpenVINOEngine(Engine):
         config = {"PERFORMANCE_HINT": str(options.get("hint") or "latency").upper()}
         precision = options.get("precision") or "fp32"
         if precision == "auto":  # what the conversion chose (precision_choice.json beside the IR)
-            from ...quantize.choice import chosen_precision
+            from yolo_adapters.quantize.choice import chosen_precision
 
             precision = chosen_precision(artifact, ("fp32", "bf16", "int8"))
         self.precision = precision

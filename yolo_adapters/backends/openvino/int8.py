@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from ...errors import ConversionError, OptionError
-from ...model_info import read_artifact_info
-from ...module import EngineModule
-from ...quantize import plan_settings
-from ...quantize.calibration import (
+from yolo_adapters.errors import ConversionError, OptionError
+from yolo_adapters.core.model_info import read_artifact_info
+from yolo_adapters.integration.module import EngineModule
+from yolo_adapters.quantize import plan_settings
+from yolo_adapters.quantize.calibration import (
     LABELS_NEEDED,
     calibration_inputs,
     calibration_section,
@@ -31,12 +31,12 @@ from ...quantize.calibration import (
     labelled,
     preprocess,
 )
-from ...quantize.report import int8_report, kept_in_float, labelled_metrics, same_anchor_keypoint_distance
+from yolo_adapters.quantize.report import int8_report, kept_in_float, labelled_metrics, same_anchor_keypoint_distance
 
-from .engine import OpenVINOEngine, core
+from yolo_adapters.backends.openvino.engine import OpenVINOEngine, core
 
 if TYPE_CHECKING:
-    from ..base import BackendPlugin, ExportPlan
+    from yolo_adapters.backends.base import BackendPlugin, ExportPlan
 
 #: NNCF's preset (``nncf.QuantizationPreset.MIXED`` in ``quantize_arguments``): in the report and the cache key.
 PRESET = "mixed"

@@ -9,7 +9,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .engine import core
+from yolo_adapters.backends.openvino.engine import core
 
 
 def compile_for_throughput(xml: Path, hint: str = "THROUGHPUT", precision: str = "f32", device: str = "CPU") -> Any:

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .errors import ModelFormatError
-from .model_info import ModelInfo
+from yolo_adapters.errors import ModelFormatError
+from yolo_adapters.core.model_info import ModelInfo
 
 if TYPE_CHECKING:
-    from .backends.base import Engine
+    from yolo_adapters.backends.base import Engine
 
 LOGGER = logging.getLogger("yolo_adapters")
 
@@ -30,7 +30,7 @@ _LEGACY_FLAGS = (
 )  # fmt: skip
 
 
-#: The stream pipeline advancing in this thread (yolo_adapters.pipeline sets it): ``forward`` asks it for the
+#: The stream pipeline advancing in this thread (yolo_adapters.integration.pipeline sets it): ``forward`` asks it for the
 #: inference it started ahead for a batch. Held here so that this module needs nothing from the pipeline above it.
 STREAM: contextvars.ContextVar[Any] = contextvars.ContextVar("yolo_adapters_stream", default=None)
 
@@ -43,7 +43,7 @@ class EngineModule(torch.nn.Module):
     ) -> None:
         super().__init__()
         # Ultralytics 8.4 loads the next batch on a worker thread when its model says ``prefetch`` (what runs when
-        # the patch layer is off); with it on, yolo_adapters.pipeline reads the source ahead itself, and runs
+        # the patch layer is off); with it on, yolo_adapters.integration.pipeline reads the source ahead itself, and runs
         # pre-processing and inference ahead too, in order.
         self.prefetch = self.pipeline = bool(pipeline)
         for flag in _LEGACY_FLAGS:

@@ -1,7 +1,7 @@
 """The stream pipeline: loading, pre-processing, inference and post-processing of successive batches overlap.
 
 Ultralytics' predictor runs one batch at a time: load, preprocess, ``model(im)``, postprocess, yield. With the
-patch layer on (``patching.targets.PIPELINE``) and an :class:`~yolo_adapters.module.EngineModule` as the model,
+patch layer on (``patching.targets.PIPELINE``) and an :class:`~yolo_adapters.integration.module.EngineModule` as the model,
 ``setup_source`` hands the predictor a source read ahead by :meth:`Pipeline.prefetch`: a worker thread loads batch
 *k+1..k+depth*, runs the predictor's own ``preprocess`` on it and starts it on the engine (OpenVINO infer requests
 run without the GIL), while the predictor's thread post-processes batch *k*. When the predictor then calls
@@ -26,7 +26,7 @@ import queue
 import threading
 from typing import Any, Iterator
 
-from .module import STREAM, EngineModule
+from yolo_adapters.integration.module import STREAM, EngineModule
 
 LOGGER = logging.getLogger("yolo_adapters")
 

@@ -31,7 +31,7 @@ def _origin(backend: Any) -> str:
 
 def describe_backend(name: str) -> dict[str, Any]:
     """One backend: can it run here (and why not), where it comes from, the devices and tools it sees."""
-    from . import registry
+    from yolo_adapters.core import registry
 
     try:
         backend = registry.get_backend(name)
@@ -64,9 +64,9 @@ def describe_backend(name: str) -> dict[str, Any]:
 
 def patch_state() -> dict[str, Any]:
     """Whether the patches are on in *this* process, and what turns them on in others."""
-    from . import activation, patching
-    from .settings import disabled
-    from .patching.targets import TARGETS
+    from yolo_adapters.integration import activation, patching
+    from yolo_adapters.core.settings import disabled
+    from yolo_adapters.integration.patching.targets import TARGETS
 
     return {
         "installed": patching.is_installed(),
@@ -80,8 +80,9 @@ def patch_state() -> dict[str, Any]:
 
 def collect_info() -> dict[str, Any]:
     """Versions, backends and why one cannot run, devices, cache and patch state (``yolo-adapters info --json``)."""
-    from . import __version__, registry
-    from .cache import ArtifactCache
+    from yolo_adapters import __version__
+    from yolo_adapters.core import registry
+    from yolo_adapters.core.cache import ArtifactCache
 
     cache = ArtifactCache()
     entries = cache.entries()

@@ -11,10 +11,12 @@ import logging
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from . import patching, registry, state
-from .errors import BackendUnavailableError
-from .settings import disabled
-from .state import Activation, current
+from yolo_adapters.integration import patching
+
+from yolo_adapters.core import registry, state
+from yolo_adapters.errors import BackendUnavailableError
+from yolo_adapters.core.settings import disabled
+from yolo_adapters.core.state import Activation, current
 
 __all__ = ["Activation", "activate", "active", "current", "deactivate", "use"]
 

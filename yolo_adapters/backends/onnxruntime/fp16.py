@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...errors import ConversionError
+from yolo_adapters.errors import ConversionError
 
 
 def ensure_fp16(path: Path) -> bool:

@@ -8,8 +8,8 @@ import sys
 import threading
 from types import ModuleType
 
-from ..settings import disabled
-from .targets import MAX_TESTED, MIN_TESTED, TARGETS, PatchTarget, parse_version
+from yolo_adapters.core.settings import disabled
+from yolo_adapters.integration.patching.targets import MAX_TESTED, MIN_TESTED, TARGETS, PatchTarget, parse_version
 
 LOGGER = logging.getLogger("yolo_adapters")
 _MARK = "_self_yolo_adapters_patch"
@@ -142,7 +142,7 @@ def _shape_problem(module: ModuleType, target: PatchTarget) -> str | None:
 def _apply(module: ModuleType, target: PatchTarget) -> None:
     import wrapt
 
-    from .wrappers import WRAPPERS
+    from yolo_adapters.integration.patching.wrappers import WRAPPERS
 
     for name in target.names:
         if getattr(getattr(module, name), _MARK, False) is True:

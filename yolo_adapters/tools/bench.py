@@ -37,8 +37,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .assets import pose_weights, sample_images
-from .backends.base import Engine
+from yolo_adapters.core.assets import pose_weights, sample_images
+from yolo_adapters.backends.base import Engine
 
 THROUGHPUT = "yolo_adapters openvino throughput"
 THROUGHPUT_INT8 = "yolo_adapters openvino throughput, INT8"
@@ -149,7 +149,7 @@ def overhead(module: Any, tensor: Any, runs: int) -> dict[str, float]:
             bucket.append((time.perf_counter() - start) * 1e3)
     # The module's own work, measured alone: the same forward over an engine answering at once with the outputs of
     # a real run of this tensor.
-    from .module import EngineModule  # torch: only when measuring
+    from yolo_adapters.integration.module import EngineModule  # torch: only when measuring
 
     answering = _Answering(module.engine, module.engine.infer(x))
     alone = EngineModule(answering, module.info, module.backend_name, module.engine_device, module.artifact, pipeline=False)
@@ -210,12 +210,12 @@ def force_f32() -> Callable[[], None]:
 
 # -- the run -----------------------------------------------------------------------------------------------
 def machine() -> str:
-    from .backends.openvino.engine import bf16_supported
-    from .backends.openvino.int8 import cpu_isa
+    from yolo_adapters.backends.openvino.engine import bf16_supported
+    from yolo_adapters.backends.openvino.int8 import cpu_isa
 
     cpu = platform.processor() or platform.machine()
     try:
-        from .backends.openvino import core
+        from yolo_adapters.backends.openvino import core
 
         cpu = str(core().get_property("CPU", "FULL_DEVICE_NAME"))
     except Exception:
@@ -244,7 +244,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ULTRALYTICS_LOGGER.setLevel(logging.WARNING)
     import yolo_adapters
 
-    from .backends.openvino.timing import throughput  # the inference-only limit rows
+    from yolo_adapters.backends.openvino.timing import throughput  # the inference-only limit rows
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="yolo_adapters_bench_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -304,7 +304,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if importlib.util.find_spec("nncf") is None:
         say("nncf is not installed (pip install 'yolo-adapters[int8]'): no INT8 row")
         rows.pop(THROUGHPUT_INT8)
-    from .backends.openvino.engine import bf16_supported
+    from yolo_adapters.backends.openvino.engine import bf16_supported
 
     if not bf16_supported("CPU"):
         say("this CPU has no native bf16 (AMX or AVX512-BF16): no BF16 row")
@@ -502,6 +502,6 @@ def main(args: argparse.Namespace, command: str | None = None) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m yolo_adapters.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m yolo_adapters.tools.bench", description=__doc__)
     add_arguments(parser)
-    sys.exit(main(parser.parse_args(), "python -m yolo_adapters.bench " + " ".join(sys.argv[1:])))
+    sys.exit(main(parser.parse_args(), "python -m yolo_adapters.tools.bench " + " ".join(sys.argv[1:])))

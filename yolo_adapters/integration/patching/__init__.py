@@ -5,6 +5,6 @@ wrappers do. Patches are module-level wrapt wrappers installed through post-impo
 order does not matter), idempotent, reversible, and failing open.
 """
 
-from .installer import install, is_installed, is_patched, uninstall
+from yolo_adapters.integration.patching.installer import install, is_installed, is_patched, uninstall
 
 __all__ = ["install", "uninstall", "is_installed", "is_patched"]

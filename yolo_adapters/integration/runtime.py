@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from . import registry
-from .convert import load_checkpoint, prepare_artifact
-from .errors import BackendUnavailableError, ModelFormatError
-from .model_info import info_from_module
-from .module import EngineModule
+from yolo_adapters.core import registry
+from yolo_adapters.integration.export import load_checkpoint, prepare_artifact
+from yolo_adapters.errors import BackendUnavailableError, ModelFormatError
+from yolo_adapters.core.model_info import info_from_module
+from yolo_adapters.integration.module import EngineModule
 
 if TYPE_CHECKING:
-    from .backends.base import BackendPlugin
-    from .devices import Selection
+    from yolo_adapters.backends.base import BackendPlugin
+    from yolo_adapters.core.devices import Selection
 
 LOGGER = logging.getLogger("yolo_adapters")
 

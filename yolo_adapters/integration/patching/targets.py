@@ -29,7 +29,7 @@ TARGETS: tuple[PatchTarget, ...] = (
     # setup_model itself is wrapped too: once our model is built, the predictor's task must be the model's.
     PatchTarget("ultralytics.engine.predictor", "BasePredictor.setup_model", methods=("BasePredictor.setup_model",)),
     PatchTarget("ultralytics.engine.validator", "BaseValidator.__call__"),
-    # The stream pipeline (yolo_adapters.pipeline): the stream is driven with the pipeline active, its source is
+    # The stream pipeline (yolo_adapters.integration.pipeline): the stream is driven with the pipeline active, its source is
     # read ahead (in-memory lists and tensors as engine-sized batches), and the tensor made ahead is handed to the
     # loop (every supported release: their stream_inference calls setup_source and preprocess).
     PatchTarget(

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .errors import ConversionError
-from .settings import CACHE_ENV
+from yolo_adapters.errors import ConversionError
+from yolo_adapters.core.settings import CACHE_ENV
 
 LOGGER = logging.getLogger("yolo_adapters")
 ENTRY_FILE = "entry.json"

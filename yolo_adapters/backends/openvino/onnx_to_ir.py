@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...errors import ConversionError
-from ...model_info import onnx_metadata, write_metadata_yaml
+from yolo_adapters.errors import ConversionError
+from yolo_adapters.core.model_info import onnx_metadata, write_metadata_yaml
 
 if TYPE_CHECKING:
-    from ..base import ExportPlan
+    from yolo_adapters.backends.base import ExportPlan
 
 
 def onnx_to_ir(onnx_file: Path, plan: "ExportPlan") -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from . import registry, state
+from yolo_adapters.core import registry, state
 
 
 @dataclass(frozen=True)

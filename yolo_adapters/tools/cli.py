@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from .errors import AdapterError, OptionError
+from yolo_adapters.errors import AdapterError, OptionError
 
 
 def _parse_options(pairs: Sequence[str]) -> dict[str, Any]:
@@ -52,7 +52,7 @@ def _split_backend(text: str) -> tuple[str, dict[str, Any]]:
 # -- run ------------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     """Activate in this process, then run the target as ``__main__`` (child processes inherit YOLO_ADAPTERS)."""
-    from .activation import activate
+    from yolo_adapters.integration.activation import activate
 
     backend, options = _split_backend(args.backend)
     if args.device:
@@ -96,8 +96,8 @@ def _is_python_script(path: Path) -> bool:
 
 # -- convert ----------------------------------------------------------------------------------------
 def cmd_convert(args: argparse.Namespace) -> int:
-    from . import registry
-    from .runtime import resolve_artifact
+    from yolo_adapters.core import registry
+    from yolo_adapters.integration.runtime import resolve_artifact
 
     backend_name, options = _split_backend(args.backend)
     backend = registry.get_backend(backend_name)
@@ -125,8 +125,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     options = backend.validate_options(options)
     artifact = resolve_artifact(args.model, backend, device, options)
     if options.get("precision") in ("int8", "auto"):
-        from .quantize import format_report, read_report
-        from .quantize.choice import format_choice, read_choice
+        from yolo_adapters.quantize import format_report, read_report
+        from yolo_adapters.quantize.choice import format_choice, read_choice
 
         report = read_report(artifact)
         if report:
@@ -140,14 +140,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 # -- info and cache ---------------------------------------------------------------------------------
 def collect_info() -> dict[str, Any]:
-    """Versions, backends and why one cannot run, devices, cache and patch state (see yolo_adapters.info)."""
-    from .info import collect_info as collect
+    """Versions, backends and why one cannot run, devices, cache and patch state (see yolo_adapters.tools.info)."""
+    from yolo_adapters.tools.info import collect_info as collect
 
     return collect()
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .info import format_info
+    from yolo_adapters.tools.info import format_info
 
     info = collect_info()
     print(json.dumps(info, indent=2) if args.json else format_info(info))
@@ -155,14 +155,14 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from .cache import ArtifactCache, describe_entry
+    from yolo_adapters.core.cache import ArtifactCache, describe_entry
 
     cache = ArtifactCache()
     if args.action == "list":
         rows = [describe_entry(e) for e in cache.entries()]
         for row in rows:  # precision="auto": say what it kept
             if row["precision"] == "auto":
-                from .quantize.choice import chosen_in
+                from yolo_adapters.quantize.choice import chosen_in
 
                 row["precision"] = f"auto: {chosen_in(Path(str(row['path']))) or '?'}"
         if args.json:
@@ -191,8 +191,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Exit 0 when every engine matches PyTorch on every image, 1 when one does not (2: bad arguments)."""
     import dataclasses
 
-    from .checker import check
-    from .parity import DEFAULT_TOLERANCES
+    from yolo_adapters.tools.check import check
+    from yolo_adapters.compare.parity import DEFAULT_TOLERANCES
 
     tolerances = _parse_options(args.tolerance)
     try:
@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--json", action="store_true")
     chk.set_defaults(func=cmd_check)
 
-    from . import bench as _bench
+    from yolo_adapters.tools import bench as _bench
 
     bch = sub.add_parser(
         "bench",
@@ -330,13 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_predict_dataset(args: argparse.Namespace) -> int:
-    from .ray._cli import run  # imports ray: only here
+    from yolo_adapters.ray._cli import run  # imports ray: only here
 
     return run(args, _parse_options(args.option), _parse_options(args.arg))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from . import bench
+    from yolo_adapters.tools import bench
 
     return bench.main(args)
 

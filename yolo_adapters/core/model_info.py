@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import ModelFormatError
+from yolo_adapters.errors import ModelFormatError
 
 TASKS = ("detect", "segment", "semantic", "depth", "classify", "pose", "obb")
 

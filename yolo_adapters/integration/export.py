@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from tqdm.auto import tqdm
 
-from .cache import ArtifactCache, make_key
-from .errors import ConversionError, ModelFormatError
+from yolo_adapters.core.cache import ArtifactCache, make_key
+from yolo_adapters.errors import ConversionError, ModelFormatError
 
 if TYPE_CHECKING:
     import torch
 
-    from .backends.base import BackendPlugin, ExportPlan
+    from yolo_adapters.backends.base import BackendPlugin, ExportPlan
 
 LOGGER = logging.getLogger("yolo_adapters")
 

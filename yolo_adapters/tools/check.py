@@ -1,8 +1,8 @@
 """Does the engine still give PyTorch's answers? ``yolo-adapters check`` and ``yolo_adapters.check()``.
 
 PyTorch (the reference ``.pt``) and each chosen engine run on the same images; every engine result is matched to
-the PyTorch result with :func:`yolo_adapters.parity.compare_results` and held to the tolerances the test suite
-uses (:data:`yolo_adapters.parity.DEFAULT_TOLERANCES`).
+the PyTorch result with :func:`yolo_adapters.compare.parity.compare_results` and held to the tolerances the test suite
+uses (:data:`yolo_adapters.compare.parity.DEFAULT_TOLERANCES`).
 
     report = yolo_adapters.check("yolo11n-pose.pt", backends=["openvino", "onnxruntime"])
     report.passed                     # False when any engine misses a tolerance on any image
@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from .errors import AdapterError, BackendUnavailableError, ModelFormatError, OptionError
-from .parity import DEFAULT_TOLERANCES, Agreement, Tolerances, compare_results
+from yolo_adapters.errors import AdapterError, BackendUnavailableError, ModelFormatError, OptionError
+from yolo_adapters.compare.parity import DEFAULT_TOLERANCES, Agreement, Tolerances, compare_results
 
 _IMAGE_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic"}
 
@@ -248,7 +248,7 @@ def resolve_images(source: str | Path | Sequence[str | Path] | None) -> list[Pat
 @contextmanager
 def _stock() -> Iterator[None]:
     """PyTorch must run stock even when a backend is active in this process (YOLO_ADAPTERS=..., activate())."""
-    from . import activation
+    from yolo_adapters.integration import activation
 
     previous = activation.current()
     if previous is not None:
@@ -265,7 +265,7 @@ def _semantic_margin(model: Any, image: str, result: Any, args: dict[str, Any], 
     PyTorch run, captured where the predictor receives them, resized as the predictor resizes them."""
     if getattr(result, "semantic_mask", None) is None:
         return None
-    from .parity import semantic_margin
+    from yolo_adapters.compare.parity import semantic_margin
 
     seen: list[tuple[Any, Any]] = []
     handle = model.predictor.model.register_forward_hook(lambda m, a, out: seen.append((a[0].shape[2:], out)))
@@ -289,7 +289,7 @@ def _parse_backend(spec: str) -> tuple[str, str]:
 
 def _infer_backend(engine_model: Path) -> str:
     """The backend that runs ``engine_model`` as it is (an .onnx goes to ONNX Runtime, an IR to OpenVINO)."""
-    from . import registry
+    from yolo_adapters.core import registry
 
     claims = [b.name for b in registry.iter_backends() if b.find_artifact(engine_model) is not None]
     if not claims:
@@ -339,10 +339,10 @@ def check(
     """
     from tqdm.auto import tqdm
 
-    from . import registry
-    from .activation import use
-    from .module import EngineModule
-    from .runtime import resolve_artifact
+    from yolo_adapters.core import registry
+    from yolo_adapters.integration.activation import use
+    from yolo_adapters.integration.module import EngineModule
+    from yolo_adapters.integration.runtime import resolve_artifact
 
     model_path = Path(str(model))
     if model_path.suffix != ".pt" or not model_path.is_file():

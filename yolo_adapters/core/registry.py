@@ -10,10 +10,10 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from .errors import UnknownBackendError
+from yolo_adapters.errors import UnknownBackendError
 
 if TYPE_CHECKING:
-    from .backends.base import BackendPlugin
+    from yolo_adapters.backends.base import BackendPlugin
 
 ENTRY_POINT_GROUP = "yolo_adapters.backends"
 LOGGER = logging.getLogger("yolo_adapters")

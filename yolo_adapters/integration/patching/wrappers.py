@@ -1,6 +1,6 @@
 """The wrappers: ``select_device`` recognises plugin device strings, ``AutoBackend`` builds our module, and the
 stream-pipeline wrappers (``stream_inference``, ``setup_source``, ``preprocess``, ``pre_transform``; see
-yolo_adapters.pipeline).
+yolo_adapters.integration.pipeline).
 
 All pass straight through to Ultralytics for anything that is not a plugin route.
 """
@@ -12,11 +12,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..devices import Selection, resolve
-from ..errors import ModelFormatError
-from ..module import EngineModule, NPUOutputsOnHost
-from ..pipeline import active, pipeline_for, square_letterbox
-from ..runtime import build_engine_module
+from yolo_adapters.core.devices import Selection, resolve
+from yolo_adapters.errors import ModelFormatError
+from yolo_adapters.integration.module import EngineModule, NPUOutputsOnHost
+from yolo_adapters.integration.pipeline import active, pipeline_for, square_letterbox
+from yolo_adapters.integration.runtime import build_engine_module
 
 
 def select_device_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:

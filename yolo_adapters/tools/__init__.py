@@ -1,0 +1,2 @@
+"""What users run: the ``yolo-adapters`` CLI, ``check``, ``info`` and ``bench``.
+"""
