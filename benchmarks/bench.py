@@ -30,13 +30,17 @@ def plot(report: dict[str, Any], path: Path) -> None:
     fps = [r["fps"] for r in table]
     err = [[r["fps"] - r["fps_min"] for r in table], [r["fps_max"] - r["fps"] for r in table]]
     fig, ax = plt.subplots(figsize=(12, 0.5 * len(labels) + 1.5))
-    colors = ["#1f77b4" if l.startswith("yolo_adapters") else "#7f7f7f" if l.startswith("Ultralytics") else "#2ca02c"
-              for l in labels]  # fmt: skip
+    colors = [
+        "#1f77b4" if label.startswith("yolo_adapters") else "#7f7f7f" if label.startswith("Ultralytics") else "#2ca02c"
+        for label in labels
+    ]
     ax.barh(labels, fps, xerr=err, color=colors, capsize=3)
     ax.invert_yaxis()
     ax.set_xlabel("frames per second, end to end (median; bars: min-max over repeats)")
-    ax.set_title(f"yolo11n-pose, imgsz {report['imgsz']}, CPU, FP32 unless INT8 or BF16, {report['frames']}-frame 1280x720 stream",
-                 loc="right")  # fmt: skip
+    ax.set_title(
+        f"yolo11n-pose, imgsz {report['imgsz']}, CPU, FP32 unless INT8 or BF16, {report['frames']}-frame 1280x720 stream",
+        loc="right",
+    )
     ax.set_xlim(0, max(r["fps_max"] for r in table) * 1.15)  # room for the value labels
     for y, r in enumerate(table):
         ax.text(r["fps_max"], y, f"  {r['fps']:.1f}", va="center")  # past the error bar

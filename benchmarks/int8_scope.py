@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from int8 import cpu_line, throughput  # noqa: E402  (benchmarks/int8.py)
+from int8 import cpu_line, throughput
 
 #: NNCF ignored-scope patterns per row, on top of the package's own float scope (decode, head outputs, attention).
 SCOPES = {
@@ -40,9 +40,9 @@ SCOPES = {
 
 
 def letterboxed(image: Path, hw: tuple[int, int]) -> tuple[np.ndarray, float]:
-    from yolo_adapters.quantize import preprocess
-
     import cv2
+
+    from yolo_adapters.quantize import preprocess
 
     height, width = cv2.imread(str(image)).shape[:2]
     return preprocess(image, hw, "pose")[None], min(hw[0] / height, hw[1] / width)
@@ -79,23 +79,29 @@ def main(argv: list[str] | None = None) -> int:
 
     nncf.set_log_level(logging.ERROR)  # its per-node lines would bury the table
 
+    from yolo_adapters.backends.openvino.engine import core
+    from yolo_adapters.backends.openvino.int8 import int8_target, quantize_arguments
     from yolo_adapters.core import registry
     from yolo_adapters.core.assets import pose_weights
-    from yolo_adapters.backends.openvino.int8 import int8_target, quantize_arguments
-    from yolo_adapters.backends.openvino.engine import core
+    from yolo_adapters.integration.runtime import resolve_artifact
     from yolo_adapters.quantize import find_images, float_scope
     from yolo_adapters.quantize.calibration import calibration_batches
-    from yolo_adapters.integration.runtime import resolve_artifact
 
     hw = (args.imgsz[0], args.imgsz[-1])
     plugin = registry.get_backend("openvino")
-    fp32_xml = resolve_artifact(args.model or str(pose_weights()), plugin, "CPU",
-                                plugin.validate_options({"imgsz": list(hw), "dynamic": False, "batch": 1}))  # fmt: skip
+    fp32_xml = resolve_artifact(
+        args.model or str(pose_weights()),
+        plugin,
+        "CPU",
+        plugin.validate_options({"imgsz": list(hw), "dynamic": False, "batch": 1}),
+    )
     tune = [Path(p) for p in args.tune]
     held = [Path(p) for p in (args.eval or [ASSETS / "bus.jpg", ASSETS / "zidane.jpg"])]
     recipe = int8_target("CPU")["recipe"]
     print(cpu_line())
-    print(f"recipe {recipe}; calibration {args.data}; tune {', '.join(p.name for p in tune)}; eval {', '.join(p.name for p in held)}")
+    print(
+        f"recipe {recipe}; calibration {args.data}; tune {', '.join(p.name for p in tune)}; eval {', '.join(p.name for p in held)}"
+    )
 
     model = core().read_model(str(fp32_xml))
     batches = calibration_batches(find_images(args.data), (1, 3, *hw), "pose", 32)
@@ -108,14 +114,20 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.scopes.split(","):
         start = time.perf_counter()
         quantized = nncf.quantize(
-            model, nncf.Dataset(batches), subset_size=len(batches), **arguments,
+            model,
+            nncf.Dataset(batches),
+            subset_size=len(batches),
+            **arguments,
             ignored_scope=nncf.IgnoredScope(names=package_scope, patterns=SCOPES[name], validate=False),
-        )  # fmt: skip
+        )
         seconds = time.perf_counter() - start
         compiled = core().compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         rows[name] = quantized
-        print(f"{name:32s} tune {same_anchor_px(reference, compiled, inputs, tune):5.2f} px   "
-              f"eval {same_anchor_px(reference, compiled, inputs, held):5.2f} px   (quantized in {seconds:.0f} s)", flush=True)  # fmt: skip
+        print(
+            f"{name:32s} tune {same_anchor_px(reference, compiled, inputs, tune):5.2f} px   "
+            f"eval {same_anchor_px(reference, compiled, inputs, held):5.2f} px   (quantized in {seconds:.0f} s)",
+            flush=True,
+        )
     if args.seconds > 0:
         import tempfile
 

@@ -68,8 +68,9 @@ def run_ray(folder: Path, model: str, imgsz: int, args: argparse.Namespace) -> d
     import yolo_adapters.ray as yar
 
     clock = _Clock(args.images)
-    ds = yar.predict(folder, model, imgsz=imgsz, batch_size=args.batch_size, concurrency=args.concurrency,
-                     num_cpus=args.num_cpus)  # fmt: skip
+    ds = yar.predict(
+        folder, model, imgsz=imgsz, batch_size=args.batch_size, concurrency=args.concurrency, num_cpus=args.num_cpus
+    )
     errors = 0
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         clock.done(batch.num_rows)
@@ -143,10 +144,14 @@ class _Clock:
         steady = (self.n - q_n) / (end - q_t) if end > q_t and self.n > q_n else float("nan")
         cpu = self.cpu.stop()
         steady_cpu = (cpu - self.quarter_cpu) / (self.n - q_n) if self.n > q_n else float("nan")
-        return {"images": self.n, "seconds": round(end - self.start, 2), "e2e_ips": round(self.n / (end - self.start), 2),
-                "steady_ips": round(steady, 2), "cpu_s_per_image": round(cpu / max(self.n, 1), 4),
-                "steady_cpu_s_per_image": round(steady_cpu, 4)}  # fmt: skip
-
+        return {
+            "images": self.n,
+            "seconds": round(end - self.start, 2),
+            "e2e_ips": round(self.n / (end - self.start), 2),
+            "steady_ips": round(steady, 2),
+            "cpu_s_per_image": round(cpu / max(self.n, 1), 4),
+            "steady_cpu_s_per_image": round(steady_cpu, 4),
+        }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,16 +197,36 @@ def main(argv: list[str] | None = None) -> int:
     ratio = {k: round(best["ray"][k] / best["single"][k], 3) for k in ("e2e_ips", "steady_ips")}
     # CPU cost: single / Ray (1.0 = Ray costs nothing extra per image; start-up included on both sides)
     ratio["cpu_efficiency"] = round(best["single"]["cpu_s_per_image"] / best["ray"]["cpu_s_per_image"], 3)
-    ratio["steady_cpu_efficiency"] = round(best["single"]["steady_cpu_s_per_image"] / best["ray"]["steady_cpu_s_per_image"], 3)
+    ratio["steady_cpu_efficiency"] = round(
+        best["single"]["steady_cpu_s_per_image"] / best["ray"]["steady_cpu_s_per_image"], 3
+    )
     try:
         load = os.getloadavg()
     except OSError:
         load = None
-    report = {"cpus": cpus, "images": args.images, "imgsz": args.imgsz, "model": Path(model).name, "best": best,
-              "ratio_ray_over_single": ratio, "loadavg_after": load, "runs": runs}  # fmt: skip
-    print(json.dumps({k: report[k] for k in ("cpus", "images", "imgsz", "model", "best", "ratio_ray_over_single", "loadavg_after")}, indent=2))
-    print(f"Ray / single process: steady {ratio['steady_ips']:.2f}x, end to end {ratio['e2e_ips']:.2f}x; "
-          f"CPU per image single / Ray: {ratio['cpu_efficiency']:.2f}x, steady {ratio['steady_cpu_efficiency']:.2f}x")
+    report = {
+        "cpus": cpus,
+        "images": args.images,
+        "imgsz": args.imgsz,
+        "model": Path(model).name,
+        "best": best,
+        "ratio_ray_over_single": ratio,
+        "loadavg_after": load,
+        "runs": runs,
+    }
+    print(
+        json.dumps(
+            {
+                k: report[k]
+                for k in ("cpus", "images", "imgsz", "model", "best", "ratio_ray_over_single", "loadavg_after")
+            },
+            indent=2,
+        )
+    )
+    print(
+        f"Ray / single process: steady {ratio['steady_ips']:.2f}x, end to end {ratio['e2e_ips']:.2f}x; "
+        f"CPU per image single / Ray: {ratio['cpu_efficiency']:.2f}x, steady {ratio['steady_cpu_efficiency']:.2f}x"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0

@@ -20,8 +20,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -124,9 +125,9 @@ def main() -> int:
     from ultralytics.utils import LOGGER
 
     import yolo_adapters
-    from yolo_adapters.tools import bench
     from yolo_adapters.backends.openvino.timing import throughput
     from yolo_adapters.core.assets import pose_weights, sample_images
+    from yolo_adapters.tools import bench
 
     LOGGER.setLevel(logging.WARNING)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="yolo_adapters_sources_"))
@@ -160,9 +161,13 @@ def main() -> int:
         "video (1280x720 mp4)": (str(video), True),
         "four streams (.streams, 4 x 1280x720 mp4)": (str(streams), True),
     }
-    kinds = {"in-memory list, mixed sizes": "list", "in-memory list, same-size 1280x720": "list",
-             "folder of JPEGs (1280x720)": "folder", "video (1280x720 mp4)": "video",
-             "four streams (.streams, 4 x 1280x720 mp4)": "streams"}  # fmt: skip
+    kinds = {
+        "in-memory list, mixed sizes": "list",
+        "in-memory list, same-size 1280x720": "list",
+        "folder of JPEGs (1280x720)": "folder",
+        "video (1280x720 mp4)": "video",
+        "four streams (.streams, 4 x 1280x720 mp4)": "streams",
+    }
 
     yolo_adapters.activate("openvino", hint="throughput")
     ours = YOLO(str(pt))
@@ -191,29 +196,39 @@ def main() -> int:
                 undo()
             feed = letterboxed(decoded(kinds[label], source), args.imgsz, rect)
             rows[label]["bound"].append(throughput(Path(xml), feed, warm)["fps"])
-            print(f"  repeat {repeat + 1}: {label:38s} ours {rows[label]['ours'][-1]:6.2f}  native "
-                  f"{rows[label]['native'][-1]:6.2f}  bound {rows[label]['bound'][-1]:6.2f} FPS", flush=True)  # fmt: skip
+            print(
+                f"  repeat {repeat + 1}: {label:38s} ours {rows[label]['ours'][-1]:6.2f}  native "
+                f"{rows[label]['native'][-1]:6.2f}  bound {rows[label]['bound'][-1]:6.2f} FPS",
+                flush=True,
+            )
     print(f"\nMachine: {bench.machine()}")
     print(f"Command: python benchmarks/sources.py {' '.join(sys.argv[1:])}\n")
     if args.repeats:
         tensor = next(letterboxed([same[0]], args.imgsz, True))
         inference_only = throughput(Path(xml), [tensor] * args.frames, warm)["fps"]
-        print("| source | yolo_adapters FPS | native OpenVINO FPS | decode + letterbox + inference bound FPS | vs native | vs bound |")
+        print(
+            "| source | yolo_adapters FPS | native OpenVINO FPS | decode + letterbox + inference bound FPS | vs native | vs bound |"
+        )
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
         for label, r in rows.items():
             o, n, b = median_fps(r["ours"]), median_fps(r["native"]), median_fps(r["bound"])
             print(f"| {label} | {o:.2f} | {n:.2f} | {b:.2f} | {o / n:.2f}x | {o / b:.2f}x |")
         shape = "x".join(str(v) for v in tensor.shape[2:])
         same_list = median_fps(rows["in-memory list, same-size 1280x720"]["ours"])
-        print(f"\nInference-only limit of the same compiled model ({shape} tensors, AsyncInferQueue): {inference_only:.2f} FPS;"
-              f" the same-size in-memory list runs at {same_list / inference_only:.2f}x of it")  # fmt: skip
+        print(
+            f"\nInference-only limit of the same compiled model ({shape} tensors, AsyncInferQueue): {inference_only:.2f} FPS;"
+            f" the same-size in-memory list runs at {same_list / inference_only:.2f}x of it"
+        )
 
     if args.memory_frames:
-        out = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(args.memory_frames)], capture_output=True,
-                             text=True, check=True)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", MEMORY_CHILD, str(args.memory_frames)], capture_output=True, text=True, check=True
+        )
         count, base, peak, frames_mb = out.stdout.split("RESULT")[-1].split()
-        print(f"\nPeak memory streaming a {count}-frame 1280x720 in-memory list: {float(peak) - float(base):.0f} MB "
-              f"above the process with its frames allocated ({float(frames_mb):.0f} MB of frames).")  # fmt: skip
+        print(
+            f"\nPeak memory streaming a {count}-frame 1280x720 in-memory list: {float(peak) - float(base):.0f} MB "
+            f"above the process with its frames allocated ({float(frames_mb):.0f} MB of frames)."
+        )
 
     if args.soak:
         yolo_adapters.activate("openvino", hint="throughput")
@@ -225,8 +240,10 @@ def main() -> int:
             assert count == expected[label], f"soak: {label} delivered {count} of {expected[label]} results"
             seen += count
             i += 1
-        print(f"\nSoak: {seen} frames over {i} runs of {len(sources)} source kinds in {time.perf_counter() - start:.0f} s, "
-              "every result delivered, no hang.")
+        print(
+            f"\nSoak: {seen} frames over {i} runs of {len(sources)} source kinds in {time.perf_counter() - start:.0f} s, "
+            "every result delivered, no hang."
+        )
     return 0
 
 

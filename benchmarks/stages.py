@@ -42,8 +42,8 @@ def main() -> None:
     from ultralytics.utils import LOGGER
 
     import yolo_adapters
-    from yolo_adapters.tools import bench
     from yolo_adapters.core.assets import pose_weights
+    from yolo_adapters.tools import bench
 
     LOGGER.setLevel(logging.WARNING)
     if args.torch_threads:
@@ -76,10 +76,13 @@ def main() -> None:
 
     print(f"{n} frames of 1280x720 at input {tuple(tensor.shape)}, torch threads {torch.get_num_threads()}")
     print("| stage | CPU ms per frame |\n| --- | ---: |")
-    for name, value in (("video decode (cv2.VideoCapture.read)", decode), ("letterbox (predictor.pre_transform)", letterbox),
-                        ("to tensor (predictor.preprocess, letterbox included)", preprocess),
-                        ("post-processing and NMS (predictor.postprocess)", postprocess),
-                        ("one synchronous inference (for scale)", inference)):  # fmt: skip
+    for name, value in (
+        ("video decode (cv2.VideoCapture.read)", decode),
+        ("letterbox (predictor.pre_transform)", letterbox),
+        ("to tensor (predictor.preprocess, letterbox included)", preprocess),
+        ("post-processing and NMS (predictor.postprocess)", postprocess),
+        ("one synchronous inference (for scale)", inference),
+    ):
         print(f"| {name} | {value:.2f} |")
 
 

@@ -47,8 +47,12 @@ def main() -> None:
     parser.add_argument("video", nargs="?", help="video file (default with --emulate: a synthetic clip)")
     parser.add_argument("--device", default="ascend:0", help="ascend:0, ascend:1, ascend:0,1 ...")
     parser.add_argument("--soc", default=None, help="ATC --soc_version (default: detected with npu-smi)")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
-                        help="fp32: as much FP32 as the SoC computes; fp16: FP16 throughout (docs/ascend.md, Precision)")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "fp16"],
+        help="fp32: as much FP32 as the SoC computes; fp16: FP16 throughout (docs/ascend.md, Precision)",
+    )
     parser.add_argument("--emulate", action="store_true", help="no card: run through yolo_adapters.testing")
     args = parser.parse_args()
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # never let Ultralytics reach for the network
 
-from ultralytics import YOLO  # noqa: E402
-from ultralytics.utils import ASSETS  # noqa: E402
+from ultralytics import YOLO
+from ultralytics.utils import ASSETS
 
 
 def bundled_pose_weights() -> Path:

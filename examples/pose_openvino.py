@@ -14,9 +14,10 @@ from pathlib import Path
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # never let Ultralytics reach for the network
 
-import yolo_adapters.openvino  # noqa: E402,F401  -- the only line that differs from stock Ultralytics code
-from ultralytics import YOLO  # noqa: E402
-from ultralytics.utils import ASSETS  # noqa: E402
+from ultralytics import YOLO
+from ultralytics.utils import ASSETS
+
+import yolo_adapters.openvino  # noqa: F401  -- the only line that differs from stock Ultralytics code
 
 
 def bundled_pose_weights() -> Path:

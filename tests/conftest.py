@@ -13,7 +13,7 @@ os.environ.pop("YOLO_ADAPTERS", None)
 os.environ.pop("YOLO_ADAPTERS_DISABLE", None)
 sys.path.insert(0, str(Path(__file__).parent))
 
-from models import build_checkpoint, legacy_ultralytics, pose_weights  # noqa: E402
+from models import build_checkpoint, legacy_ultralytics, pose_weights
 
 TASKS = ("detect", "segment", "pose", "obb", "classify")
 

@@ -25,10 +25,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from models import legacy_ultralytics, recalibrate_batchnorm
 
 from yolo_adapters.core import assets
-
-from models import legacy_ultralytics, recalibrate_batchnorm  # noqa: E402  (tests/models.py: the same recipe as the other test models)
 
 IMGSZ = 320  # small and CI-friendly; every family here takes it
 
@@ -306,7 +305,9 @@ def fit_semantic_head(model: torch.nn.Module, views: list[torch.Tensor], scale: 
     """Three classes from the first principal component's terciles: logits (-s pc + s t1, 0, s pc - s t2)."""
     conv = model.model[-1].classifier[-1]
     mean, direction, pc = _first_component(_inputs_of(conv, model, views))
-    t1, t2 = (float(q) for q in torch.quantile(pc[:: max(1, len(pc) // 100000)], torch.tensor([1 / 3, 2 / 3], dtype=pc.dtype)))
+    t1, t2 = (
+        float(q) for q in torch.quantile(pc[:: max(1, len(pc) // 100000)], torch.tensor([1 / 3, 2 / 3], dtype=pc.dtype))
+    )
     s = scale / float(pc.std())
     a = torch.tensor([-s, 0.0, s], dtype=torch.float64)
     c = torch.tensor([s * t1, 0.0, -s * t2], dtype=torch.float64)

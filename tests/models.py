@@ -21,7 +21,12 @@ import torch
 
 from yolo_adapters.core import assets
 
-YAML = {"detect": "yolo11n.yaml", "segment": "yolo11n-seg.yaml", "obb": "yolo11n-obb.yaml", "classify": "yolo11n-cls.yaml"}
+YAML = {
+    "detect": "yolo11n.yaml",
+    "segment": "yolo11n-seg.yaml",
+    "obb": "yolo11n-obb.yaml",
+    "classify": "yolo11n-cls.yaml",
+}
 YAML_V8 = {
     "detect": "yolov8n.yaml",
     "segment": "yolov8n-seg.yaml",
@@ -158,7 +163,10 @@ def _fitted_classifier(yolo, yaml: str) -> None:
     fit_classify_head(model, 640)
     model.names = dict(CLASS_NAMES["classify"])
     model.task = "classify"
-    model.args = {**(yolo.model.args if isinstance(getattr(yolo.model, "args", None), dict) else {}), "task": "classify"}
+    model.args = {
+        **(yolo.model.args if isinstance(getattr(yolo.model, "args", None), dict) else {}),
+        "task": "classify",
+    }
     model.transforms = classify_transforms(640)  # trained classifiers carry their eval transforms
     yolo.model = model
 

@@ -11,14 +11,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from needs import require
 
 import yolo_adapters
+from yolo_adapters.compare.parity import compare_results
 from yolo_adapters.integration import patching
 from yolo_adapters.integration.module import EngineModule
-from yolo_adapters.compare.parity import compare_results
 from yolo_adapters.integration.patching import installer
-
-from needs import require  # noqa: E402  (tests/needs.py: a skip under CI is a failure)
 
 require("openvino")
 from ultralytics import YOLO  # noqa: E402
@@ -47,7 +46,9 @@ def _run(cmd: list[str], env_extra: dict | None = None, cwd: Path | None = None)
     env = {**os.environ, **(env_extra or {})}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    assert done.returncode == 0 and lines, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr[-3000:]}"
+    assert done.returncode == 0 and lines, (
+        f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr[-3000:]}"
+    )
     return json.loads(lines[-1][len("RESULT ") :])
 
 
@@ -94,8 +95,20 @@ def test_cli_run_covers_ultralytics_yolo_cli(tmp_path: Path, pose_pt: Path, imag
     """`yolo-adapters run -b openvino yolo predict ...`: the conversion lands in the cache, so the engine ran."""
     cache = tmp_path / "cache"
     env = {**os.environ, "YOLO_ADAPTERS_CACHE": str(cache)}
-    cmd = [sys.executable, "-m", "yolo_adapters", "run", "-b", "openvino", "yolo", "predict",
-           f"model={pose_pt}", f"source={images[0]}", "save=False", f"project={tmp_path}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "yolo_adapters",
+        "run",
+        "-b",
+        "openvino",
+        "yolo",
+        "predict",
+        f"model={pose_pt}",
+        f"source={images[0]}",
+        "save=False",
+        f"project={tmp_path}",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "4 persons" in done.stdout + done.stderr
@@ -130,7 +143,7 @@ def test_deactivate_keeps_device_strings_working(
 ) -> None:
     """deactivate() leaves what a new process has: nothing active (device=None is stock PyTorch), while a plugin
     device string still runs on its engine, for predict and for val (the route used to vanish: issue 17)."""
-    predictor_module, AutoBackend, _ = _originals()
+    _, AutoBackend, _ = _originals()
     yolo_adapters.activate("openvino")
     yolo_adapters.deactivate()
     assert yolo_adapters.active() is None
@@ -287,7 +300,9 @@ def test_hook_errors_never_escape(monkeypatch: pytest.MonkeyPatch, caplog: pytes
 
 
 def test_cli_info_json() -> None:
-    done = subprocess.run([sys.executable, "-m", "yolo_adapters", "info", "--json"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "yolo_adapters", "info", "--json"], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     info = json.loads(done.stdout)
     openvino = next(b for b in info["backends"] if b["name"] == "openvino")
@@ -302,4 +317,3 @@ def test_cli_convert_prints_cached_artifact(pose_pt: Path) -> None:
     assert artifact.suffix == ".xml" and artifact.is_file() and (artifact.parent / "metadata.yaml").is_file()
     bad = subprocess.run([*cmd[:-2], "--backend", "nope"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "Unknown yolo_adapters backend 'nope'" in bad.stderr
-

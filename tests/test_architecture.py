@@ -6,8 +6,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The maintainers' notes beside the repository, spelled in pieces so this file does not point at them itself.

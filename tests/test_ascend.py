@@ -21,8 +21,8 @@ import pytest
 import yolo_adapters
 from yolo_adapters.backends.ascend import AscendPlugin, atc_command, detect_soc, npu_count, tolerances
 from yolo_adapters.backends.ascend.precision import FP16_OUTPUT_TOLERANCES
-from yolo_adapters.errors import BackendUnavailableError, ConversionError, DeviceError, ModelFormatError, OptionError
 from yolo_adapters.compare.parity import DEFAULT_TOLERANCES, compare_results
+from yolo_adapters.errors import BackendUnavailableError, ConversionError, DeviceError, ModelFormatError, OptionError
 from yolo_adapters.testing import emulate_ascend
 from yolo_adapters.testing.om_format import read_om
 
@@ -236,8 +236,15 @@ def _precision_flags(argv):
 def test_atc_command_states_the_precision(tmp_path, chip, v2, options, expected):
     plan, argv = _plan_and_argv(tmp_path, chip, v2, **options)
     assert _precision_flags(argv) == [expected]
-    assert argv[:7] == ["atc", "--framework=5", "--model=m.onnx", "--output=m", "--input_format=NCHW",
-                        "--input_shape=images:1,3,640,640", f"--soc_version=Ascend{chip}"]  # fmt: skip
+    assert argv[:7] == [
+        "atc",
+        "--framework=5",
+        "--model=m.onnx",
+        "--output=m",
+        "--input_format=NCHW",
+        "--input_shape=images:1,3,640,640",
+        f"--soc_version=Ascend{chip}",
+    ]
     extra = dict(plan.extra)
     flag, mode = expected[2:].split("=")
     assert (extra["atc_precision_flag"], extra["atc_precision_mode"]) == (flag, mode)  # part of the cache key
@@ -324,7 +331,7 @@ def test_device_id_passed_as_int(emu, checkpoints, images):
 
 
 def test_two_cards_both_used(emu, checkpoints, images, references):
-    model, results = predict(checkpoints["detect"], images + images, device="ascend:0,1")
+    _, results = predict(checkpoints["detect"], images + images, device="ascend:0,1")
     assert sorted(emu.device_ids()) == [0, 1]
     used = emu.infer_devices()
     assert len(used) == 4 and set(used) == {0, 1}
@@ -363,7 +370,10 @@ def test_soc_from_npu_smi_option_and_env(emu, monkeypatch):
     assert detect_soc() == "Ascend310P3"
     backend = AscendPlugin()
     assert dict(backend.export_plan("0", {}, (640, 640), 1).extra)["atc_soc_version"] == "Ascend310P3"
-    assert dict(backend.export_plan("0", {"soc_version": "Ascend910B3"}, (640, 640), 1).extra)["atc_soc_version"] == "Ascend910B3"
+    assert (
+        dict(backend.export_plan("0", {"soc_version": "Ascend910B3"}, (640, 640), 1).extra)["atc_soc_version"]
+        == "Ascend910B3"
+    )
     monkeypatch.setenv("YOLO_ADAPTERS_SOC", "Ascend310B4")
     assert dict(backend.export_plan("0", {}, (640, 640), 1).extra)["atc_soc_version"] == "Ascend310B4"
 
@@ -538,7 +548,9 @@ def test_atc_missing_gives_the_command_then_the_manual_om_works(tmp_path, checkp
         assert emu.atc_calls() == []
         # what the user does on a CANN machine, here with the stand-in atc, then passes the .om
         argv = command.split()[1:]
-        done = subprocess.run([sys.executable, "-m", "yolo_adapters.testing.atc", *argv], cwd=pending, capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "yolo_adapters.testing.atc", *argv], cwd=pending, capture_output=True, text=True
+        )
         assert done.returncode == 0, done.stderr
         _, results = predict(pending / "model.om", images, task="detect")
         assert_parity(references("detect"), results)
@@ -582,8 +594,8 @@ def test_torch_npu_route_hands_cpu_tensors_to_post_processing():
     """With torch_npu installed, `npu` stays Ultralytics' own route; its outputs reach NMS as host tensors."""
     import torch
 
-    from yolo_adapters.integration.patching.wrappers import autobackend_wrapper
     from yolo_adapters.integration.module import NPUOutputsOnHost
+    from yolo_adapters.integration.patching.wrappers import autobackend_wrapper
 
     moved = []
 

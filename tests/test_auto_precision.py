@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from needs import require
 
 import yolo_adapters
 from yolo_adapters.errors import OptionError
 from yolo_adapters.quantize import choice
-
-from needs import require  # noqa: E402  (tests/needs.py: a skip under CI is a failure)
 
 require("openvino")
 nncf = require("nncf")
@@ -24,8 +23,14 @@ from yolo_adapters.backends.openvino import engine as ov_engine  # noqa: E402
 # Boxes and confident people judged with the defaults; keypoints not judged, so that on every host a correct
 # INT8 can qualify (at 320 its keypoints move a few px: docs/quantization.md) and the choice is by speed.
 BOXES_ONLY = {"mean_keypoint_px": None, "worst_person_keypoint_px": None}
-AUTO = {"imgsz": 320, "precision": "auto", "calibration_size": 4, "holdout": 2, "fast_bias_correction": True,
-        "tolerance": BOXES_ONLY}  # fmt: skip
+AUTO = {
+    "imgsz": 320,
+    "precision": "auto",
+    "calibration_size": 4,
+    "holdout": 2,
+    "fast_bias_correction": True,
+    "tolerance": BOXES_ONLY,
+}
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +40,14 @@ def people_dir(tmp_path_factory: pytest.TempPathFactory, images: list[Path]) -> 
 
     folder = tmp_path_factory.mktemp("auto_images")
     bus, zidane = (cv2.imread(str(p)) for p in images)
-    for name, image in {"a_bus": bus, "b_bus_flip": bus[:, ::-1], "c_zidane": zidane, "d_zidane_crop": zidane[:, 200:1000],
-                        "e_zidane_flip": zidane[:, ::-1], "f_bus_crop": bus[100:900]}.items():  # fmt: skip
+    for name, image in {
+        "a_bus": bus,
+        "b_bus_flip": bus[:, ::-1],
+        "c_zidane": zidane,
+        "d_zidane_crop": zidane[:, 200:1000],
+        "e_zidane_flip": zidane[:, ::-1],
+        "f_bus_crop": bus[100:900],
+    }.items():
         cv2.imwrite(str(folder / f"{name}.jpg"), image)
     return folder
 
@@ -72,21 +83,34 @@ def test_pick_is_the_fastest_that_meets_the_tolerances() -> None:
 
 def test_shortfalls_name_each_figure_out_of_bounds() -> None:
     tolerance = choice.tolerance_of({})
-    agreement = {"confident_recall": 1.0, "mean_box_iou": 0.99, "mean_keypoint_px": 3.55,
-                 "worst_person_keypoint_px": 11.1, "top1_agreement": None}  # fmt: skip
-    assert choice.shortfalls(agreement, tolerance) == ["mean_keypoint_px 3.55 > 1.5", "worst_person_keypoint_px 11.1 > 5"]
-    assert choice.shortfalls({**agreement, "mean_keypoint_px": 1.2, "worst_person_keypoint_px": 4.0}, tolerance) == []
-    assert choice.shortfalls({**agreement, "confident_recall": 0.75}, choice.tolerance_of({"tolerance": BOXES_ONLY})) == [
-        "confident_recall 0.75 < 1"
+    agreement = {
+        "confident_recall": 1.0,
+        "mean_box_iou": 0.99,
+        "mean_keypoint_px": 3.55,
+        "worst_person_keypoint_px": 11.1,
+        "top1_agreement": None,
+    }
+    assert choice.shortfalls(agreement, tolerance) == [
+        "mean_keypoint_px 3.55 > 1.5",
+        "worst_person_keypoint_px 11.1 > 5",
     ]
+    assert choice.shortfalls({**agreement, "mean_keypoint_px": 1.2, "worst_person_keypoint_px": 4.0}, tolerance) == []
+    assert choice.shortfalls(
+        {**agreement, "confident_recall": 0.75}, choice.tolerance_of({"tolerance": BOXES_ONLY})
+    ) == ["confident_recall 0.75 < 1"]
     assert choice.shortfalls(None, tolerance), "no measurement never qualifies"
     dense = {"min_pixel_agreement": 0.955, "mean_depth_diff": None, "confident_recall": None}
     assert choice.shortfalls(dense, tolerance) == ["min_pixel_agreement 0.955 < 0.97"]
-    assert choice.shortfalls({"mean_depth_diff": 0.06, "max_depth_diff": 0.63}, tolerance) == ["mean_depth_diff 0.06 > 0.02"]
+    assert choice.shortfalls({"mean_depth_diff": 0.06, "max_depth_diff": 0.63}, tolerance) == [
+        "mean_depth_diff 0.06 > 0.02"
+    ]
     # keypoints judged by similarity instead of pixels (docs/quantization.md: close-ups)
-    by_oks = choice.tolerance_of({"tolerance": {"mean_keypoint_px": None, "worst_person_keypoint_px": None,
-                                                "min_confident_person_oks": 0.95}})  # fmt: skip
-    assert choice.shortfalls({**agreement, "min_confident_person_oks": 0.934}, by_oks) == ["min_confident_person_oks 0.934 < 0.95"]
+    by_oks = choice.tolerance_of(
+        {"tolerance": {"mean_keypoint_px": None, "worst_person_keypoint_px": None, "min_confident_person_oks": 0.95}}
+    )
+    assert choice.shortfalls({**agreement, "min_confident_person_oks": 0.934}, by_oks) == [
+        "min_confident_person_oks 0.934 < 0.95"
+    ]
     assert choice.shortfalls({**agreement, "min_confident_person_oks": 0.988}, by_oks) == []
 
 
@@ -116,7 +140,15 @@ def test_auto_needs_images_to_judge_on(pose_pt: Path, images: list[Path], tmp_pa
     for image in images:
         (two / image.name).write_bytes(image.read_bytes())
     with pytest.raises(OptionError, match="holdout must be >= 1"):
-        _run(pose_pt, images[0], "onnxruntime", precision="auto", calibration=str(two), holdout=0, cache_dir=str(tmp_path))
+        _run(
+            pose_pt,
+            images[0],
+            "onnxruntime",
+            precision="auto",
+            calibration=str(two),
+            holdout=0,
+            cache_dir=str(tmp_path),
+        )
     from yolo_adapters.backends.onnxruntime import ONNXRuntimePlugin
 
     with pytest.raises(OptionError, match="tolerance bounds what precision='auto' may keep"):
@@ -156,9 +188,26 @@ def test_cli_convert_auto_prints_the_choice(
     and the choice; ``cache list`` says what auto kept."""
     from yolo_adapters.tools.cli import main
 
-    argv = ["convert", str(pose_pt), "-b", "openvino", "--precision", "auto", "--data", str(people_dir), "--imgsz", "320",
-            "-o", "calibration_size=4", "-o", "holdout=2", "-o", "fast_bias_correction=True",
-            "-o", f"tolerance={BOXES_ONLY!r}"]  # fmt: skip
+    argv = [
+        "convert",
+        str(pose_pt),
+        "-b",
+        "openvino",
+        "--precision",
+        "auto",
+        "--data",
+        str(people_dir),
+        "--imgsz",
+        "320",
+        "-o",
+        "calibration_size=4",
+        "-o",
+        "holdout=2",
+        "-o",
+        "fast_bias_correction=True",
+        "-o",
+        f"tolerance={BOXES_ONLY!r}",
+    ]
     assert main(argv) == 0
     out, err = capsys.readouterr()
     recorded = choice.read_choice(out.strip())
@@ -169,8 +218,9 @@ def test_cli_convert_auto_prints_the_choice(
 
     # `check` against PyTorch says which precision it compared (the same cached conversion)
     options = {k: v for k, v in AUTO.items() if k != "imgsz"}
-    report = yolo_adapters.check(pose_pt, backends=["openvino"], imgsz=320, options={**options, "calibration": str(people_dir)},
-                                 progress=False)  # fmt: skip
+    report = yolo_adapters.check(
+        pose_pt, backends=["openvino"], imgsz=320, options={**options, "calibration": str(people_dir)}, progress=False
+    )
     (engine,) = report.engines
     assert engine.chosen_precision == recorded["chosen"] and engine.artifact == out.strip()
     assert f"(auto: {recorded['chosen']})" in engine.name and engine.engine_calls >= 1
@@ -236,8 +286,9 @@ def test_onnxruntime_auto_keeps_the_faster_that_agrees(
 ) -> None:
     require("onnxruntime")
     options = {k: v for k, v in AUTO.items() if k != "fast_bias_correction"}  # an NNCF option
-    result, module = _run(pose_pt, images[0], "onnxruntime", calibration=str(people_dir), cache_dir=str(tmp_path),
-                          **options)  # fmt: skip
+    result, module = _run(
+        pose_pt, images[0], "onnxruntime", calibration=str(people_dir), cache_dir=str(tmp_path), **options
+    )
     recorded = choice.read_choice(module.artifact)
     assert recorded is not None and recorded["provider"] == "CPUExecutionProvider"
     candidates = recorded["candidates"]
@@ -300,8 +351,9 @@ def test_onnxruntime_auto_goes_on_without_int8(
     monkeypatch.setattr(ort_quantization, "quantize_static", failing)
     options = {k: v for k, v in AUTO.items() if k != "fast_bias_correction"}
     with caplog.at_level("WARNING", logger="yolo_adapters"):
-        _, module = _run(pose_pt, images[0], "onnxruntime", calibration=str(people_dir), cache_dir=str(tmp_path),
-                         **options)  # fmt: skip
+        _, module = _run(
+            pose_pt, images[0], "onnxruntime", calibration=str(people_dir), cache_dir=str(tmp_path), **options
+        )
     recorded = choice.read_choice(module.artifact)
     assert recorded["candidates"]["int8"]["shortfalls"][0].startswith("not built: ")
     assert "fps" not in recorded["candidates"]["int8"] and recorded["chosen"] in ("fp32", "fp16")

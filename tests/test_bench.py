@@ -6,16 +6,15 @@ Nothing here is timed: the report is synthetic, so the ratios it checks are know
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import sys
+from pathlib import Path
 
 import pytest
 
 from yolo_adapters.tools import bench
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import bench as maintainers_bench  # noqa: E402  (benchmarks/bench.py: the reference run's docs bookkeeping)
+import bench as maintainers_bench
 
 
 def _runs(*fps: float) -> list[dict]:
@@ -64,7 +63,9 @@ def test_render_states_the_decode_bound_and_int8_ratios(report: dict) -> None:
 
 def test_docs_block_is_replaced_and_the_rest_kept(report: dict, tmp_path: Path) -> None:
     page = tmp_path / "benchmarks.md"
-    page.write_text("# Benchmarks\n\nhand-written analysis\n\n<!-- bench:start -->\nold table\n<!-- bench:end -->\n\ntail\n")
+    page.write_text(
+        "# Benchmarks\n\nhand-written analysis\n\n<!-- bench:start -->\nold table\n<!-- bench:end -->\n\ntail\n"
+    )
     maintainers_bench.write_docs(report, "python benchmarks/bench.py --docs docs", tmp_path)
     text = page.read_text()
     assert text.startswith("# Benchmarks\n\nhand-written analysis\n\n<!-- bench:start -->")

@@ -11,9 +11,9 @@ import yolo_adapters
 from yolo_adapters.errors import OptionError
 
 pytest.importorskip("openvino")
-from ultralytics import YOLO  # noqa: E402
+from ultralytics import YOLO
 
-from yolo_adapters.backends.openvino import engine as ov_engine  # noqa: E402
+from yolo_adapters.backends.openvino import engine as ov_engine
 
 
 @pytest.fixture
@@ -55,9 +55,12 @@ def test_bf16_where_the_cpu_has_it(
 
 
 def test_bf16_falls_back_to_fp32_with_one_warning(
-    checkpoints: dict, images: list[Path], compiled_with: list[dict], monkeypatch: pytest.MonkeyPatch,
+    checkpoints: dict,
+    images: list[Path],
+    compiled_with: list[dict],
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
-) -> None:  # fmt: skip
+) -> None:
     monkeypatch.setattr(ov_engine, "bf16_supported", lambda device: False)
     with caplog.at_level("WARNING", logger="yolo_adapters"):
         result, module = _predict(checkpoints["pose"], images[0], precision="bf16")
@@ -88,9 +91,7 @@ def test_bf16_is_openvino_only() -> None:
         registry.get_backend("onnxruntime").validate_options({"precision": "bf16"})
 
 
-def test_bf16_on_this_cpu_agrees_with_fp32(
-    checkpoints: dict, images: list[Path], compiled_with: list[dict]
-) -> None:
+def test_bf16_on_this_cpu_agrees_with_fp32(checkpoints: dict, images: list[Path], compiled_with: list[dict]) -> None:
     """No injection: what this host really computes. With native bf16 (AMX, AVX512-BF16) the compiled model runs
     bf16, so its scores differ from FP32's (bf16 really ran) yet stay within bf16's error (every confident person
     found, boxes and scores close); without it, the FP32 fallback gives FP32's own results."""

@@ -27,7 +27,11 @@ def test_api_pose_matches_on_openvino_and_onnxruntime(pose_pt: Path) -> None:
         assert summary["min_box_iou"] >= 0.99 and summary["max_keypoint_px"] <= 1.0
         assert 0.99 <= summary["mean_box_iou"] <= 1.0
     table = report.table(per_image=True)
-    assert sum(line.endswith("  PASS") for line in table.splitlines()) == 2 and "bus.jpg" in table and "keypoint px max/mean" in table
+    assert (
+        sum(line.endswith("  PASS") for line in table.splitlines()) == 2
+        and "bus.jpg" in table
+        and "keypoint px max/mean" in table
+    )
     assert table.splitlines()[-1] == "PASSED"
 
 
@@ -45,7 +49,9 @@ def test_cli_passes_with_json_and_progress_bar(pose_pt: Path, capsys: pytest.Cap
 
 def test_cli_fails_when_a_tolerance_is_missed(pose_pt: Path, capsys: pytest.CaptureFixture) -> None:
     # Same engine, a tolerance no real run can meet: the gate must close (exit 1, FAIL in the table).
-    rc = cli.main(["check", str(pose_pt), "-b", "onnxruntime", "-t", "score=0", "-t", "keypoint_px=1e-12", "--no-progress"])
+    rc = cli.main(
+        ["check", str(pose_pt), "-b", "onnxruntime", "-t", "score=0", "-t", "keypoint_px=1e-12", "--no-progress"]
+    )
     out = capsys.readouterr().out
     assert rc == 1, out
     assert "FAIL" in out.splitlines()[3] and "keypoint distance" in out and out.rstrip().endswith("FAILED")
@@ -89,7 +95,9 @@ def test_cli_fails_on_ir_from_different_weights(
     assert row.split()[-1] == "FAIL"
     assert "keypoint distance" in out and lines[-1] == "FAILED"
 
-    rc = cli.main(["check", str(pose_pt), "-e", str(shipped / "model.xml"), "-b", "openvino", "--json", "--no-progress"])
+    rc = cli.main(
+        ["check", str(pose_pt), "-e", str(shipped / "model.xml"), "-b", "openvino", "--json", "--no-progress"]
+    )
     report = json.loads(capsys.readouterr().out)
     assert rc == 1 and report["passed"] is False
     (engine,) = report["engines"]
@@ -106,7 +114,16 @@ def test_bad_arguments_exit_2(pose_pt: Path, tmp_path: Path, capsys: pytest.Capt
         ("check", str(tmp_path / "model.xml")): "must be an existing Ultralytics .pt",
         ("check", str(pose_pt), "-b", "nope"): "Unknown yolo_adapters backend 'nope'",
         ("check", str(pose_pt), "-b", "openvino", "-s", str(tmp_path / "missing*.jpg")): "neither an image",
-        ("check", str(pose_pt), "-e", str(tmp_path / "model.xml"), "-b", "openvino", "-b", "onnxruntime"): "at most one",
+        (
+            "check",
+            str(pose_pt),
+            "-e",
+            str(tmp_path / "model.xml"),
+            "-b",
+            "openvino",
+            "-b",
+            "onnxruntime",
+        ): "at most one",
         ("check", str(pose_pt), "-b", "openvino", "-t", "iou=3"): "--tolerance takes",
         ("check", str(pose_pt), "-b", "openvino", "-o", "hint=fast"): "not an OpenVINO performance hint",
     }

@@ -30,8 +30,21 @@ def _run_broken_engine(tmp_path: Path, ci: bool) -> subprocess.CompletedProcess:
     if ci:
         env["CI"] = "true"
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file), str(tmp_path / "test_other.py")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(test_file),
+            str(tmp_path / "test_other.py"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -58,14 +71,20 @@ def test_broken_engine_import_skips_locally(tmp_path: Path) -> None:
     ],
 )
 def test_compat_entry_count_check(collected: str, summary: str, ok: bool) -> None:
-    done = subprocess.run(["bash", str(ROOT / ".ci" / "compat"), "--verify-count", collected, summary],
-                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    done = subprocess.run(
+        ["bash", str(ROOT / ".ci" / "compat"), "--verify-count", collected, summary],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert (done.returncode == 0) is ok, done.stdout + done.stderr
 
 
 def test_readme_and_compatibility_page_name_every_matrix_entry() -> None:
     """README.md and docs/compatibility.md state what CI runs from one source: .ci/compat's entries."""
-    listed = subprocess.run(["bash", str(ROOT / ".ci" / "compat"), "--list"], capture_output=True, text=True, check=True)
+    listed = subprocess.run(
+        ["bash", str(ROOT / ".ci" / "compat"), "--list"], capture_output=True, text=True, check=True
+    )
     names = [line.split("|")[1].strip() for line in listed.stdout.splitlines() if line.startswith("|")]
     assert len(names) >= 5
     readme = (ROOT / "README.md").read_text()

@@ -14,18 +14,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-import yolo_adapters
 from family_models import FAMILIES, available, build_family_checkpoint
 from models import task_model_family
+
+import yolo_adapters
 
 BACKENDS = ("openvino", "onnxruntime", "ascend")
 # What the installed Ultralytics ships: a family or task it lacks (YOLO26 before 8.4, YOLO12 before 8.3.78, YOLOv10
 # before 8.2) is not a test on that release, so each compatibility-matrix entry runs the families its release has
 # (and not the few whose test model cannot be compared there: family_models.NOT_COMPARABLE_BEFORE).
 # The family of tests/models.py's task models is tested every task, every backend, in the backend test files.
-CASES = [(f, task) for f, tasks in FAMILIES.items() if f != task_model_family() for task in tasks
-         if available(f, task) is None]  # fmt: skip
+CASES = [
+    (f, task)
+    for f, tasks in FAMILIES.items()
+    if f != task_model_family()
+    for task in tasks
+    if available(f, task) is None
+]
 
 
 @pytest.fixture(scope="session")
@@ -139,7 +144,9 @@ def test_layouts_every_head_knows() -> None:
     assert info("depth").layout_problem([(1, 1, 320, 256)]) is None
     assert info("classify", 4).layout_problem([(1, 4)]) is None
     assert info("detect", 80, head="RTDETRDecoder").layout_problem([(1, 300, 6)]) is None
-    assert "RT-DETR head outputs (B, queries, 6)" in info("detect", 80, head="RTDETRDecoder").layout_problem([(1, 84, 300)])
+    assert "RT-DETR head outputs (B, queries, 6)" in info("detect", 80, head="RTDETRDecoder").layout_problem(
+        [(1, 84, 300)]
+    )
     assert "end-to-end" in info("detect", end2end=True).layout_problem([(1, 5, 2100)])
     assert "(B, 1, H, W)" in info("depth").layout_problem([(1, 3, 320, 256)])
     # exports before Ultralytics 8.4 name no head: RT-DETR is known by the model name in the description
@@ -148,7 +155,9 @@ def test_layouts_every_head_knows() -> None:
     assert info("detect", description="Ultralytics YOLOv8n model").layout_problem([(1, 300, 5)]) is not None
 
 
-def test_unknown_layout_names_the_family_and_what_was_found(family_checkpoint, images: list[Path], tmp_path: Path) -> None:
+def test_unknown_layout_names_the_family_and_what_was_found(
+    family_checkpoint, images: list[Path], tmp_path: Path
+) -> None:
     """RT-DETR's output under metadata that claims a YOLO Detect head: the error names the family and the shapes,
     and does not send the user to the cache (the cache is not the problem)."""
     import yaml

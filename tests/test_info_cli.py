@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from yolo_adapters.tools import cli
-
-from yolo_adapters.core import registry
 from yolo_adapters.backends.base import BackendPlugin, ExportPlan
+from yolo_adapters.core import registry
 from yolo_adapters.core.cache import ArtifactCache
+from yolo_adapters.tools import cli
 
 
 def _info(capsys: pytest.CaptureFixture, *flags: str) -> str:
@@ -45,7 +44,9 @@ def test_info_reports_engines_devices_and_versions(capsys: pytest.CaptureFixture
     assert "ascend       [built-in] unavailable: ais_bench is not installed" in text and "atc: not found" in text
 
 
-def test_info_without_a_backend_package_in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_info_without_a_backend_package_in_process(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     real = importlib.util.find_spec
 
     def hide(name: str, *args, **kwargs):
@@ -55,9 +56,13 @@ def test_info_without_a_backend_package_in_process(monkeypatch: pytest.MonkeyPat
     info = json.loads(_info(capsys, "--json"))
     openvino = _backend(info, "openvino")
     assert openvino == {
-        "name": "openvino", "origin": "built-in", "available": False, "devices": [], "environment": {},
+        "name": "openvino",
+        "origin": "built-in",
+        "available": False,
+        "devices": [],
+        "environment": {},
         "why_not": "OpenVINO is not installed: pip install 'yolo-adapters[openvino]' (or pip install openvino).",
-    }  # fmt: skip
+    }
     assert _backend(info, "onnxruntime")["available"]
 
 
@@ -107,7 +112,9 @@ class _BrokenBackend(_ThirdParty):
         raise RuntimeError("plugin exploded")
 
 
-def test_info_lists_third_party_and_broken_plugins(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_info_lists_third_party_and_broken_plugins(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     monkeypatch.setitem(registry._extra, "broken", _BrokenBackend)
     monkeypatch.setitem(registry._extra, "thirdparty", _ThirdParty)
     monkeypatch.delitem(registry._instances, "thirdparty", raising=False)

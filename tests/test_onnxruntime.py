@@ -10,20 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from engine_checks import assert_engine_ran_not_pytorch
+from needs import require
 
 import yolo_adapters
-from yolo_adapters.errors import BackendUnavailableError, DeviceError, ModelFormatError, OptionError
-from engine_checks import assert_engine_ran_not_pytorch
 from yolo_adapters.compare.parity import DEFAULT_TOLERANCES, Tolerances, compare_results
+from yolo_adapters.errors import BackendUnavailableError, DeviceError, ModelFormatError, OptionError
 from yolo_adapters.integration.module import EngineModule
-
-from needs import require  # noqa: E402  (tests/needs.py: a skip under CI is a failure)
 
 ort = require("onnxruntime")
 onnx = require("onnx")
 from ultralytics import YOLO  # noqa: E402
 
-from yolo_adapters.backends.onnxruntime import fp16 as ort_convert, plugin as ort_backend  # noqa: E402
+from yolo_adapters.backends.onnxruntime import fp16 as ort_convert  # noqa: E402
+from yolo_adapters.backends.onnxruntime import plugin as ort_backend  # noqa: E402
 
 TASKS = ("detect", "segment", "pose", "obb", "classify")
 CPU = "CPUExecutionProvider"
@@ -91,7 +91,9 @@ def test_import_activates(checkpoints: dict, images: list[Path]) -> None:
 
 def test_val_reports_metrics(pose_pt: Path, tiny_pose_dataset: Path) -> None:
     model = YOLO(str(pose_pt))
-    metrics = model.val(data=str(tiny_pose_dataset), device="onnxruntime", imgsz=640, batch=1, plots=False, verbose=False)
+    metrics = model.val(
+        data=str(tiny_pose_dataset), device="onnxruntime", imgsz=640, batch=1, plots=False, verbose=False
+    )
     assert metrics.box.map50 > 0.3  # real people in real photos, labelled from the reference model
     assert metrics.pose.map50 > 0.3
 
@@ -111,7 +113,9 @@ def test_missing_provider_lists_available(checkpoints: dict, images: list[Path])
     if "TensorrtExecutionProvider" in ort.get_available_providers():
         pytest.skip("this ONNX Runtime build has TensorRT")
     model = YOLO(str(checkpoints["pose"]))
-    with pytest.raises(DeviceError, match=r"no TensorrtExecutionProvider here.*Available providers:.*CPUExecutionProvider"):
+    with pytest.raises(
+        DeviceError, match=r"no TensorrtExecutionProvider here.*Available providers:.*CPUExecutionProvider"
+    ):
         model.predict(str(images[0]), device="onnxruntime:tensorrt", verbose=False)
     with pytest.raises(DeviceError, match="knows no execution provider 'quantum'.*CPUExecutionProvider"):
         model.predict(str(images[0]), device="onnxruntime:quantum", verbose=False)
@@ -120,9 +124,12 @@ def test_missing_provider_lists_available(checkpoints: dict, images: list[Path])
 
 
 def test_fallback_warns_once_and_runs_on_cpu(
-    checkpoints: dict, images: list[Path], pose_reference: list, monkeypatch: pytest.MonkeyPatch,
+    checkpoints: dict,
+    images: list[Path],
+    pose_reference: list,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
-) -> None:  # fmt: skip
+) -> None:
     if "TensorrtExecutionProvider" in ort.get_available_providers():
         pytest.skip("this ONNX Runtime build has TensorRT")
     monkeypatch.setattr(ort_backend, "_warned", set())
@@ -140,7 +147,9 @@ def test_fallback_warns_once_and_runs_on_cpu(
 
 def test_provider_chain_and_device_id(monkeypatch: pytest.MonkeyPatch) -> None:
     """The provider list handed to InferenceSession, for GPU providers this CPU machine lacks."""
-    monkeypatch.setattr(ort, "get_available_providers", lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", CPU])
+    monkeypatch.setattr(
+        ort, "get_available_providers", lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", CPU]
+    )
     backend = ort_backend.ONNXRuntimePlugin()
     extra = {"provider_options": {"arena_extend_strategy": "kSameAsRequested"}}
     assert backend.resolve_providers("cuda:1", extra) == [

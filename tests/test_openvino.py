@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from engine_checks import assert_engine_ran_not_pytorch
+from needs import require
 
 import yolo_adapters
+from yolo_adapters.compare.parity import compare_results
 from yolo_adapters.errors import (
     BackendUnavailableError,
     ConversionError,
@@ -17,11 +20,7 @@ from yolo_adapters.errors import (
     OptionError,
     UnknownBackendError,
 )
-from engine_checks import assert_engine_ran_not_pytorch
-from yolo_adapters.compare.parity import compare_results
 from yolo_adapters.integration.module import EngineModule
-
-from needs import require  # noqa: E402  (tests/needs.py: a skip under CI is a failure)
 
 require("openvino")
 from ultralytics import YOLO  # noqa: E402
@@ -219,9 +218,13 @@ def _old_exporter(monkeypatch: pytest.MonkeyPatch, failing: tuple[str, ...]) -> 
 
 @pytest.mark.parametrize("task", ("detect", "segment"))
 def test_exporter_that_cannot_make_openvino_falls_back_to_onnx(
-    task: str, checkpoints: dict, images: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    task: str,
+    checkpoints: dict,
+    images: list[Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
-) -> None:  # fmt: skip
+) -> None:
     """The ONNX route (Ultralytics' ONNX export + openvino.convert_model) gives the cache layout of Ultralytics' own
     OpenVINO export and PyTorch's results."""
     import logging

@@ -67,7 +67,9 @@ def long_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("hint", ["latency", "throughput"])
-def test_1000_frames_in_order_once_each_with_bounded_memory(hint: str, pose_pt: Path, long_video: Path, spy: list) -> None:
+def test_1000_frames_in_order_once_each_with_bounded_memory(
+    hint: str, pose_pt: Path, long_video: Path, spy: list
+) -> None:
     from ultralytics import YOLO
 
     yolo_adapters.activate("openvino", hint=hint)
@@ -93,7 +95,9 @@ def test_1000_frames_in_order_once_each_with_bounded_memory(hint: str, pose_pt: 
 
 
 @pytest.mark.parametrize("options", [{"hint": "latency"}, {"hint": "throughput"}, {"hint": "throughput", "batch": 3}])
-def test_pipelined_results_match_the_serial_loop(options: dict, pose_pt: Path, images: list[Path], tmp_path: Path, spy: list) -> None:
+def test_pipelined_results_match_the_serial_loop(
+    options: dict, pose_pt: Path, images: list[Path], tmp_path: Path, spy: list
+) -> None:
     """Each result holds its own frame's detections: the pipelined stream equals the serial one frame by frame."""
     from ultralytics import YOLO
 
@@ -308,7 +312,6 @@ def test_tensor_source_runs_in_engine_batches_with_stock_results(pose_pt: Path, 
         np.testing.assert_allclose(a[2], b[2], atol=1e-3, err_msg=f"frame {i}")
 
 
-
 # -- no hang: a request that never completes is an error after request_timeout ------------------------------------
 class _StuckRequest:
     """An OpenVINO infer request that never completes, as on a hung device or driver."""
@@ -345,7 +348,7 @@ def _consume_in_thread(model, source, seconds: float = 90) -> dict:
     def consume() -> None:
         try:
             outcome["results"] = list(model.predict(source, stream=True, imgsz=160, verbose=False))
-        except Exception as exc:  # noqa: BLE001 - the test inspects it
+        except Exception as exc:
             outcome["error"] = exc
 
     thread = threading.Thread(target=consume, daemon=True)
@@ -373,7 +376,9 @@ def test_stuck_openvino_request_is_an_error_not_a_hang(pose_pt: Path, tmp_path: 
     assert "did not complete within 1 s" in str(outcome["error"]) or "came free within 1 s" in str(outcome["error"])
 
 
-def test_stuck_onnxruntime_run_is_an_error_not_a_hang(pose_pt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stuck_onnxruntime_run_is_an_error_not_a_hang(
+    pose_pt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import threading
 
     from ultralytics import YOLO
@@ -402,7 +407,9 @@ def test_stuck_onnxruntime_run_is_an_error_not_a_hang(pose_pt: Path, tmp_path: P
 
 
 # -- multi-stream sources and every release: the same pipeline (issue 19) ---------------------------------------
-def test_streams_file_is_pipelined_with_the_serial_results(pose_pt: Path, images: list[Path], tmp_path: Path, spy: list) -> None:
+def test_streams_file_is_pipelined_with_the_serial_results(
+    pose_pt: Path, images: list[Path], tmp_path: Path, spy: list
+) -> None:
     """A ``.streams`` file naming two videos (LoadStreams, one frame of each per batch): read ahead by the pipeline,
     every frame of each stream once and in order, and the same people as the serial loop. ``stream_buffer=True``
     makes LoadStreams keep every frame, so both runs see the same frames."""

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from family_models import available, build_family_checkpoint
+from needs import require
 
 import yolo_adapters
 from yolo_adapters.errors import OptionError
 from yolo_adapters.integration.module import EngineModule
-
-from family_models import available, build_family_checkpoint  # noqa: E402
-from needs import require  # noqa: E402  (tests/needs.py: a skip under CI is a failure)
 
 require("openvino")
 nncf = require("nncf")
@@ -109,8 +108,8 @@ def test_no_calibration_data_is_a_clear_error(
 def test_calibration_content_is_in_the_cache_key(calib_dir: Path, tmp_path: Path) -> None:
     import shutil
 
-    from yolo_adapters.core import registry
     from yolo_adapters.backends.base import ExportPlan
+    from yolo_adapters.core import registry
     from yolo_adapters.core.cache import make_key
 
     plan = ExportPlan("openvino", (320, 320), 1, True, "int8")
@@ -122,7 +121,10 @@ def test_calibration_content_is_in_the_cache_key(calib_dir: Path, tmp_path: Path
     (other / "a_bus.jpg").write_bytes((other / "a_bus.jpg").read_bytes()[:-10])
     changed = make_key({"plan": quantize.int8_plan(plan, {"calibration": other}, plugin)})
     assert changed != same[0]
-    assert make_key({"plan": quantize.int8_plan(plan, {"calibration": calib_dir, "calibration_size": 2}, plugin)}) != same[0]
+    assert (
+        make_key({"plan": quantize.int8_plan(plan, {"calibration": calib_dir, "calibration_size": 2}, plugin)})
+        != same[0]
+    )
 
 
 def test_holdout_split() -> None:
@@ -135,7 +137,9 @@ def test_holdout_split() -> None:
 
 # -- every task --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("task", TASKS)
-def test_every_task_quantizes(task: str, checkpoints: dict, images: list[Path], calib_dir: Path, fed_to_nncf: list) -> None:
+def test_every_task_quantizes(
+    task: str, checkpoints: dict, images: list[Path], calib_dir: Path, fed_to_nncf: list
+) -> None:
     options = FULL if task == "pose" else SMALL
     result = quantize.quantize_model(checkpoints[task], calib_dir, **options)
     artifact = result.artifact
@@ -242,8 +246,9 @@ def test_agreement_reports_the_worst_person() -> None:
         points[1, :, :2] = torch.tensor([120.0, 50.0]) + torch.tensor([0.0, shift[1]])
         return Results(np.zeros((100, 200, 3), np.uint8), "x.jpg", {0: "person"}, boxes=boxes, keypoints=points)
 
-    total = quantize.summarize_agreement([people((0, 0))], [people((1, 4))], ["x.jpg"], 0.25, match_detections,
-                                         compare_results)  # fmt: skip
+    total = quantize.summarize_agreement(
+        [people((0, 0))], [people((1, 4))], ["x.jpg"], 0.25, match_detections, compare_results
+    )
     assert total["matched"] == 2 and total["confident_found"] == total["confident_reference"] == 1
     assert total["mean_keypoint_px"] == pytest.approx(2.5) and total["max_keypoint_px"] == pytest.approx(4.0)
     assert total["worst_person_keypoint_px"] == pytest.approx(4.0) and total["worst_person"] == "x.jpg: person 1"
@@ -258,8 +263,9 @@ def test_agreement_reports_the_worst_person() -> None:
     assert total["min_confident_person_oks"] == pytest.approx(coco_oks(1, 40, 80), rel=1e-5)
     assert total["mean_person_oks"] == pytest.approx((coco_oks(1, 40, 80) + coco_oks(4, 50, 80)) / 2, rel=1e-5)
     assert coco_oks(4, 50, 80) < 0.9 < coco_oks(1, 40, 80) < 1.0  # the comparison can tell the two apart
-    same = quantize.summarize_agreement([people((0, 0))], [people((0, 0))], ["x.jpg"], 0.25, match_detections,
-                                        compare_results)  # fmt: skip
+    same = quantize.summarize_agreement(
+        [people((0, 0))], [people((0, 0))], ["x.jpg"], 0.25, match_detections, compare_results
+    )
     assert same["mean_person_oks"] == pytest.approx(1.0) and same["min_confident_person_oks"] == pytest.approx(1.0)
 
 
@@ -290,18 +296,25 @@ def test_same_anchor_keypoint_distance_is_the_quantization_error() -> None:
     assert quantize.anchor_keypoint_px(Pose(0.0), Pose(0.0), [ASSETS / "bus.jpg"], (320, 320)) == 0.0
 
 
-def test_the_cpu_isa_picks_the_recipe_and_enters_the_cache_key(calib_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cpu_isa_picks_the_recipe_and_enters_the_cache_key(
+    calib_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """VNNI CPUs (AMX, AVX512-VNNI, AVX-VNNI) keep the transformer placement; AVX2 and AVX-512 without VNNI get
     the no_vnni recipe; each ISA level converts separately (a cache shared by different hosts stays right)."""
-    from yolo_adapters.core import registry
     from yolo_adapters.backends.openvino import int8
+    from yolo_adapters.core import registry
     from yolo_adapters.core.cache import make_key
 
     plugin = registry.get_backend("openvino")
     options = plugin.validate_options({"precision": "int8", "calibration": str(calib_dir)})
     keys, recipes = set(), {}
-    for flags, isa in (({"avx2", "avx512bw", "avx512_vnni", "amx_int8"}, "amx"), ({"avx2", "avx512bw", "avx512_vnni"},
-                       "avx512_vnni"), ({"avx2", "avx_vnni"}, "avx_vnni"), ({"avx2", "avx512bw"}, "avx512"), ({"avx2"}, "avx2")):  # fmt: skip
+    for flags, isa in (
+        ({"avx2", "avx512bw", "avx512_vnni", "amx_int8"}, "amx"),
+        ({"avx2", "avx512bw", "avx512_vnni"}, "avx512_vnni"),
+        ({"avx2", "avx_vnni"}, "avx_vnni"),
+        ({"avx2", "avx512bw"}, "avx512"),
+        ({"avx2"}, "avx2"),
+    ):
         monkeypatch.setattr(int8, "cpu_flags", lambda flags=flags: set(flags))
         plan = plugin.export_plan("CPU", options, (320, 320), 1)
         target = int8.plan_target(plan)
@@ -360,8 +373,24 @@ def test_cli_convert_int8_prints_report(
     whatever NNCF logs or draws while it quantizes (``xml=$(yolo-adapters convert ...)`` works)."""
     from yolo_adapters.tools.cli import main
 
-    argv = ["convert", str(checkpoints["pose"]), "-b", "openvino", "--precision", "int8", "--data", str(calib_dir),
-            "--imgsz", "320", "-o", "calibration_size=4", "-o", "holdout=1", "-o", f"cache_dir={str(tmp_path)!r}"]  # fmt: skip
+    argv = [
+        "convert",
+        str(checkpoints["pose"]),
+        "-b",
+        "openvino",
+        "--precision",
+        "int8",
+        "--data",
+        str(calib_dir),
+        "--imgsz",
+        "320",
+        "-o",
+        "calibration_size=4",
+        "-o",
+        "holdout=1",
+        "-o",
+        f"cache_dir={str(tmp_path)!r}",
+    ]
     assert main(argv) == 0
     out, err = capfd.readouterr()
     assert len(out.strip().splitlines()) == 1, out[:500]
@@ -388,8 +417,18 @@ def test_max_drop_without_labels_is_a_clear_error(
         quantize.quantize_model(checkpoints["pose"], calib_dir, backend="onnxruntime", imgsz=320, max_drop=0.01)
     from yolo_adapters.tools.cli import main
 
-    argv = ["convert", str(checkpoints["pose"]), "-b", "openvino", "--precision", "int8", "--data", str(calib_dir),
-            "--max-drop", "0.01"]  # fmt: skip
+    argv = [
+        "convert",
+        str(checkpoints["pose"]),
+        "-b",
+        "openvino",
+        "--precision",
+        "int8",
+        "--data",
+        str(calib_dir),
+        "--max-drop",
+        "0.01",
+    ]
     assert main(argv) == 2
 
 
@@ -418,7 +457,9 @@ def test_accuracy_control_validates_with_ultralytics_metric(
 
     monkeypatch.setattr(nncf, "quantize_with_accuracy_control", spy)
     monkeypatch.setattr(nncf, "quantize", no_plain_quantize)
-    report = quantize.quantize_model(pose_pt, tiny_pose_dataset, imgsz=320, max_drop=0.2, fast_bias_correction=True).report
+    report = quantize.quantize_model(
+        pose_pt, tiny_pose_dataset, imgsz=320, max_drop=0.2, fast_bias_correction=True
+    ).report
 
     assert len(calls) == 1 and calls[0]["max_drop"] == 0.2 and calls[0]["drop_type"] == nncf.DropType.ABSOLUTE
     assert report["calibration"]["held_back"] == ["images/zidane.jpg"]
@@ -463,7 +504,9 @@ def test_keypoint_accuracy_control_needs_no_labels(
     # NNCF validates fake-quantized weights; int8 weights are kept only where they also meet the limit (on an AMX
     # host they measured 1.06 px against NNCF's 0.99 px), else the saved model is the one NNCF validated
     assert control["int8_weights"] is (control["int8_weights_value"] <= limit)
-    assert report["agreement"]["anchor_keypoint_px"] == pytest.approx(control["keypoint_px"] * 1280 / 320, rel=0.05, abs=0.05)
+    assert report["agreement"]["anchor_keypoint_px"] == pytest.approx(
+        control["keypoint_px"] * 1280 / 320, rel=0.05, abs=0.05
+    )
     assert "accuracy control: keypoints at the same anchor within 1.0 px of FP32" in quantize.format_report(report)
 
 
@@ -482,18 +525,32 @@ def test_map_in_report_only_with_labels(pose_pt: Path, tiny_pose_dataset: Path, 
     """A folder with images/ and labels/ gives FP32 and INT8 box and pose mAP; the same images unlabelled do not."""
     from yolo_adapters.tools.cli import main
 
-    argv = ["convert", str(pose_pt), "-b", "onnxruntime", "--precision", "int8", "--data", str(tiny_pose_dataset.parent),
-            "--imgsz", "320"]  # fmt: skip
+    argv = [
+        "convert",
+        str(pose_pt),
+        "-b",
+        "onnxruntime",
+        "--precision",
+        "int8",
+        "--data",
+        str(tiny_pose_dataset.parent),
+        "--imgsz",
+        "320",
+    ]
     assert main(argv) == 0
     out, err = capsys.readouterr()
     report = quantize.read_report(out.strip())
     metrics = report["metrics"]
     assert metrics["images"] == 1 and metrics["validator"].startswith("ultralytics")
     for side in ("fp32", "int8"):
-        assert {"metrics/mAP50(B)", "metrics/mAP50-95(B)", "metrics/mAP50(P)", "metrics/mAP50-95(P)"} <= set(metrics[side])
+        assert {"metrics/mAP50(B)", "metrics/mAP50-95(B)", "metrics/mAP50(P)", "metrics/mAP50-95(P)"} <= set(
+            metrics[side]
+        )
         assert metrics[side]["metrics/mAP50(B)"] > 0.5  # the labels are the model's own answers at 640
     assert "mAP50-95(P): FP32" in err and "mAP50-95(B): FP32" in err
-    unlabelled = quantize.quantize_model(pose_pt, calib_dir, backend="onnxruntime", **{**ORT_SMALL, "holdout": 2}).report
+    unlabelled = quantize.quantize_model(
+        pose_pt, calib_dir, backend="onnxruntime", **{**ORT_SMALL, "holdout": 2}
+    ).report
     assert unlabelled["metrics"] is None and unlabelled["agreement"]["matched"] > 0
 
 
@@ -534,7 +591,10 @@ def _assert_qdq_outside_head(path: Path) -> None:
 
     model = onnx.load(str(path))
     nodes = list(model.graph.node)
-    assert sum(n.op_type == "QuantizeLinear" for n in nodes) > 10 and sum(n.op_type == "DequantizeLinear" for n in nodes) > 10
+    assert (
+        sum(n.op_type == "QuantizeLinear" for n in nodes) > 10
+        and sum(n.op_type == "DequantizeLinear" for n in nodes) > 10
+    )
     producer = {o: n for n in nodes for o in n.output}
     consumers: dict[str, list] = {}
     for n in nodes:
@@ -587,10 +647,9 @@ def test_graph_walk_is_the_same_on_onnx_and_openvino(checkpoints: dict) -> None:
     import onnx
     import openvino as ov
 
-    from yolo_adapters.quantize import graph
-
     from yolo_adapters.core import registry
     from yolo_adapters.integration.runtime import resolve_artifact
+    from yolo_adapters.quantize import graph
 
     require("onnxruntime")
     backend = registry.get_backend("onnxruntime")
@@ -613,7 +672,7 @@ def test_agreement_keeps_a_zero_as_the_worst_image() -> None:
 
     measured = iter([0.0, 0.8, 0.95])
 
-    def compare(ref, cand, conf):  # noqa: ARG001  (summarize_agreement's compare signature)
+    def compare(ref, cand, conf):
         return SimpleNamespace(task="semantic", pixel_agreement=next(measured))
 
     total = quantize.summarize_agreement([None] * 3, [None] * 3, ["a", "b", "c"], 0.25, None, compare)

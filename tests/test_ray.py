@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from models import build_checkpoint  # noqa: E402
-from needs import require  # noqa: E402  (tests/needs.py: under CI a missing ray fails the run, never skips it)
+from models import build_checkpoint
+from needs import require
 
 ray = require("ray", extra="ray,test")
 
@@ -35,7 +34,7 @@ def _bounded(fn, timeout: float = JOB_TIMEOUT):
     def target() -> None:
         try:
             box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - re-raised on the test thread
+        except BaseException as exc:
             box["error"] = exc
 
     thread = threading.Thread(target=target, daemon=True)
@@ -188,8 +187,13 @@ def test_engine_threads_follow_the_actor_cpus():
     from yolo_adapters.ray import thread_options, threads_for
 
     assert [threads_for(c) for c in (None, 0.25, 0.5, 1, 1.5, 2, 4)] == [1, 1, 1, 1, 2, 2, 4]
-    assert thread_options("openvino", {"hint": "latency"}, 2) == {"hint": "latency", "config": {"INFERENCE_NUM_THREADS": 2}}
-    assert thread_options("openvino", {"config": {"INFERENCE_NUM_THREADS": 3}}, 2)["config"]["INFERENCE_NUM_THREADS"] == 3
+    assert thread_options("openvino", {"hint": "latency"}, 2) == {
+        "hint": "latency",
+        "config": {"INFERENCE_NUM_THREADS": 2},
+    }
+    assert (
+        thread_options("openvino", {"config": {"INFERENCE_NUM_THREADS": 3}}, 2)["config"]["INFERENCE_NUM_THREADS"] == 3
+    )
     assert thread_options("onnxruntime", {}, 2) == {"intra_op_threads": 2}
     assert thread_options("onnxruntime", {"intra_op_threads": 4}, 2) == {"intra_op_threads": 4}
 
@@ -225,8 +229,10 @@ def test_predictor_decodes_bytes_and_odd_layouts_in_process(models, images, stoc
 
     engine = yar.prepare(str(models["detect"]), "openvino", imgsz=IMGSZ, ship_model=False)
     predictor = yar.Predictor(engine, image_column="bytes", threads=1, predict_args={"imgsz": IMGSZ})
-    batch = {"bytes": np.array([images[0].read_bytes(), b"garbage"], dtype=object),
-             "path": np.array([str(images[0]), "bad.jpg"], dtype=object)}  # fmt: skip
+    batch = {
+        "bytes": np.array([images[0].read_bytes(), b"garbage"], dtype=object),
+        "path": np.array([str(images[0]), "bad.jpg"], dtype=object),
+    }
     good, bad = predictor(batch).to_pylist()
     _check_parity([good], {str(images[0]): stock["detect"][str(images[0])]}, predictor.names)
     assert bad["path"] == "bad.jpg" and "cannot decode" in bad["error"]
@@ -258,7 +264,9 @@ def test_paths_and_dataset_match_pytorch(local_ray, models, stock, images, image
 
     # detect runs with the default pool size (2 actors for paths; 1 beside the reads for a Dataset on 2 CPUs)
     concurrency = None if task == "detect" else 1
-    from_paths = yar.predict([str(p) for p in images], str(models[task]), imgsz=IMGSZ, batch_size=1, concurrency=concurrency)
+    from_paths = yar.predict(
+        [str(p) for p in images], str(models[task]), imgsz=IMGSZ, batch_size=1, concurrency=concurrency
+    )
     from_images = yar.predict(image_dataset, str(models[task]), imgsz=IMGSZ, batch_size=2, concurrency=concurrency)
     for ds in (from_paths, from_images):
         ds = _bounded(ds.materialize)  # run once; schema and rows come from the materialized blocks
@@ -278,7 +286,9 @@ def test_swapped_channels_fail_the_comparison(local_ray, models, stock, image_da
     notices: the RGB->BGR conversion is what makes the dataset path match stock PyTorch."""
     import yolo_adapters.ray as yar
 
-    ds = _bounded(yar.predict(image_dataset, str(models["pose"]), imgsz=IMGSZ, channels="BGR", concurrency=1).materialize)
+    ds = _bounded(
+        yar.predict(image_dataset, str(models["pose"]), imgsz=IMGSZ, channels="BGR", concurrency=1).materialize
+    )
     rows = ds.take_all()
     by_name = {Path(p).name: res for p, res in stock["pose"].items()}
     names = yar.read_metadata(ds)["names"]
@@ -308,8 +318,8 @@ def test_corrupt_image_gives_error_row_and_fail_fast_raises(local_ray, models, i
 
 def test_failed_conversion_fails_before_any_actor(local_ray, models, tmp_path, monkeypatch):
     import yolo_adapters.ray as yar
-    from yolo_adapters.errors import AdapterError, ConversionError
     from yolo_adapters.core.registry import get_backend
+    from yolo_adapters.errors import AdapterError, ConversionError
 
     plugin = get_backend("openvino")
 
@@ -319,7 +329,9 @@ def test_failed_conversion_fails_before_any_actor(local_ray, models, tmp_path, m
     monkeypatch.setattr(plugin, "finish_artifact", broken)
     before = {w.pid for w in _map_workers()}  # actors of an earlier job may still be shutting down
     with pytest.raises(ConversionError, match="broke on purpose"):
-        yar.predict([str(models["detect"])], str(models["detect"]), imgsz=IMGSZ, options={"cache_dir": str(tmp_path / "c")})
+        yar.predict(
+            [str(models["detect"])], str(models["detect"]), imgsz=IMGSZ, options={"cache_dir": str(tmp_path / "c")}
+        )
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint")
     with pytest.raises(AdapterError):
@@ -367,9 +379,26 @@ def test_cli_writes_parquet(local_ray, models, images, tmp_path, capsys):
     from yolo_adapters.tools.cli import main
 
     out = tmp_path / "out"
-    rc = _bounded(lambda: main(["predict-dataset", *map(str, images), "--model", str(models["segment"]), "--device",
-                                "openvino", "--output", str(out), "--concurrency", "1", "--batch-size", "2",
-                                "-a", f"imgsz={IMGSZ}"]))  # fmt: skip
+    rc = _bounded(
+        lambda: main(
+            [
+                "predict-dataset",
+                *map(str, images),
+                "--model",
+                str(models["segment"]),
+                "--device",
+                "openvino",
+                "--output",
+                str(out),
+                "--concurrency",
+                "1",
+                "--batch-size",
+                "2",
+                "-a",
+                f"imgsz={IMGSZ}",
+            ]
+        )
+    )
     assert rc == 0
     table = pq.read_table(out)
     assert table.num_rows == 2 and set(yar.COLUMNS) <= set(table.column_names)
@@ -400,9 +429,12 @@ def test_two_node_cluster(models, stock, images, local_ray):
         rows = ds.take_all()
         assert len(rows) == 4
         _check_parity(rows, stock["detect"], yar.read_metadata(ds)["names"])
-        nodes = {a["Address"]["NodeID"] for a in ray._private.state.actors().values() if "MapWorker" in a.get("ActorClassName", "")}
+        nodes = {
+            a["Address"]["NodeID"]
+            for a in ray._private.state.actors().values()
+            if "MapWorker" in a.get("ActorClassName", "")
+        }
         assert len(nodes) == 2, f"the actors ran on {len(nodes)} node(s), not two"
     finally:
         ray.shutdown()
         cluster.shutdown()
-

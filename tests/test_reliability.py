@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from needs import require
 
 import yolo_adapters
-from yolo_adapters.errors import ConversionError, ModelFormatError, OptionError
 from yolo_adapters.compare.parity import compare_results
-
-from needs import require  # noqa: E402  (tests/needs.py: a skip under CI is a failure)
+from yolo_adapters.errors import ConversionError, ModelFormatError, OptionError
 
 require("openvino")
 from ultralytics import YOLO  # noqa: E402
@@ -30,7 +29,9 @@ def _convert_cmd(pt: Path) -> list[str]:
 
 def test_real_conversion_killed_half_way_then_reconverts(checkpoints: dict, tmp_path: Path) -> None:
     env = {**os.environ, "YOLO_ADAPTERS_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.Popen(_convert_cmd(checkpoints["detect"]), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _convert_cmd(checkpoints["detect"]), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     artifacts = tmp_path / "cache" / "artifacts"
     deadline = time.time() + 120
     while not (artifacts.exists() and any(p.name.startswith(".staging-") for p in artifacts.iterdir())):
@@ -50,7 +51,9 @@ def test_real_conversion_killed_half_way_then_reconverts(checkpoints: dict, tmp_
 def test_two_processes_converting_the_same_model(checkpoints: dict, images: list, tmp_path: Path) -> None:
     env = {**os.environ, "YOLO_ADAPTERS_CACHE": str(tmp_path / "cache")}
     procs = [
-        subprocess.Popen(_convert_cmd(checkpoints["obb"]), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            _convert_cmd(checkpoints["obb"]), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     outs = [p.communicate(timeout=300) for p in procs]
@@ -66,12 +69,13 @@ def test_two_processes_converting_the_same_model(checkpoints: dict, images: list
 def test_full_disk_during_conversion_is_a_clear_error(
     checkpoints: dict, images: list, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+
     from yolo_adapters.integration import export
 
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(convert, "export_model", no_space)
+    monkeypatch.setattr(export, "export_model", no_space)
     yolo_adapters.activate("openvino", cache_dir=str(tmp_path / "cache"))
     with pytest.raises(ConversionError, match="No space left on device"):
         YOLO(str(checkpoints["pose"])).predict(str(images[0]), verbose=False)
@@ -206,4 +210,6 @@ def test_wrong_task_for_the_model_is_a_clear_error(checkpoints: dict, images: li
     shutil.copytree(Path(model.predictor.model.artifact).parent, folder)
     with pytest.raises(ModelFormatError, match="is a pose model but the predictor was set up for task='detect'"):
         YOLO(str(folder), task="detect").predict(str(images[0]), device="openvino", verbose=False)
-    assert len(YOLO(str(folder), task="pose").predict(str(images[0]), device="openvino", verbose=False)[0].keypoints) == 4
+    assert (
+        len(YOLO(str(folder), task="pose").predict(str(images[0]), device="openvino", verbose=False)[0].keypoints) == 4
+    )

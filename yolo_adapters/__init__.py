@@ -10,7 +10,7 @@ Importing this package is cheap: no torch, openvino or onnxruntime until a backe
 
 from yolo_adapters._version import __version__
 
-__all__ = ["__version__", "activate", "deactivate", "use", "active", "available_backends", "register_backend", "check"]
+__all__ = ["__version__", "activate", "active", "available_backends", "check", "deactivate", "register_backend", "use"]
 
 _LAZY = {
     "activate": ("integration.activation", "activate"),

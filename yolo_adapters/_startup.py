@@ -36,7 +36,7 @@ def on_ultralytics_import() -> None:
 class _UltralyticsWatcher:
     """A meta-path finder that only notices the first ``import ultralytics`` and then removes itself."""
 
-    def find_spec(self, fullname, path=None, target=None):  # noqa: ANN001 - importlib protocol
+    def find_spec(self, fullname, path=None, target=None):
         if fullname == "ultralytics":
             try:
                 sys.meta_path.remove(self)

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
-from yolo_adapters.errors import OptionError
 from yolo_adapters.core.model_info import ModelInfo, read_artifact_info
+from yolo_adapters.errors import OptionError
 
 #: Options every backend understands; the runtime acts on them, not the engine.
 COMMON_OPTIONS: dict[str, tuple[type, ...]] = {
@@ -89,7 +90,7 @@ class Engine(ABC):
     #: The stream pipeline keeps ``parallel + 1`` batches in flight; ``batch=N`` is split over ``parallel`` requests.
     parallel: int = 1
 
-    def submit(self, batch: np.ndarray) -> "Pending":
+    def submit(self, batch: np.ndarray) -> Pending:
         """Start one batch and return at once where the engine can; ``.result()`` returns what ``infer`` returns.
 
         The default runs ``infer`` now (engines without an asynchronous API, such as ais_bench): the stream
@@ -177,7 +178,9 @@ class BackendPlugin(ABC):
                 )
         precision = options.get("precision")
         if precision is not None and precision not in self.precisions:
-            raise OptionError(f"precision={precision!r} is not supported by {self.name!r}; use one of {self.precisions}.")
+            raise OptionError(
+                f"precision={precision!r} is not supported by {self.name!r}; use one of {self.precisions}."
+            )
         return dict(options)
 
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16")

@@ -156,7 +156,9 @@ def compare_results(
         for i in range(len(boxes)):
             score = float(boxes.conf[i])
             if i not in matched and score > near:
-                out.unmatched.append(f"{side} detection {i} (class {int(boxes.cls[i])}, score {score:.3f}) has no match")
+                out.unmatched.append(
+                    f"{side} detection {i} (class {int(boxes.cls[i])}, score {score:.3f}) has no match"
+                )
     if not pairs:
         return out
     out.min_box_iou = min(iou for _, _, iou in pairs)

@@ -14,11 +14,12 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
-from yolo_adapters.errors import ConversionError
 from yolo_adapters.core.settings import CACHE_ENV
+from yolo_adapters.errors import ConversionError
 
 LOGGER = logging.getLogger("yolo_adapters")
 ENTRY_FILE = "entry.json"
@@ -54,7 +55,9 @@ def resolve_root(explicit: str | os.PathLike | None = None) -> Path:
             fallback,
         )
     if not _writable(fallback):
-        raise ConversionError(f"Neither {root} nor {fallback} is writable; set YOLO_ADAPTERS_CACHE to a writable folder.")
+        raise ConversionError(
+            f"Neither {root} nor {fallback} is writable; set YOLO_ADAPTERS_CACHE to a writable folder."
+        )
     return fallback
 
 
@@ -189,4 +192,3 @@ def describe_entry(entry: Mapping[str, Any]) -> dict[str, Any]:
         "created": entry.get("created", "?"),
         "path": entry.get("path", "?"),
     }
-

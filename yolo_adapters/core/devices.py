@@ -6,8 +6,9 @@ anything else (``"cpu"``, ``"0"``, ``None``) is Ultralytics' own, unless a backe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from yolo_adapters.core import registry, state
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from yolo_adapters.errors import ModelFormatError
 
@@ -29,7 +30,7 @@ class ModelInfo:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_metadata(cls, meta: Mapping[str, Any], source: str = "") -> "ModelInfo":
+    def from_metadata(cls, meta: Mapping[str, Any], source: str = "") -> ModelInfo:
         """From Ultralytics' export metadata (metadata.yaml, ONNX metadata_props)."""
         meta = {k: _literal(v) for k, v in meta.items()}
         if "names" not in meta or "task" not in meta:
@@ -132,20 +133,34 @@ class ModelInfo:
         if len(first) != 3:
             return f"a {self.task} model outputs one (B, rows, columns) detection tensor first"
         if self.rtdetr:  # Ultralytics >= 8.4 selects the top queries in the graph: box, score, class
-            return None if first[2] in (6, 4 + nc) else (
-                f"an RT-DETR head outputs (B, queries, 6) (box, score, class) or, before Ultralytics 8.4, "
-                f"(B, queries, {4 + nc}) (4 box values + {nc} classes)"
+            return (
+                None
+                if first[2] in (6, 4 + nc)
+                else (
+                    f"an RT-DETR head outputs (B, queries, 6) (box, score, class) or, before Ultralytics 8.4, "
+                    f"(B, queries, {4 + nc}) (4 box values + {nc} classes)"
+                )
             )
         if self.end2end:
             want = 6 + extra
-            return None if first[2] == want else (
-                f"an end-to-end (NMS-free) {self.task} head outputs (B, max_det, {want}) (box, score, class"
-                + (f", {extra} more" if extra else "") + ")"
+            return (
+                None
+                if first[2] == want
+                else (
+                    f"an end-to-end (NMS-free) {self.task} head outputs (B, max_det, {want}) (box, score, class"
+                    + (f", {extra} more" if extra else "")
+                    + ")"
+                )
             )
         want = 4 + nc + extra
-        return None if first[1] == want else (
-            f"a {self.task} head with NMS outside the graph outputs (B, {want}, anchors) (4 box values + {nc} classes"
-            + (f" + {extra} more" if extra else "") + ")"
+        return (
+            None
+            if first[1] == want
+            else (
+                f"a {self.task} head with NMS outside the graph outputs (B, {want}, anchors) (4 box values + {nc} classes"
+                + (f" + {extra} more" if extra else "")
+                + ")"
+            )
         )
 
 

@@ -20,7 +20,7 @@ LOGGER = logging.getLogger("yolo_adapters")
 
 _lock = threading.Lock()
 _entry_points: dict | None = None
-_instances: dict[str, "BackendPlugin"] = {}
+_instances: dict[str, BackendPlugin] = {}
 _extra: dict[str, type] = {}  # registered from code (tests, notebooks), not through packaging
 
 
@@ -50,7 +50,7 @@ def register(name: str, backend_cls: type) -> None:
         _instances.pop(name, None)
 
 
-def get_backend(name: str) -> "BackendPlugin":
+def get_backend(name: str) -> BackendPlugin:
     """The backend instance registered as ``name`` (loaded on first use)."""
     key = name.strip().lower()
     with _lock:
@@ -71,7 +71,7 @@ def get_backend(name: str) -> "BackendPlugin":
         return instance
 
 
-def iter_backends() -> list["BackendPlugin"]:
+def iter_backends() -> list[BackendPlugin]:
     """All registered backends; one that fails to load is logged and skipped."""
     found = []
     for name in backend_names():
@@ -87,7 +87,7 @@ def available_backends() -> list[str]:
     return [b.name for b in iter_backends() if b.missing_requirements() is None]
 
 
-def backend_for_device_prefix(prefix: str) -> "BackendPlugin | None":
+def backend_for_device_prefix(prefix: str) -> BackendPlugin | None:
     """The backend claiming an Ultralytics device string prefix such as "openvino" or "intel"."""
     prefix = prefix.lower()
     for backend in iter_backends():

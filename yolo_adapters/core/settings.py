@@ -20,7 +20,7 @@ def disabled() -> bool:
     return os.environ.get(DISABLE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def requested_backend() -> "tuple[str, str] | None":
+def requested_backend() -> tuple[str, str] | None:
     """``YOLO_ADAPTERS=openvino:GPU`` -> ("openvino", "GPU"); unset, empty or "off" -> None."""
     value = os.environ.get(BACKEND_ENV, "").strip()
     if not value or value.lower() in ("0", "off", "none", "false"):

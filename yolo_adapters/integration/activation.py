@@ -8,15 +8,15 @@ leaves the state a new process starts in: nothing active, plugin device strings 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
-
-from yolo_adapters.integration import patching
+from typing import Any
 
 from yolo_adapters.core import registry, state
-from yolo_adapters.errors import BackendUnavailableError
 from yolo_adapters.core.settings import disabled
 from yolo_adapters.core.state import Activation, current
+from yolo_adapters.errors import BackendUnavailableError
+from yolo_adapters.integration import patching
 
 __all__ = ["Activation", "activate", "active", "current", "deactivate", "use"]
 
@@ -34,7 +34,9 @@ def activate(backend: str = "openvino", **options: Any) -> None:
     ``precision="fp16"``. Calling it again replaces the previous activation.
     """
     if disabled():
-        logging.getLogger("yolo_adapters").info("yolo_adapters: YOLO_ADAPTERS_DISABLE is set; not activating %s", backend)
+        logging.getLogger("yolo_adapters").info(
+            "yolo_adapters: YOLO_ADAPTERS_DISABLE is set; not activating %s", backend
+        )
         return
     plugin = registry.get_backend(backend)
     missing = plugin.missing_requirements()

@@ -10,9 +10,10 @@ import copy
 import hashlib
 import json
 import logging
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger("yolo_adapters")
 
 
-def weights_digest(model: "torch.nn.Module") -> str:
+def weights_digest(model: torch.nn.Module) -> str:
     """Content hash of the weights and architecture: the same model converts once, wherever it came from."""
     import torch
 
@@ -41,7 +42,7 @@ def weights_digest(model: "torch.nn.Module") -> str:
     return digest.hexdigest()
 
 
-def load_checkpoint(path: Path) -> "torch.nn.Module":
+def load_checkpoint(path: Path) -> torch.nn.Module:
     """A .pt through Ultralytics' own loader, with a clear error for a broken file."""
     from ultralytics import YOLO
 
@@ -54,7 +55,7 @@ def load_checkpoint(path: Path) -> "torch.nn.Module":
         ) from exc
 
 
-def _exporter_args(plan: "ExportPlan") -> dict[str, Any]:
+def _exporter_args(plan: ExportPlan) -> dict[str, Any]:
     from ultralytics.cfg import DEFAULT_CFG_DICT
 
     args: dict[str, Any] = {
@@ -74,7 +75,7 @@ def _exporter_args(plan: "ExportPlan") -> dict[str, Any]:
     return {k: v for k, v in args.items() if k in DEFAULT_CFG_DICT or k == "format"}
 
 
-def export_model(model: "torch.nn.Module", plan: "ExportPlan", out_dir: Path) -> Path:
+def export_model(model: torch.nn.Module, plan: ExportPlan, out_dir: Path) -> Path:
     """Run Ultralytics' exporter on a copy of ``model``; the result lands inside ``out_dir``."""
     import torch
     from ultralytics.engine.exporter import Exporter
@@ -94,9 +95,9 @@ def export_model(model: "torch.nn.Module", plan: "ExportPlan", out_dir: Path) ->
 
 
 def prepare_artifact(
-    model: "torch.nn.Module",
-    backend: "BackendPlugin",
-    plan: "ExportPlan",
+    model: torch.nn.Module,
+    backend: BackendPlugin,
+    plan: ExportPlan,
     cache_dir: str | None = None,
     label: str = "model",
 ) -> Path:
@@ -137,7 +138,7 @@ def prepare_artifact(
     return artifact
 
 
-def export_with_fallback(model: "torch.nn.Module", backend: "BackendPlugin", plan: "ExportPlan", staging: Path) -> Path:
+def export_with_fallback(model: torch.nn.Module, backend: BackendPlugin, plan: ExportPlan, staging: Path) -> Path:
     """Ultralytics' own export to ``plan.format``; when that fails and the plugin knows another route (its
     ``fallback_plan``), that export instead, which its ``finish_artifact`` completes. Conversion is chosen by what
     works with the installed versions, not by a version table; when nothing works, one error names the versions."""
@@ -148,7 +149,9 @@ def export_with_fallback(model: "torch.nn.Module", backend: "BackendPlugin", pla
         if fallback is None:
             raise
         LOGGER.warning(
-            "yolo_adapters: %s; converting through Ultralytics' %s export instead.", str(first).splitlines()[0], fallback.format
+            "yolo_adapters: %s; converting through Ultralytics' %s export instead.",
+            str(first).splitlines()[0],
+            fallback.format,
         )
         try:
             return export_model(model, fallback, staging)

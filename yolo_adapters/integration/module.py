@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from yolo_adapters.errors import ModelFormatError
 from yolo_adapters.core.model_info import ModelInfo
+from yolo_adapters.errors import ModelFormatError
 
 if TYPE_CHECKING:
     from yolo_adapters.backends.base import Engine
@@ -25,9 +25,26 @@ LOGGER = logging.getLogger("yolo_adapters")
 
 # Format flags older Ultralytics (8.1-8.4.22) reads from AutoBackend; all False for a plugin engine.
 _LEGACY_FLAGS = (
-    "pt", "jit", "dnn", "onnx", "xml", "engine", "coreml", "saved_model", "pb", "tflite", "edgetpu", "tfjs",
-    "paddle", "mnn", "ncnn", "imx", "rknn", "triton", "nn_module",
-)  # fmt: skip
+    "pt",
+    "jit",
+    "dnn",
+    "onnx",
+    "xml",
+    "engine",
+    "coreml",
+    "saved_model",
+    "pb",
+    "tflite",
+    "edgetpu",
+    "tfjs",
+    "paddle",
+    "mnn",
+    "ncnn",
+    "imx",
+    "rknn",
+    "triton",
+    "nn_module",
+)
 
 
 #: The stream pipeline advancing in this thread (yolo_adapters.integration.pipeline sets it): ``forward`` asks it for the
@@ -39,7 +56,7 @@ class EngineModule(torch.nn.Module):
     """An engine dressed as Ultralytics' AutoBackend: what the patched ``AutoBackend`` returns."""
 
     def __init__(
-        self, engine: "Engine", info: ModelInfo, backend: str, device: str, artifact: Path, pipeline: bool = True
+        self, engine: Engine, info: ModelInfo, backend: str, device: str, artifact: Path, pipeline: bool = True
     ) -> None:
         super().__init__()
         # Ultralytics 8.4 loads the next batch on a worker thread when its model says ``prefetch`` (what runs when
@@ -78,7 +95,7 @@ class EngineModule(torch.nn.Module):
             self.imgsz = [int(shape[2]), int(shape[3])]
         self._layout_checked = False
 
-    def __deepcopy__(self, memo: dict) -> "EngineModule":
+    def __deepcopy__(self, memo: dict) -> EngineModule:
         """The same module: an engine (compiled model, session) is shared, never copied. Ultralytics' validator
         deep-copies the model it is given before wrapping it (yolo_adapters.quantize hands it a built module)."""
         return self
@@ -106,7 +123,7 @@ class EngineModule(torch.nn.Module):
         x = im.detach().to("cpu")
         return x.numpy() if x.dtype == torch.float32 else x.float().numpy()
 
-    def submit(self, im: torch.Tensor) -> "_Submitted":
+    def submit(self, im: torch.Tensor) -> _Submitted:
         """Start ``im`` on the engine without waiting; ``.result()`` gives what ``forward(im)`` gives.
 
         A dynamic batch of N > 1 is split over the engine's parallel requests (OpenVINO THROUGHPUT streams)."""
@@ -169,7 +186,7 @@ class EngineModule(torch.nn.Module):
     def warmup(self, imgsz: tuple[int, ...] = (1, 3, 640, 640), im: torch.Tensor | None = None) -> None:
         """Nothing to warm: the engine was compiled when this module was built."""
 
-    def fuse(self, *args: Any, **kwargs: Any) -> "EngineModule":
+    def fuse(self, *args: Any, **kwargs: Any) -> EngineModule:
         return self
 
 
@@ -187,7 +204,7 @@ class _Submitted:
             for pending in self._pending:  # wait for every part, even after a failure: each holds a request
                 try:
                     outs.append(pending.result())
-                except BaseException as exc:  # noqa: BLE001 - re-raised below
+                except BaseException as exc:
                     error = error or exc
             self._pending = []
             if error is not None:

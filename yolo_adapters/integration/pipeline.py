@@ -24,7 +24,8 @@ import copy
 import logging
 import queue
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from yolo_adapters.integration.module import STREAM, EngineModule
 
@@ -62,7 +63,7 @@ class ChunkedSource:
     first result comes after the first batch, and every result is the one stock Ultralytics gives (same paths, same
     order, and the letterbox decision of the whole list)."""
 
-    def __init__(self, dataset: Any, size: int, pipeline: "Pipeline") -> None:
+    def __init__(self, dataset: Any, size: int, pipeline: Pipeline) -> None:
         self._dataset, self.size, self._pipeline = dataset, size, pipeline
         images = getattr(dataset, "im0", None)
         shapes = {tuple(getattr(im, "shape", ())) for im in images} if isinstance(images, list) else set()
@@ -94,7 +95,7 @@ class RunAheadSource:
     of the loader taken when it was read (what Ultralytics' own ``_prefetch`` does), and attributes are read from
     the snapshot of the batch the loop is on. ``close`` (LoadStreams' threads, captures) goes to the loader itself."""
 
-    def __init__(self, dataset: Any, pipeline: "Pipeline") -> None:
+    def __init__(self, dataset: Any, pipeline: Pipeline) -> None:
         self._dataset, self._current, self._pipeline = dataset, dataset, pipeline
 
     def __getattr__(self, name: str) -> Any:
@@ -113,12 +114,12 @@ class RunAheadSource:
             yield batch
 
 
-def active() -> "Pipeline | None":
+def active() -> Pipeline | None:
     """The pipeline of the stream being advanced in this thread, if any."""
     return STREAM.get()
 
 
-def pipeline_for(predictor: Any) -> "Pipeline | None":
+def pipeline_for(predictor: Any) -> Pipeline | None:
     """A pipeline for ``predictor`` when its model is ours with ``pipeline`` on, else None (stock loop)."""
     model = getattr(predictor, "model", None)
     if not isinstance(model, EngineModule) or not model.pipeline:
@@ -160,7 +161,7 @@ def _release(entry: Any) -> None:
     """Wait for and drop a started inference (returns its infer requests to the engine)."""
     try:
         entry.result()
-    except BaseException:  # noqa: BLE001 - the stream is being abandoned; its error has no reader
+    except BaseException:
         pass
 
 
@@ -260,7 +261,7 @@ class Pipeline:
                     if stop.is_set():
                         return
                 offer(_END)
-            except BaseException as exc:  # noqa: BLE001 - handed to the predictor's thread, in order
+            except BaseException as exc:
                 offer(_Failure(exc))
 
         worker = threading.Thread(target=work, name="yolo_adapters-pipeline", daemon=True)

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from yolo_adapters.core import registry
-from yolo_adapters.integration.export import load_checkpoint, prepare_artifact
-from yolo_adapters.errors import BackendUnavailableError, ModelFormatError
 from yolo_adapters.core.model_info import info_from_module
+from yolo_adapters.errors import BackendUnavailableError, ModelFormatError
+from yolo_adapters.integration.export import load_checkpoint, prepare_artifact
 from yolo_adapters.integration.module import EngineModule
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 LOGGER = logging.getLogger("yolo_adapters")
 
 
-def resolve_backend(selection: "Selection") -> "BackendPlugin":
+def resolve_backend(selection: Selection) -> BackendPlugin:
     """The plugin a device selection names, or the error saying what to install."""
     backend = registry.get_backend(selection.backend)
     missing = backend.missing_requirements()
@@ -36,7 +36,7 @@ def resolve_backend(selection: "Selection") -> "BackendPlugin":
 
 
 def build_engine_module(
-    model: Any, selection: "Selection", data: Any = None, batch: int | None = None, end2end: bool | None = None
+    model: Any, selection: Selection, data: Any = None, batch: int | None = None, end2end: bool | None = None
 ) -> EngineModule:
     """Everything between Ultralytics asking for a model and an engine ready to run it. ``end2end``: what the
     predictor asked AutoBackend for (Ultralytics >= 8.4 passes True for ``predict(nms=False)``: the NMS-free
@@ -52,7 +52,7 @@ def build_engine_module(
 
 def resolve_artifact(
     model: Any,
-    backend: "BackendPlugin",
+    backend: BackendPlugin,
     device: str,
     options: dict[str, Any],
     batch: int | None = None,
@@ -83,7 +83,9 @@ def resolve_artifact(
     imgsz = options.get("imgsz") or info.imgsz
     imgsz = (int(imgsz), int(imgsz)) if isinstance(imgsz, int) else tuple(int(v) for v in imgsz)
     if len(imgsz) != 2 or any(v <= 0 or v % info.stride for v in imgsz):
-        raise ModelFormatError(f"imgsz={list(imgsz)} must be one or two positive multiples of the model stride {info.stride}.")
+        raise ModelFormatError(
+            f"imgsz={list(imgsz)} must be one or two positive multiples of the model stride {info.stride}."
+        )
     plan = backend.export_plan(device, options, imgsz, int(options.get("batch") or batch or 1))
     if end2end and _has_one_to_one_head(module):
         plan = dataclasses.replace(plan, extra=(*plan.extra, ("nms", False)))
@@ -96,7 +98,7 @@ def _has_one_to_one_head(module: torch.nn.Module) -> bool:
     return getattr(head, "one2one_cv2", None) is not None
 
 
-def _load(backend: "BackendPlugin", artifact: Path, device: str, options: dict) -> EngineModule:
+def _load(backend: BackendPlugin, artifact: Path, device: str, options: dict) -> EngineModule:
     info = backend.artifact_info(artifact, options)
     engine = backend.load(artifact, device, options)
     if options.get("request_timeout") is not None:

@@ -33,16 +33,17 @@ ONNX Runtime and Ultralytics are imported only inside the functions that use the
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
-from yolo_adapters.quantize import graph
 from yolo_adapters.errors import BackendUnavailableError, OptionError
+from yolo_adapters.quantize import graph
 from yolo_adapters.quantize.calibration import (
-    LABELS_NEEDED,
     DEFAULT_CALIBRATION_SIZE,
     IMAGE_SUFFIXES,
+    LABELS_NEEDED,
     calibration_batches,
     class_of,
     data_root,
@@ -68,12 +69,33 @@ if TYPE_CHECKING:
     from yolo_adapters.backends.base import BackendPlugin, ExportPlan
 
 __all__ = [
-    "DEFAULT_CALIBRATION_SIZE", "IMAGE_SUFFIXES", "QUANT_OPTIONS", "REPORT_FILE", "QuantizationResult",
-    "agreement_report", "anchor_keypoint_px", "calibration_batches", "class_of", "data_root", "find_images",
-    "float_scope", "format_report",
-    "head_postprocessing", "images_digest", "int8_plan", "label_file", "labelled", "labelled_metrics", "plan_settings",
-    "preprocess", "quantize_model", "read_report", "split_holdout", "summarize_agreement", "write_report",
-]  # fmt: skip
+    "DEFAULT_CALIBRATION_SIZE",
+    "IMAGE_SUFFIXES",
+    "QUANT_OPTIONS",
+    "REPORT_FILE",
+    "QuantizationResult",
+    "agreement_report",
+    "anchor_keypoint_px",
+    "calibration_batches",
+    "class_of",
+    "data_root",
+    "find_images",
+    "float_scope",
+    "format_report",
+    "head_postprocessing",
+    "images_digest",
+    "int8_plan",
+    "label_file",
+    "labelled",
+    "labelled_metrics",
+    "plan_settings",
+    "preprocess",
+    "quantize_model",
+    "read_report",
+    "split_holdout",
+    "summarize_agreement",
+    "write_report",
+]
 
 #: Options every backend that supports precision="int8" accepts (see docs/quantization.md).
 QUANT_OPTIONS: dict[str, tuple[type, ...]] = {
@@ -92,7 +114,7 @@ float_scope = graph.float_scope
 
 
 # -- the cache key and plan ------------------------------------------------------------------------------
-def int8_plan(plan: "ExportPlan", options: Mapping[str, Any], plugin: "BackendPlugin") -> "ExportPlan":
+def int8_plan(plan: ExportPlan, options: Mapping[str, Any], plugin: BackendPlugin) -> ExportPlan:
     """``plan`` for precision='int8': FP32 export, plus the calibration settings (content hash in the key,
     folder path outside it). Fails here, before any export, when there is no calibration data, no quantizer,
     ``max_drop`` without labels, or accuracy control without held-back images."""
@@ -111,7 +133,9 @@ def int8_plan(plan: "ExportPlan", options: Mapping[str, Any], plugin: "BackendPl
     if max_drop is not None:
         max_drop = float(max_drop)
         if not 0 <= max_drop < 1:
-            raise OptionError(f"max_drop={max_drop} is an absolute metric drop (mAP50-95 or top-1 in 0..1): use e.g. 0.01.")
+            raise OptionError(
+                f"max_drop={max_drop} is an absolute metric drop (mAP50-95 or top-1 in 0..1): use e.g. 0.01."
+            )
         if not plugin.accuracy_control:
             raise OptionError(
                 f"max_drop (accuracy-controlled quantization) is NNCF's, on the openvino backend; the {plugin.name!r} "
@@ -140,9 +164,16 @@ def int8_plan(plan: "ExportPlan", options: Mapping[str, Any], plugin: "BackendPl
         if not split_holdout(images, holdout)[1]:
             raise OptionError("max_keypoint_px needs held-back images to measure keypoints on: holdout must be >= 1.")
     fast = bool(options.get("fast_bias_correction", False))
-    key = (("data", images_digest(images, root, labels=True)), ("size", size), ("holdout", holdout),
-           ("fast_bias_correction", fast), ("max_drop", max_drop), ("max_keypoint_px", max_keypoint_px),
-           ("tool", tool), ("scheme", 6))  # fmt: skip
+    key = (
+        ("data", images_digest(images, root, labels=True)),
+        ("size", size),
+        ("holdout", holdout),
+        ("fast_bias_correction", fast),
+        ("max_drop", max_drop),
+        ("max_keypoint_px", max_keypoint_px),
+        ("tool", tool),
+        ("scheme", 6),
+    )
     return dataclasses.replace(
         plan,
         extra=tuple(plan.extra) + ((_PLAN_KEY, key),),
@@ -150,7 +181,7 @@ def int8_plan(plan: "ExportPlan", options: Mapping[str, Any], plugin: "BackendPl
     )
 
 
-def plan_settings(plan: "ExportPlan") -> dict[str, Any]:
+def plan_settings(plan: ExportPlan) -> dict[str, Any]:
     settings = dict(dict(plan.extra).get(_PLAN_KEY, ()))
     settings["calibration"] = (plan.inputs or {}).get("calibration")
     return settings
@@ -168,7 +199,9 @@ class QuantizationResult:
         return f"{self.artifact}\n{format_report(self.report) if self.report else '(no report)'}"
 
 
-def quantize_model(model: Any, calibration: str | Path, backend: str = "openvino", **options: Any) -> QuantizationResult:
+def quantize_model(
+    model: Any, calibration: str | Path, backend: str = "openvino", **options: Any
+) -> QuantizationResult:
     """Convert ``model`` (a .pt path or an Ultralytics model) to INT8 for ``backend``, calibrated on the images
     in ``calibration``; cached like every conversion (the same call later returns at once).
 

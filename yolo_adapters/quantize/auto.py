@@ -14,8 +14,9 @@ import itertools
 import logging
 import shutil
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -64,19 +65,18 @@ def check_tolerance_option(checked: Mapping[str, Any]) -> None:
     tolerance_of(checked)
 
 
-def with_auto_key(plan: "ExportPlan", tolerance: Mapping[str, float], **facts: Any) -> "ExportPlan":
+def with_auto_key(plan: ExportPlan, tolerance: Mapping[str, float], **facts: Any) -> ExportPlan:
     """``plan`` with the tolerances and the engine's ``facts`` (what the device computes natively...) in its cache
     key: another tolerance, or a machine that would choose otherwise, converts again."""
     key = (("tolerance", tuple(sorted(tolerance.items()))), *sorted(facts.items()), ("scheme", 1))
     return dataclasses.replace(plan, extra=tuple(plan.extra) + ((AUTO_KEY, key),))
 
 
-def auto_facts(plan: "ExportPlan") -> dict[str, Any]:
+def auto_facts(plan: ExportPlan) -> dict[str, Any]:
     """What ``with_auto_key`` put in ``plan``: ``tolerance`` (a dict) and the engine's facts."""
     facts = dict(dict(plan.extra)[AUTO_KEY])
     facts["tolerance"] = dict(facts["tolerance"])
     return facts
-
 
 
 def time_side_by_side(names: list[str], timed: Callable[[str], float]) -> dict[str, list[float]]:
@@ -124,6 +124,9 @@ def keep_choice(
     if chosen != "int8":  # an INT8 report beside the FP32 model it did not replace would mislead
         (kept.parent / REPORT_FILE).unlink(missing_ok=True)
     write_choice(kept.parent, {"chosen": chosen, **record, "candidates": candidates})
-    LOGGER.info("yolo_adapters: precision='auto' chose %s (%s)", chosen,
-                ", ".join(f"{n} {c.get('fps', 0):.1f} img/s" for n, c in candidates.items()))  # fmt: skip
+    LOGGER.info(
+        "yolo_adapters: precision='auto' chose %s (%s)",
+        chosen,
+        ", ".join(f"{n} {c.get('fps', 0):.1f} img/s" for n, c in candidates.items()),
+    )
     return kept

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from yolo_adapters.quantize import graph
 from yolo_adapters.errors import OptionError
+from yolo_adapters.quantize import graph
 
 LOGGER = logging.getLogger("yolo_adapters")
 
@@ -215,7 +216,12 @@ def calibration_split(settings: Mapping[str, Any]) -> tuple[Path, list[Path], li
 
 
 def calibration_inputs(
-    model: Any, images: Sequence[Path], shape: Sequence[int], task: str, stride: int, keypoint_channels: int | None = None
+    model: Any,
+    images: Sequence[Path],
+    shape: Sequence[int],
+    task: str,
+    stride: int,
+    keypoint_channels: int | None = None,
 ) -> tuple[list[np.ndarray], dict[str, list[str]], list[str]]:
     """What a quantizer is handed, for either graph format (OpenVINO model or ONNX proto): the calibration batches
     at ``shape``, the ops kept in float by reason (``graph.float_scope``, with the keypoint branch where
@@ -223,8 +229,9 @@ def calibration_inputs(
     batches = calibration_batches(images, shape, task, stride)
     scope = graph.float_scope(model, keypoint_channels)
     ignored = sorted({name for names in scope.values() for name in names})
-    LOGGER.info("yolo_adapters: INT8 calibration on %d images at %s; %d ops kept in float",
-                len(images), shape, len(ignored))  # fmt: skip
+    LOGGER.info(
+        "yolo_adapters: INT8 calibration on %d images at %s; %d ops kept in float", len(images), shape, len(ignored)
+    )
     return batches, scope, ignored
 
 

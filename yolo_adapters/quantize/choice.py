@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from yolo_adapters.errors import OptionError
 from yolo_adapters.quantize.report import read_beside, write_beside
@@ -24,11 +25,25 @@ _warned: set[str] = set()  # models given as is to precision="auto", already sai
 CHOICE_FILE = "precision_choice.json"
 
 #: The agreement figures a tolerance can bound: those where higher is better (at least the value)...
-AT_LEAST = ("confident_recall", "mean_box_iou", "min_box_iou", "top1_agreement", "min_mask_iou", "min_pixel_agreement",
-            "mean_person_oks", "min_confident_person_oks")
+AT_LEAST = (
+    "confident_recall",
+    "mean_box_iou",
+    "min_box_iou",
+    "top1_agreement",
+    "min_mask_iou",
+    "min_pixel_agreement",
+    "mean_person_oks",
+    "min_confident_person_oks",
+)
 #: ...and those where lower is better (at most the value). Keypoints in original-image pixels, after NMS.
-AT_MOST = ("mean_keypoint_px", "worst_person_keypoint_px", "max_score_diff", "anchor_keypoint_px", "max_depth_diff",
-           "mean_depth_diff")
+AT_MOST = (
+    "mean_keypoint_px",
+    "worst_person_keypoint_px",
+    "max_score_diff",
+    "anchor_keypoint_px",
+    "max_depth_diff",
+    "mean_depth_diff",
+)
 
 #: The default tolerances (issue 18's targets): every FP32 detection with conf >= 0.5 found, boxes nearly where FP32
 #: puts them, keypoints 1.5 px from FP32's on average and no person over 5 px, classify's top-1 unchanged; semantic:
@@ -118,8 +133,10 @@ def chosen_precision(artifact: str | Path, known: Sequence[str]) -> str:
         first = str(artifact) not in _warned
         _warned.add(str(artifact))
     if first:
-        LOGGER.warning("yolo_adapters: precision='auto' chooses while converting a .pt; %s was given as is and runs "
-                       "as FP32.", artifact)  # fmt: skip
+        LOGGER.warning(
+            "yolo_adapters: precision='auto' chooses while converting a .pt; %s was given as is and runs as FP32.",
+            artifact,
+        )
     return "fp32"
 
 
@@ -131,8 +148,10 @@ def chosen_in(entry: Path) -> str | None:
 
 def format_choice(choice: Mapping[str, Any]) -> str:
     """The CLI's summary: one line per candidate (speed, tolerances met or what missed) and the choice."""
-    lines = [f"precision='auto' chose {choice['chosen']} (the fastest meeting the tolerances on "
-             f"{choice.get('images', '?')} held-back images; tolerance {choice.get('tolerance')})"]  # fmt: skip
+    lines = [
+        f"precision='auto' chose {choice['chosen']} (the fastest meeting the tolerances on "
+        f"{choice.get('images', '?')} held-back images; tolerance {choice.get('tolerance')})"
+    ]
     for name, c in choice.get("candidates", {}).items():
         verdict = "meets the tolerances" if not c.get("shortfalls") else "misses: " + "; ".join(c["shortfalls"])
         fps = f"{c['fps']:.1f} img/s" if c.get("fps") else "not timed"

@@ -8,7 +8,8 @@ Node names are never interpreted, only returned: they are what each quantizer's 
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Protocol, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol
 
 #: Learned layers: where the walk back from the outputs stops.
 LEARNED = ("Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData", "GroupConvolutionBackpropData")
@@ -24,7 +25,7 @@ class Node(Protocol):
     kind: str
 
     @property
-    def inputs(self) -> Sequence["Node"]: ...
+    def inputs(self) -> Sequence[Node]: ...
 
     @property
     def out_channels(self) -> int | None:
@@ -41,15 +42,15 @@ class Graph(Protocol):
 
 # -- OpenVINO -------------------------------------------------------------------------------------------------
 class _OVNode:
-    __slots__ = ("_graph", "_op", "name", "kind", "_inputs")
+    __slots__ = ("_graph", "_inputs", "_op", "kind", "name")
 
-    def __init__(self, graph: "OVGraph", op: Any) -> None:
+    def __init__(self, graph: OVGraph, op: Any) -> None:
         self._graph, self._op = graph, op
         self.name, self.kind = op.get_friendly_name(), op.get_type_name()
         self._inputs: list[_OVNode] | None = None
 
     @property
-    def inputs(self) -> list["_OVNode"]:
+    def inputs(self) -> list[_OVNode]:
         if self._inputs is None:
             self._inputs = [self._graph.wrap(port.get_source_output().get_node()) for port in self._op.inputs()]
         return self._inputs
@@ -86,20 +87,26 @@ class OVGraph:
 # -- ONNX -------------------------------------------------------------------------------------------------------
 #: ONNX op types under the OpenVINO name the walk uses (the others are the same in both, or irrelevant).
 ONNX_KINDS = {
-    "Conv": "Convolution", "ConvTranspose": "ConvolutionBackpropData", "Gemm": "MatMul", "Shape": "ShapeOf",
-    "Cast": "Convert", "Sub": "Subtract", "Mul": "Multiply", "Div": "Divide",
-}  # fmt: skip
+    "Conv": "Convolution",
+    "ConvTranspose": "ConvolutionBackpropData",
+    "Gemm": "MatMul",
+    "Shape": "ShapeOf",
+    "Cast": "Convert",
+    "Sub": "Subtract",
+    "Mul": "Multiply",
+    "Div": "Divide",
+}
 
 
 class _OnnxNode:
-    __slots__ = ("name", "kind", "_inputs", "_graph", "_names")
+    __slots__ = ("_graph", "_inputs", "_names", "kind", "name")
 
-    def __init__(self, graph: "OnnxGraph", name: str, kind: str, input_names: Sequence[str]) -> None:
+    def __init__(self, graph: OnnxGraph, name: str, kind: str, input_names: Sequence[str]) -> None:
         self._graph, self.name, self.kind, self._names = graph, name, kind, list(input_names)
         self._inputs: list[_OnnxNode] | None = None
 
     @property
-    def inputs(self) -> list["_OnnxNode"]:
+    def inputs(self) -> list[_OnnxNode]:
         if self._inputs is None:
             self._inputs = [self._graph.producer(t) for t in self._names if t]  # "" = an omitted optional input
         return self._inputs
@@ -224,7 +231,12 @@ def head_postprocessing(model: Any) -> list[str]:
     stack = list(graph.results())
     while stack:
         node = stack.pop()
-        if node.name in seen or node.kind in ("Parameter", "Result") or is_constant(node, memo) or is_learned(node, memo):
+        if (
+            node.name in seen
+            or node.kind in ("Parameter", "Result")
+            or is_constant(node, memo)
+            or is_learned(node, memo)
+        ):
             continue
         seen[node.name] = node
         if node.kind != "ShapeOf":  # a shape read does not make its producer post-processing

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from yolo_adapters.quantize import graph
-from yolo_adapters.integration.export import quiet_ultralytics
-from yolo_adapters.core.model_info import read_artifact_info
 from yolo_adapters.compare.parity import compare_results, match_detections
+from yolo_adapters.core.model_info import read_artifact_info
+from yolo_adapters.integration.export import quiet_ultralytics
 from yolo_adapters.integration.patching import install
+from yolo_adapters.quantize import graph
 from yolo_adapters.quantize.calibration import class_of, labelled
 
 if TYPE_CHECKING:
@@ -32,9 +33,17 @@ METRIC_TASKS = ("detect", "segment", "pose", "obb", "classify")
 
 
 def int8_report(
-    plugin: "BackendPlugin", fp32: Path, int8: Path, plan: "ExportPlan", info: Any, shape: Sequence[int], calibration: dict,
-    held: list[Path], quantization: dict, accuracy_control: dict | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    plugin: BackendPlugin,
+    fp32: Path,
+    int8: Path,
+    plan: ExportPlan,
+    info: Any,
+    shape: Sequence[int],
+    calibration: dict,
+    held: list[Path],
+    quantization: dict,
+    accuracy_control: dict | None = None,
+) -> dict[str, Any]:
     """The report both quantizers write, beside ``int8``: what was converted, ``calibration`` and ``quantization``
     (each quantizer's own sections), ``accuracy_control``, then agreement and metrics on the ``held`` images."""
     task = info.task or "detect"
@@ -63,8 +72,14 @@ def kept_in_float(model: Any, scope: Mapping[str, Sequence[str]], ignored: Seque
 
 
 def _finish_report(
-    report: dict, fp32: Path, int8: Path, held: list[Path], plan: "ExportPlan", task: str, info: Any,
-    plugin: "BackendPlugin",
+    report: dict,
+    fp32: Path,
+    int8: Path,
+    held: list[Path],
+    plan: ExportPlan,
+    task: str,
+    info: Any,
+    plugin: BackendPlugin,
 ) -> None:
     """The agreement and (where the held-back images have labels) mAP sections of ``report``."""
     report["agreement"] = agreement_report(fp32, int8, held, plan, task, plugin) if held else None
@@ -73,7 +88,9 @@ def _finish_report(
     if images:
         report["metrics"] = {"images": len(images), "validator": "ultralytics " + _ultralytics_version()}
         for path, precision in ((fp32, "fp32"), (int8, "int8")):
-            report["metrics"][precision] = labelled_metrics(_engine_module(path, plan, precision, plugin), images, task, plan.imgsz)
+            report["metrics"][precision] = labelled_metrics(
+                _engine_module(path, plan, precision, plugin), images, task, plan.imgsz
+            )
 
 
 def _ultralytics_version() -> str:
@@ -87,9 +104,12 @@ def _predictor(task: str, module: Any, imgsz: Sequence[int]) -> Any:
     from ultralytics.models import yolo
 
     classes = {
-        "detect": yolo.detect.DetectionPredictor, "segment": yolo.segment.SegmentationPredictor,
-        "pose": yolo.pose.PosePredictor, "obb": yolo.obb.OBBPredictor, "classify": yolo.classify.ClassificationPredictor,
-    }  # fmt: skip
+        "detect": yolo.detect.DetectionPredictor,
+        "segment": yolo.segment.SegmentationPredictor,
+        "pose": yolo.pose.PosePredictor,
+        "obb": yolo.obb.OBBPredictor,
+        "classify": yolo.classify.ClassificationPredictor,
+    }
     # YOLO26's dense tasks: looked up only for them (Ultralytics 8.4.1xx, the only releases that have them)
     if task == "semantic":
         classes["semantic"] = yolo.semantic.SemanticSegmentationPredictor
@@ -102,20 +122,32 @@ def _predictor(task: str, module: Any, imgsz: Sequence[int]) -> Any:
     return predictor
 
 
-def _engine_module(path: Path, plan: "ExportPlan", precision: str, plugin: "BackendPlugin") -> "EngineModule":
+def _engine_module(path: Path, plan: ExportPlan, precision: str, plugin: BackendPlugin) -> EngineModule:
     """The model at ``path`` as the EngineModule Ultralytics' predictor and validator run, on the plugin's
     default (CPU) device; OpenVINO's compiled-blob cache is left out for these one-off models."""
     from yolo_adapters.integration.module import EngineModule  # torch: only when a report is made
-    options = {"precision": precision, "dynamic": plan.dynamic, "imgsz": list(plan.imgsz), "batch": plan.batch,
-               "compile_cache": False}  # fmt: skip
+
+    options = {
+        "precision": precision,
+        "dynamic": plan.dynamic,
+        "imgsz": list(plan.imgsz),
+        "batch": plan.batch,
+        "compile_cache": False,
+    }
     engine = plugin.load(path, plugin.default_device, options)
     return EngineModule(engine, read_artifact_info(path), plugin.name, plugin.default_device, path, pipeline=False)
 
 
 def agreement_report(
-    reference: Path, candidate: Path, images: Sequence[Path], plan: "ExportPlan", task: str,
-    plugin: "BackendPlugin", conf: float = 0.25, precision: str = "int8",
-) -> dict[str, Any]:  # fmt: skip
+    reference: Path,
+    candidate: Path,
+    images: Sequence[Path],
+    plan: ExportPlan,
+    task: str,
+    plugin: BackendPlugin,
+    conf: float = 0.25,
+    precision: str = "int8",
+) -> dict[str, Any]:
     """``candidate`` run at ``precision`` (INT8, or bf16 on the FP32 IR) vs FP32 on ``images`` through
     Ultralytics' predictor: matched detections, IoU, keypoints, masks, top-1; for pose also the keypoint distance
     at the same anchor (``anchor_keypoint_px``)."""
@@ -224,25 +256,46 @@ def _validator_metrics(module: Any, images: Sequence[Path], task: str, imgsz: Se
     from ultralytics.models import yolo
 
     install()  # the patched AutoBackend hands the validator ``module`` itself (runtime.build_engine_module)
-    classes = {"detect": yolo.detect.DetectionValidator, "segment": yolo.segment.SegmentationValidator,
-               "pose": yolo.pose.PoseValidator, "obb": yolo.obb.OBBValidator}  # fmt: skip
+    classes = {
+        "detect": yolo.detect.DetectionValidator,
+        "segment": yolo.segment.SegmentationValidator,
+        "pose": yolo.pose.PoseValidator,
+        "obb": yolo.obb.OBBValidator,
+    }
     with tempfile.TemporaryDirectory(prefix="yolo_adapters_val_") as tmp:
         folder = Path(tmp)
         (folder / "images.txt").write_text("".join(f"{Path(p).resolve()}\n" for p in images))
-        data: dict[str, Any] = {"path": str(folder), "train": "images.txt", "val": "images.txt",
-                                "names": {int(k): str(v) for k, v in module.names.items()}}  # fmt: skip
+        data: dict[str, Any] = {
+            "path": str(folder),
+            "train": "images.txt",
+            "val": "images.txt",
+            "names": {int(k): str(v) for k, v in module.names.items()},
+        }
         if task == "pose" and module.kpt_shape:
             data["kpt_shape"] = list(module.kpt_shape)
             data["flip_idx"] = list((module.metadata or {}).get("flip_idx") or range(int(module.kpt_shape[0])))
         (folder / "data.yaml").write_text(json.dumps(data))  # JSON is YAML
-        args = {"task": task, "data": str(folder / "data.yaml"), "imgsz": max(int(v) for v in imgsz), "batch": 1, "workers": 0,
-                "plots": False, "verbose": False, "save_json": False, "device": f"{module.backend_name}:{module.engine_device}", "rect": True, "mode": "val"}  # fmt: skip
+        args = {
+            "task": task,
+            "data": str(folder / "data.yaml"),
+            "imgsz": max(int(v) for v in imgsz),
+            "batch": 1,
+            "workers": 0,
+            "plots": False,
+            "verbose": False,
+            "save_json": False,
+            "device": f"{module.backend_name}:{module.engine_device}",
+            "rect": True,
+            "mode": "val",
+        }
         validator = classes[task](save_dir=folder / "val", args=args)
         stats = validator(model=module)
     return {k: float(v) for k, v in (stats or {}).items() if str(k).startswith("metrics/")}
 
 
-def summarize_agreement(reference: list, candidate: list, names: list[str], conf: float, match: Any, compare: Any) -> dict:
+def summarize_agreement(
+    reference: list, candidate: list, names: list[str], conf: float, match: Any, compare: Any
+) -> dict:
     """Aggregate per-image ``parity.compare_results`` into one report section.
 
     Pose: ``mean_keypoint_px`` is the mean over every matched keypoint, ``max_keypoint_px`` the single farthest
@@ -254,14 +307,31 @@ def summarize_agreement(reference: list, candidate: list, names: list[str], conf
     ``min_confident_person_oks`` say the same in COCO's object keypoint similarity with FP32 as the ground truth
     (``person_keypoint_oks``): pixels are relative to the person's size there, and INT8's keypoint error grows with
     it (docs/quantization.md), so a close-up's 3 px and a small figure's 3 px read differently."""
-    total = {"images": len(names), "reference_detections": 0, "candidate_detections": 0, "matched": 0,
-             "confident_reference": 0, "confident_found": 0, "min_box_iou": None, "mean_box_iou": None,
-             "max_score_diff": None, "mean_keypoint_px": None, "max_keypoint_px": None,
-             "worst_person_keypoint_px": None, "worst_person": None, "worst_confident_person_keypoint_px": None,
-             "mean_person_oks": None, "min_confident_person_oks": None,
-             "min_mask_iou": None, "min_pixel_agreement": None, "max_depth_diff": None,
-             "mean_depth_diff": None,
-             "top1_agreement": None, "max_prob_diff": None, "unmatched": []}  # fmt: skip
+    total = {
+        "images": len(names),
+        "reference_detections": 0,
+        "candidate_detections": 0,
+        "matched": 0,
+        "confident_reference": 0,
+        "confident_found": 0,
+        "min_box_iou": None,
+        "mean_box_iou": None,
+        "max_score_diff": None,
+        "mean_keypoint_px": None,
+        "max_keypoint_px": None,
+        "worst_person_keypoint_px": None,
+        "worst_person": None,
+        "worst_confident_person_keypoint_px": None,
+        "mean_person_oks": None,
+        "min_confident_person_oks": None,
+        "min_mask_iou": None,
+        "min_pixel_agreement": None,
+        "max_depth_diff": None,
+        "mean_depth_diff": None,
+        "top1_agreement": None,
+        "max_prob_diff": None,
+        "unmatched": [],
+    }
     ious: list[float] = []
     kpt_sum, kpt_n, top1, oks = 0.0, 0, [], []
     for ref, cand, name in zip(reference, candidate, names):
@@ -325,7 +395,9 @@ def _lowest(current: float | None, value: float) -> float:
     return value if current is None else min(current, value)
 
 
-def person_keypoint_px(reference: Any, candidate: Any, pairs: Sequence[tuple[int, int, float]]) -> list[tuple[int, float]]:
+def person_keypoint_px(
+    reference: Any, candidate: Any, pairs: Sequence[tuple[int, int, float]]
+) -> list[tuple[int, float]]:
     """(FP32 detection index, mean keypoint distance in original-image pixels) for each matched person."""
     if reference.keypoints is None or candidate.keypoints is None:
         return []
@@ -333,7 +405,9 @@ def person_keypoint_px(reference: Any, candidate: Any, pairs: Sequence[tuple[int
     return [(int(i), float((kr[i] - kc[j]).norm(dim=-1).mean())) for i, j, _ in pairs]
 
 
-def person_keypoint_oks(reference: Any, candidate: Any, pairs: Sequence[tuple[int, int, float]]) -> list[tuple[int, float]]:
+def person_keypoint_oks(
+    reference: Any, candidate: Any, pairs: Sequence[tuple[int, int, float]]
+) -> list[tuple[int, float]]:
     """(FP32 detection index, object keypoint similarity of the candidate's keypoints to FP32's) per matched person.
 
     COCO's OKS through Ultralytics' ``kpt_iou``, as its pose validator scores a prediction against a label: FP32's
@@ -399,52 +473,76 @@ def format_report(report: Mapping[str, Any]) -> str:
     ]
     control = report.get("accuracy_control")
     if control and control.get("max_keypoint_px") is not None:
-        lines.append(f"accuracy control: keypoints at the same anchor within {control['max_keypoint_px']} px of FP32 "
-                     f"(model input; {control['validations']} validations on {control['images']} held-back images; "
-                     f"{control['keypoint_px_before']:.3f} px before, {control['keypoint_px']:.3f} px after; "
-                     f"{control['fake_quantize_left']} quantizers left)")  # fmt: skip
+        lines.append(
+            f"accuracy control: keypoints at the same anchor within {control['max_keypoint_px']} px of FP32 "
+            f"(model input; {control['validations']} validations on {control['images']} held-back images; "
+            f"{control['keypoint_px_before']:.3f} px before, {control['keypoint_px']:.3f} px after; "
+            f"{control['fake_quantize_left']} quantizers left)"
+        )
     elif control:
-        lines.append(f"accuracy control: {control['metric']} may drop by at most {control['max_drop']} "
-                     f"({control['validations']} validations on {control['images']} labelled images; "
-                     f"{control['fake_quantize_left']} quantizers left)")  # fmt: skip
+        lines.append(
+            f"accuracy control: {control['metric']} may drop by at most {control['max_drop']} "
+            f"({control['validations']} validations on {control['images']} labelled images; "
+            f"{control['fake_quantize_left']} quantizers left)"
+        )
     if control and control.get("int8_weights") is False:
-        lines.append(f"  weights kept as NNCF validated them (fake-quantized floats): with int8 weights the model "
-                     f"measured {control['int8_weights_value']:.4g}, outside the limit")  # fmt: skip
+        lines.append(
+            f"  weights kept as NNCF validated them (fake-quantized floats): with int8 weights the model "
+            f"measured {control['int8_weights_value']:.4g}, outside the limit"
+        )
     if not a:
         lines.append("agreement: no held-back images (holdout=0 or a one-image folder)")
     else:
         lines.append(f"INT8 vs FP32 on {a['images']} held-back images:")
         if a.get("top1_agreement") is not None:
-            lines.append(f"  top-1 agreement {a['top1_agreement']:.1%}, max probability difference {a['max_prob_diff']:.4f}")
+            lines.append(
+                f"  top-1 agreement {a['top1_agreement']:.1%}, max probability difference {a['max_prob_diff']:.4f}"
+            )
         elif a.get("min_pixel_agreement") is not None:
             lines.append(f"  pixels with FP32's class, worst image: {a['min_pixel_agreement']:.2%}")
         elif a.get("max_depth_diff") is not None:
-            lines.append(f"  depth difference, worst image: mean {a.get('mean_depth_diff') or 0.0:.2%}, largest "
-                         f"{a['max_depth_diff']:.2%} of FP32's depth range")
+            lines.append(
+                f"  depth difference, worst image: mean {a.get('mean_depth_diff') or 0.0:.2%}, largest "
+                f"{a['max_depth_diff']:.2%} of FP32's depth range"
+            )
         else:
-            lines.append(f"  detections FP32 {a['reference_detections']}, INT8 {a['candidate_detections']}, "
-                         f"matched {a['matched']}; FP32 conf>=0.5 found: {a['confident_found']}/{a['confident_reference']}")  # fmt: skip
-            for key, label in (("mean_box_iou", "mean box IoU"), ("min_box_iou", "min box IoU"),
-                               ("max_score_diff", "max score difference"), ("mean_keypoint_px", "mean keypoint distance px"),
-                               ("max_keypoint_px", "max keypoint distance px"), ("min_mask_iou", "min mask IoU")):  # fmt: skip
+            lines.append(
+                f"  detections FP32 {a['reference_detections']}, INT8 {a['candidate_detections']}, "
+                f"matched {a['matched']}; FP32 conf>=0.5 found: {a['confident_found']}/{a['confident_reference']}"
+            )
+            for key, label in (
+                ("mean_box_iou", "mean box IoU"),
+                ("min_box_iou", "min box IoU"),
+                ("max_score_diff", "max score difference"),
+                ("mean_keypoint_px", "mean keypoint distance px"),
+                ("max_keypoint_px", "max keypoint distance px"),
+                ("min_mask_iou", "min mask IoU"),
+            ):
                 if a.get(key) is not None:
                     lines.append(f"  {label}: {a[key]:.4f}")
                 if key == "mean_keypoint_px" and a.get("anchor_keypoint_px") is not None:
-                    lines.append(f"  keypoint distance at the same anchor, before NMS (the quantization error) px: "
-                                 f"{a['anchor_keypoint_px']:.4f}")  # fmt: skip
+                    lines.append(
+                        f"  keypoint distance at the same anchor, before NMS (the quantization error) px: "
+                        f"{a['anchor_keypoint_px']:.4f}"
+                    )
                 if key == "max_keypoint_px" and a.get("worst_person_keypoint_px") is not None:
-                    lines.append(f"  worst person's mean keypoint distance px: {a['worst_person_keypoint_px']:.4f} "
-                                 f"({a['worst_person']}; FP32 conf>=0.5 only: "
-                                 f"{a.get('worst_confident_person_keypoint_px') or 0.0:.4f})")  # fmt: skip
+                    lines.append(
+                        f"  worst person's mean keypoint distance px: {a['worst_person_keypoint_px']:.4f} "
+                        f"({a['worst_person']}; FP32 conf>=0.5 only: "
+                        f"{a.get('worst_confident_person_keypoint_px') or 0.0:.4f})"
+                    )
                 if key == "max_keypoint_px" and a.get("mean_person_oks") is not None:
-                    lines.append(f"  keypoint similarity to FP32 (COCO OKS, FP32 as ground truth): mean "
-                                 f"{a['mean_person_oks']:.4f}, lowest FP32 conf>=0.5 person "
-                                 f"{a['min_confident_person_oks'] if a.get('min_confident_person_oks') is not None else float('nan'):.4f}")  # fmt: skip
+                    lines.append(
+                        f"  keypoint similarity to FP32 (COCO OKS, FP32 as ground truth): mean "
+                        f"{a['mean_person_oks']:.4f}, lowest FP32 conf>=0.5 person "
+                        f"{a['min_confident_person_oks'] if a.get('min_confident_person_oks') is not None else float('nan'):.4f}"
+                    )
     metrics = report.get("metrics")
     if metrics:
         lines.append(f"accuracy on {metrics['images']} labelled held-back images (Ultralytics' validator):")
         for key in metrics.get("fp32", {}):
             name = key.replace("metrics/", "")
-            lines.append(f"  {name}: FP32 {metrics['fp32'][key]:.4f}, INT8 {metrics['int8'].get(key, float('nan')):.4f}")
+            lines.append(
+                f"  {name}: FP32 {metrics['fp32'][key]:.4f}, INT8 {metrics['int8'].get(key, float('nan')):.4f}"
+            )
     return "\n".join(lines)
-

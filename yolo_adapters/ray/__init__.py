@@ -18,8 +18,9 @@ from __future__ import annotations
 import glob
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import ray
 
@@ -45,13 +46,42 @@ from yolo_adapters.ray._predictor import (
 )
 
 __all__ = [
-    "predict", "Predictor", "prepare", "list_images", "read_metadata", "to_results", "decode_mask", "decode_masks",
-    "decode_semantic", "decode_depth", "encode_mask", "schema", "COLUMNS", "accelerator_device", "accelerator_request", "thread_options",
-    "threads_for", "read_image",
-]  # fmt: skip
+    "COLUMNS",
+    "Predictor",
+    "accelerator_device",
+    "accelerator_request",
+    "decode_depth",
+    "decode_mask",
+    "decode_masks",
+    "decode_semantic",
+    "encode_mask",
+    "list_images",
+    "predict",
+    "prepare",
+    "read_image",
+    "read_metadata",
+    "schema",
+    "thread_options",
+    "threads_for",
+    "to_results",
+]
 
 #: Suffixes taken from a folder or a glob (Ultralytics' image formats).
-IMAGE_SUFFIXES = (".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic", ".jp2", ".avif")
+IMAGE_SUFFIXES = (
+    ".bmp",
+    ".dng",
+    ".jpeg",
+    ".jpg",
+    ".mpo",
+    ".png",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".pfm",
+    ".heic",
+    ".jp2",
+    ".avif",
+)
 
 
 def predict(
@@ -72,7 +102,7 @@ def predict(
     ship_model: bool | str = "auto",
     ray_remote_args: Mapping[str, Any] | None = None,
     **predict_args: Any,
-) -> "ray.data.Dataset":
+) -> ray.data.Dataset:
     """Run ``model`` over every image of ``source`` on Ray actors; one output row per image (lazy Dataset).
 
     ``source``: a folder, a glob, an image path or URI, a list of them (local, or s3:// gs:// ... read through
@@ -102,7 +132,9 @@ def predict(
         num_cpus = 0.5 if accelerated else 1.0
     is_dataset = isinstance(source, ray.data.Dataset)
     if concurrency is None:
-        concurrency = default_concurrency(num_cpus, reserve=1.0 if is_dataset else 0.0, num_gpus=num_gpus, resources=resources)
+        concurrency = default_concurrency(
+            num_cpus, reserve=1.0 if is_dataset else 0.0, num_gpus=num_gpus, resources=resources
+        )
     if is_dataset:
         ds = source
     else:
@@ -134,7 +166,7 @@ def predict(
     )
 
 
-def actor_pool(concurrency: int | Sequence[int]) -> "ray.data.ActorPoolStrategy":
+def actor_pool(concurrency: int | Sequence[int]) -> ray.data.ActorPoolStrategy:
     """``concurrency`` as Ray Data's actor pool: N actors, or (min, max[, initial]) for an autoscaling pool
     (map_batches' own ``concurrency=`` argument is deprecated since Ray 2.51)."""
     if isinstance(concurrency, int):
@@ -142,11 +174,17 @@ def actor_pool(concurrency: int | Sequence[int]) -> "ray.data.ActorPoolStrategy"
     sizes = [int(v) for v in concurrency]
     if len(sizes) not in (2, 3):
         raise ValueError(f"concurrency={concurrency!r}: give N actors, or (min, max) or (min, max, initial)")
-    return ray.data.ActorPoolStrategy(min_size=sizes[0], max_size=sizes[1], initial_size=sizes[2] if len(sizes) == 3 else None)
+    return ray.data.ActorPoolStrategy(
+        min_size=sizes[0], max_size=sizes[1], initial_size=sizes[2] if len(sizes) == 3 else None
+    )
 
 
 def default_concurrency(
-    num_cpus: float, *, reserve: float = 0.0, num_gpus: float | None = None, resources: Mapping[str, float] | None = None
+    num_cpus: float,
+    *,
+    reserve: float = 0.0,
+    num_gpus: float | None = None,
+    resources: Mapping[str, float] | None = None,
 ) -> int:
     """How many actors fit in the cluster: its CPUs (less ``reserve`` for read tasks) over ``num_cpus``, and
     no more than its GPUs or custom resources allow."""
@@ -175,7 +213,9 @@ def list_images(source: Any) -> list[str]:
         if path.is_dir():
             found.extend(str(p) for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         elif any(c in text for c in "*?["):
-            found.extend(p for p in sorted(glob.glob(str(path), recursive=True)) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+            found.extend(
+                p for p in sorted(glob.glob(str(path), recursive=True)) if Path(p).suffix.lower() in IMAGE_SUFFIXES
+            )
         else:
             found.append(str(path))  # a file (a missing one gives an error row, not a failed job)
     return found
@@ -190,6 +230,8 @@ def _list_uri(uri: str) -> list[str]:
     if info.type == pafs.FileType.Directory:
         infos = fs.get_file_info(pafs.FileSelector(inner, recursive=True))
         return sorted(
-            f"{scheme}://{i.path}" for i in infos if i.type == pafs.FileType.File and Path(i.path).suffix.lower() in IMAGE_SUFFIXES
+            f"{scheme}://{i.path}"
+            for i in infos
+            if i.type == pafs.FileType.File and Path(i.path).suffix.lower() in IMAGE_SUFFIXES
         )
     return [uri]

@@ -34,15 +34,26 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 METADATA_KEY = b"yolo_adapters"
 
 COLUMNS = (
-    "path", "orig_shape", "boxes", "keypoints", "masks", "probs", "obb", "semantic", "depth", "engine", "error",
-)  # fmt: skip
+    "path",
+    "orig_shape",
+    "boxes",
+    "keypoints",
+    "masks",
+    "probs",
+    "obb",
+    "semantic",
+    "depth",
+    "engine",
+    "error",
+)
 
 
 def schema(meta: Mapping[str, Any] | None = None) -> Any:
@@ -171,7 +182,9 @@ def encode_result(result: Any, path: str | None, engine: str) -> dict[str, Any]:
         row["obb"] = _np(obb.data).reshape(-1, 7).tolist()
     semantic = getattr(result, "semantic_mask", None)
     if semantic is not None:
-        row["semantic"] = encode_semantic(semantic.data.cpu().numpy() if hasattr(semantic.data, "cpu") else semantic.data)
+        row["semantic"] = encode_semantic(
+            semantic.data.cpu().numpy() if hasattr(semantic.data, "cpu") else semantic.data
+        )
     depth = getattr(result, "depth", None)
     if depth is not None:
         row["depth"] = encode_depth(_np(depth.data))
@@ -212,7 +225,9 @@ def to_results(row: Mapping[str, Any], names: Mapping[int, str] | Sequence[str] 
     names = {int(k): v for k, v in (names.items() if isinstance(names, Mapping) else enumerate(names))}
 
     def tensor(value: Any, width: int) -> torch.Tensor:
-        arr = np.asarray([list(v) for v in value] if value is not None and len(value) else np.zeros((0, width)), np.float32)
+        arr = np.asarray(
+            [list(v) for v in value] if value is not None and len(value) else np.zeros((0, width)), np.float32
+        )
         return torch.from_numpy(arr.reshape(-1, width))
 
     kwargs: dict[str, Any] = {}

@@ -9,8 +9,9 @@ import math
 import os
 import tarfile
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,9 @@ def accelerator_device(backend: str, device: str, assigned: Mapping[str, Sequenc
 _GPU_PROVIDERS = ("cuda", "tensorrt", "rocm", "migraphx")
 
 
-def accelerator_request(backend: str, device: str, cluster: Mapping[str, float]) -> tuple[float | None, dict[str, float]]:
+def accelerator_request(
+    backend: str, device: str, cluster: Mapping[str, float]
+) -> tuple[float | None, dict[str, float]]:
     """The (num_gpus, resources) one actor asks Ray for when the caller gave neither: one GPU for
     ``onnxruntime:cuda`` (and tensorrt, rocm, migraphx), one NPU for ``ascend``, so that each actor owns its card.
     Nothing when the cluster has no such resource (the device is then opened as given, shared by every actor)."""
@@ -87,7 +90,7 @@ def thread_options(backend: str, options: Mapping[str, Any], threads: int) -> di
 
 def threads_for(cpus: float | None) -> int:
     """Engine threads for an actor holding ``cpus`` Ray CPUs: the nearest whole number, at least one."""
-    return max(1, int(math.floor((cpus or 1.0) + 0.5)))
+    return max(1, math.floor((cpus or 1.0) + 0.5))
 
 
 # -- the driver: convert once ------------------------------------------------------------------------
@@ -182,7 +185,9 @@ def _unpack(blob: bytes, inner: str) -> Path:
         if not done.exists():
             root.mkdir(parents=True, exist_ok=True)
             with tarfile.open(fileobj=io.BytesIO(blob), mode="r") as tar:
-                tar.extractall(str(root), filter="data") if hasattr(tarfile, "data_filter") else tar.extractall(str(root))
+                tar.extractall(str(root), filter="data") if hasattr(tarfile, "data_filter") else tar.extractall(
+                    str(root)
+                )
             done.touch()
     return target
 
@@ -239,8 +244,9 @@ class Predictor:
         options["device"] = self.device
         _limit_host_threads(self.threads)
 
-        import yolo_adapters
         from ultralytics import YOLO
+
+        import yolo_adapters
         from yolo_adapters.core.registry import get_backend
 
         get_backend(backend).check_device(self.device)

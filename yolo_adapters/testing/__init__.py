@@ -23,9 +23,10 @@ import json
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from yolo_adapters.testing import _state
 
@@ -37,10 +38,18 @@ _ENV = ("PATH", "ASCEND_HOME_PATH", "ASCEND_TOOLKIT_HOME", "ASCEND_OPP_PATH", "Y
 class AscendEmulation:
     """What the emulated Ascend stack saw: sessions, inferences, frees, overlaps, atc and npu-smi calls."""
 
-    def __init__(self, root: Path, cards: int = 1, chip: str = "310P3", api: str = "current", infer_delay: float = 0.0) -> None:
+    def __init__(
+        self, root: Path, cards: int = 1, chip: str = "310P3", api: str = "current", infer_delay: float = 0.0
+    ) -> None:
         if api not in ("current", "older"):
             raise ValueError("api must be 'current' (summary + free_resource) or 'older' (sumary only)")
-        self.root, self.cards, self.chip, self.api, self.infer_delay = Path(root), int(cards), chip, api, float(infer_delay)
+        self.root, self.cards, self.chip, self.api, self.infer_delay = (
+            Path(root),
+            int(cards),
+            chip,
+            api,
+            float(infer_delay),
+        )
         self.lock = threading.Lock()
         self.events: list[dict[str, Any]] = []
         self.overlaps = 0  # infer calls that entered a session while another call was inside it
@@ -116,7 +125,9 @@ def emulate_ascend(
     bin_dir.mkdir(parents=True, exist_ok=True)
     toolkit.mkdir(parents=True, exist_ok=True)
     (toolkit / "version.info").write_text("Version=emulated\n")
-    (root / "config.json").write_text(json.dumps({"cards": cards, "chip": chip, "precision_mode_v2": precision_mode_v2}))
+    (root / "config.json").write_text(
+        json.dumps({"cards": cards, "chip": chip, "precision_mode_v2": precision_mode_v2})
+    )
     for stale in ("atc", "npu-smi"):
         (bin_dir / stale).unlink(missing_ok=True)
     if atc:
@@ -154,4 +165,4 @@ def emulate_ascend(
         _state.deactivate(emulation)
 
 
-__all__ = ["AscendEmulation", "emulate_ascend", "STUBS"]
+__all__ = ["STUBS", "AscendEmulation", "emulate_ascend"]

@@ -25,11 +25,36 @@ from pathlib import Path
 from yolo_adapters.testing import numerics
 from yolo_adapters.testing.om_format import OmHeader, write_om
 
-_EMULATED = {"framework", "model", "output", "input_format", "input_shape", "soc_version", "output_type",
-             "dynamic_batch_size", "precision_mode", "precision_mode_v2", "log", "op_select_implmode", "optypelist_for_implmode",
-             "host_env_os", "host_env_cpu"}  # fmt: skip
-_NOT_EMULATED = {"insert_op_conf", "input_fp16_nodes", "dynamic_image_size", "dynamic_dims", "out_nodes", "mode",
-                 "weight", "is_input_adjust_hw_layout", "is_output_adjust_hw_layout", "keep_dtype", "compression_optimize_conf"}  # fmt: skip
+_EMULATED = {
+    "framework",
+    "model",
+    "output",
+    "input_format",
+    "input_shape",
+    "soc_version",
+    "output_type",
+    "dynamic_batch_size",
+    "precision_mode",
+    "precision_mode_v2",
+    "log",
+    "op_select_implmode",
+    "optypelist_for_implmode",
+    "host_env_os",
+    "host_env_cpu",
+}
+_NOT_EMULATED = {
+    "insert_op_conf",
+    "input_fp16_nodes",
+    "dynamic_image_size",
+    "dynamic_dims",
+    "out_nodes",
+    "mode",
+    "weight",
+    "is_input_adjust_hw_layout",
+    "is_output_adjust_hw_layout",
+    "keep_dtype",
+    "compression_optimize_conf",
+}
 
 
 class AtcError(Exception):
@@ -128,8 +153,16 @@ def convert(args: dict[str, str]) -> Path:
         raise AtcError("E10001: --precision_mode and --precision_mode_v2 cannot be used together")
     flag = "precision_mode_v2" if "precision_mode_v2" in args else "precision_mode" if "precision_mode" in args else ""
     mode = args.get(flag, "") if flag else ""
-    v1_only = {"force_fp16", "force_fp32", "allow_fp32_to_fp16", "must_keep_origin_dtype", "allow_mix_precision",
-               "allow_mix_precision_fp16", "allow_mix_precision_bf16", "allow_fp32_to_bf16"}  # fmt: skip
+    v1_only = {
+        "force_fp16",
+        "force_fp32",
+        "allow_fp32_to_fp16",
+        "must_keep_origin_dtype",
+        "allow_mix_precision",
+        "allow_mix_precision_fp16",
+        "allow_mix_precision_bf16",
+        "allow_fp32_to_bf16",
+    }
     v2_only = {"fp16", "origin", "mixed_float16", "mixed_bfloat16"}
     if (flag == "precision_mode" and mode in v2_only) or (flag == "precision_mode_v2" and mode in v1_only):
         raise AtcError(f"E10001: value {mode!r} of --{flag} is not supported")
@@ -142,9 +175,17 @@ def convert(args: dict[str, str]) -> Path:
         raise AtcError(f"the emulated atc handles --output_type FP32 and FP16 only, not {output_type}")
     out = Path(args["output"] + ".om")
     out.parent.mkdir(parents=True, exist_ok=True)
-    header = OmHeader(input_name=name, input_shape=shape, dynamic_batch_sizes=gears, output_type=output_type,
-                      soc_version=args["soc_version"], precision_mode=mode, precision_flag=flag,
-                      arithmetic=arithmetic.as_dict(), atc_argv=[f"--{k}={v}" for k, v in args.items()])  # fmt: skip
+    header = OmHeader(
+        input_name=name,
+        input_shape=shape,
+        dynamic_batch_sizes=gears,
+        output_type=output_type,
+        soc_version=args["soc_version"],
+        precision_mode=mode,
+        precision_flag=flag,
+        arithmetic=arithmetic.as_dict(),
+        atc_argv=[f"--{k}={v}" for k, v in args.items()],
+    )
     write_om(out, header, numerics.apply(proto, arithmetic).SerializeToString())
     return out
 

@@ -18,7 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:2] == ["info", "-l"]:
         print(f"        Total Count                    : {cards}\n")
         for i in range(cards):
-            print(f"        NPU ID                         : {i}\n        Product Name                   : emulated-{chip}")
+            print(
+                f"        NPU ID                         : {i}\n        Product Name                   : emulated-{chip}"
+            )
             print("        Serial Number                  : EMULATED\n        Chip Count                     : 1\n")
         return 0
     if argv[:1] == ["info"]:

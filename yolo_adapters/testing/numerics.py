@@ -89,8 +89,11 @@ def apply(model, arithmetic: Arithmetic):
         return model
     inferred = onnx.shape_inference.infer_shapes(model)
     graph = inferred.graph
-    float_tensors = {v.name for v in [*graph.value_info, *graph.input, *graph.output]
-                     if v.type.tensor_type.elem_type == TensorProto.FLOAT}  # fmt: skip
+    float_tensors = {
+        v.name
+        for v in [*graph.value_info, *graph.input, *graph.output]
+        if v.type.tensor_type.elem_type == TensorProto.FLOAT
+    }
     initializers = {init.name: init for init in graph.initializer}
     float_tensors |= {name for name, init in initializers.items() if init.data_type == TensorProto.FLOAT}
 
@@ -107,8 +110,10 @@ def apply(model, arithmetic: Arithmetic):
 
     def cast_pair(source: str, target: str) -> list:
         half = fresh(source + "_fp16")
-        return [helper.make_node("Cast", [source], [half], to=TensorProto.FLOAT16, name=fresh("emu_to_fp16")),
-                helper.make_node("Cast", [half], [target], to=TensorProto.FLOAT, name=fresh("emu_to_fp32"))]  # fmt: skip
+        return [
+            helper.make_node("Cast", [source], [half], to=TensorProto.FLOAT16, name=fresh("emu_to_fp16")),
+            helper.make_node("Cast", [half], [target], to=TensorProto.FLOAT, name=fresh("emu_to_fp32")),
+        ]
 
     def rounded_input(name: str, nodes: list) -> str:
         if not name or name not in float_tensors:

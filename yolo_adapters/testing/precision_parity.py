@@ -38,7 +38,6 @@ def measure(checkpoint: Path, images: list[Path], work: Path) -> list[dict[str, 
 
     import yolo_adapters
     from yolo_adapters.compare.parity import compare_results
-
     from yolo_adapters.testing import emulate_ascend
 
     references = YOLO(str(checkpoint)).predict(images, rect=False, verbose=False)
@@ -50,14 +49,20 @@ def measure(checkpoint: Path, images: list[Path], work: Path) -> list[dict[str, 
                 results = model.predict(images, device="ascend:0", verbose=False)
         precision = model.predictor.model.engine.precision
         found = [compare_results(r, c).as_dict() for r, c in zip(references, results)]
-        rows.append({
-            "mode": label, "atc": precision.label(),
-            "score": max(f["max_score_diff"] for f in found), "box_iou": min(f["min_box_iou"] for f in found),
-            "keypoint_px_max": max(f["max_keypoint_px"] for f in found),
-            "keypoint_px_mean": max(f["mean_keypoint_px"] for f in found),
-            "mask_iou": min(f["min_mask_iou"] for f in found), "prob": max(f["max_prob_diff"] for f in found),
-            "top1": all(f["top1_agree"] for f in found), "unmatched": sum(len(f["unmatched"]) for f in found),
-        })  # fmt: skip
+        rows.append(
+            {
+                "mode": label,
+                "atc": precision.label(),
+                "score": max(f["max_score_diff"] for f in found),
+                "box_iou": min(f["min_box_iou"] for f in found),
+                "keypoint_px_max": max(f["max_keypoint_px"] for f in found),
+                "keypoint_px_mean": max(f["mean_keypoint_px"] for f in found),
+                "mask_iou": min(f["min_mask_iou"] for f in found),
+                "prob": max(f["max_prob_diff"] for f in found),
+                "top1": all(f["top1_agree"] for f in found),
+                "unmatched": sum(len(f["unmatched"]) for f in found),
+            }
+        )
     return rows
 
 
@@ -88,13 +93,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(table, indent=1))
         return 0
-    print("| task | mode | atc | score diff | box IoU | keypoints max / mean px | mask IoU | prob diff | top-1 | unmatched |")
+    print(
+        "| task | mode | atc | score diff | box IoU | keypoints max / mean px | mask IoU | prob diff | top-1 | unmatched |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for task, rows in table.items():
         for r in rows:
-            print(f"| {task} | {r['mode']} | `{r['atc']}` | {r['score']:.2g} | {r['box_iou']:.4f} | "
-                  f"{r['keypoint_px_max']:.2f} / {r['keypoint_px_mean']:.2f} | {r['mask_iou']:.3f} | {r['prob']:.2g} | "
-                  f"{'same' if r['top1'] else 'differs'} | {r['unmatched']} |")  # fmt: skip
+            print(
+                f"| {task} | {r['mode']} | `{r['atc']}` | {r['score']:.2g} | {r['box_iou']:.4f} | "
+                f"{r['keypoint_px_max']:.2f} / {r['keypoint_px_mean']:.2f} | {r['mask_iou']:.3f} | {r['prob']:.2g} | "
+                f"{'same' if r['top1'] else 'differs'} | {r['unmatched']} |"
+            )
     return 0
 
 

@@ -1,2 +1,1 @@
-"""What users run: the ``yolo-adapters`` CLI, ``check``, ``info`` and ``bench``.
-"""
+"""What users run: the ``yolo-adapters`` CLI, ``check``, ``info`` and ``bench``."""

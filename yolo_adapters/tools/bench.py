@@ -32,13 +32,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
-from yolo_adapters.core.assets import pose_weights, sample_images
 from yolo_adapters.backends.base import Engine
+from yolo_adapters.core.assets import pose_weights, sample_images
 
 THROUGHPUT = "yolo_adapters openvino throughput"
 THROUGHPUT_INT8 = "yolo_adapters openvino throughput, INT8"
@@ -55,7 +56,9 @@ OWN_LIMITS = {THROUGHPUT_INT8: LIMIT_INT8, THROUGHPUT_BF16: LIMIT_BF16}  # rows 
 # -- inputs ------------------------------------------------------------------------------------------------
 
 
-def make_video(path: Path, frames: int, size: tuple[int, int] = (1280, 720), images: Sequence[Path] | None = None) -> Path:
+def make_video(
+    path: Path, frames: int, size: tuple[int, int] = (1280, 720), images: Sequence[Path] | None = None
+) -> Path:
     """A ``frames``-long mp4 alternating Ultralytics' bundled bus.jpg and zidane.jpg (resized to ``size``)."""
     import cv2
 
@@ -152,16 +155,22 @@ def overhead(module: Any, tensor: Any, runs: int) -> dict[str, float]:
     from yolo_adapters.integration.module import EngineModule  # torch: only when measuring
 
     answering = _Answering(module.engine, module.engine.infer(x))
-    alone = EngineModule(answering, module.info, module.backend_name, module.engine_device, module.artifact, pipeline=False)
+    alone = EngineModule(
+        answering, module.info, module.backend_name, module.engine_device, module.artifact, pipeline=False
+    )
     own = []
     for _ in range(runs * 10):
         start = time.perf_counter()
         alone(tensor)
         own.append((time.perf_counter() - start) * 1e3)
     med_b = statistics.median(b)
-    return {"bare_ms": med_b, "adapter_ms": statistics.median(a), "own_ms": statistics.median(own),
-            "overhead_pct": 100 * statistics.median(own) / med_b,
-            "paired_pct": 100 * statistics.median(ai - bi for ai, bi in zip(a, b)) / med_b}  # fmt: skip
+    return {
+        "bare_ms": med_b,
+        "adapter_ms": statistics.median(a),
+        "own_ms": statistics.median(own),
+        "overhead_pct": 100 * statistics.median(own) / med_b,
+        "paired_pct": 100 * statistics.median(ai - bi for ai, bi in zip(a, b)) / med_b,
+    }
 
 
 COLD_NATIVE = """
@@ -185,8 +194,13 @@ def cold_start(script: str, model: str, image: str, imgsz: int) -> float:
     """Seconds from process start (interpreter included) to the first result."""
     env = {**os.environ, "YOLO_OFFLINE": "1"}
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", script.format(imgsz=imgsz), model, image], env=env,
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", script.format(imgsz=imgsz), model, image],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     wall = time.perf_counter() - start
     float(out.stdout.strip().splitlines()[-1])  # the script printed its own time: it really produced a result
     return wall
@@ -220,8 +234,8 @@ def machine() -> str:
         cpu = str(core().get_property("CPU", "FULL_DEVICE_NAME"))
     except Exception:
         pass
-    import openvino
     import onnxruntime
+    import openvino
     import torch
     import ultralytics
 
@@ -243,7 +257,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     ULTRALYTICS_LOGGER.setLevel(logging.WARNING)
     import yolo_adapters
-
     from yolo_adapters.backends.openvino.timing import throughput  # the inference-only limit rows
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="yolo_adapters_bench_"))
@@ -381,8 +394,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         extras["cold_native_s"] = statistics.median(native_cold)
         extras["cold_adapter_s"] = statistics.median(adapter_cold)
         extras["cold_runs"] = [native_cold, adapter_cold]
-    return {"results": results, "extras": extras, "machine": machine(), "imgsz": imgsz, "frames": args.frames,
-            "repeats": args.repeats}  # fmt: skip
+    return {
+        "results": results,
+        "extras": extras,
+        "machine": machine(),
+        "imgsz": imgsz,
+        "frames": args.frames,
+        "repeats": args.repeats,
+    }
 
 
 # -- reporting -----------------------------------------------------------------------------------------------
@@ -416,11 +435,19 @@ def summarise(report: dict[str, Any]) -> list[dict[str, Any]]:
         limit = median_fps(limit_of(key))
         fps = [r["fps"] for r in runs]
         gaps = np.concatenate([r["gaps"] for r in runs])
-        table.append({
-            "row": key, "fps": statistics.median(fps), "fps_min": min(fps), "fps_max": max(fps), "runs": len(fps),
-            "p50": float(np.percentile(gaps, 50)), "p95": float(np.percentile(gaps, 95)),
-            "vs_native": statistics.median(fps) / native, "vs_limit": statistics.median(fps) / limit,
-        })  # fmt: skip
+        table.append(
+            {
+                "row": key,
+                "fps": statistics.median(fps),
+                "fps_min": min(fps),
+                "fps_max": max(fps),
+                "runs": len(fps),
+                "p50": float(np.percentile(gaps, 50)),
+                "p95": float(np.percentile(gaps, 95)),
+                "vs_native": statistics.median(fps) / native,
+                "vs_limit": statistics.median(fps) / limit,
+            }
+        )
     return table
 
 
@@ -445,13 +472,21 @@ def render(report: dict[str, Any], command: str) -> str:
             "of that decode + letterbox + inference bound while also running Ultralytics' post-processing, NMS and results."
         )
     if THROUGHPUT_INT8 in fps and THROUGHPUT in fps:
-        inference = f", inference only {fps[LIMIT_INT8] / fps[LIMIT_RECT]:.2f}x" if LIMIT_INT8 in fps and LIMIT_RECT in fps else ""
+        inference = (
+            f", inference only {fps[LIMIT_INT8] / fps[LIMIT_RECT]:.2f}x"
+            if LIMIT_INT8 in fps and LIMIT_RECT in fps
+            else ""
+        )
         lines.append(
             f"- INT8 / FP32 in this run (throughput mode, 640x384): end to end {fps[THROUGHPUT_INT8] / fps[THROUGHPUT]:.2f}x"
             f"{inference} (NNCF, calibrated on the bundled images; accuracy: docs/quantization.md)."
         )
     if THROUGHPUT_BF16 in fps:
-        bf16, shipped, fp32 = fps[THROUGHPUT_BF16], fps.get(NATIVE_AS_SHIPPED, float("nan")), fps.get(THROUGHPUT, float("nan"))
+        bf16, shipped, fp32 = (
+            fps[THROUGHPUT_BF16],
+            fps.get(NATIVE_AS_SHIPPED, float("nan")),
+            fps.get(THROUGHPUT, float("nan")),
+        )
         lines.append(
             f"- BF16 in this run: yolo_adapters (throughput, 640x384) {bf16:.2f} FPS against Ultralytics' native "
             f"OpenVINO as shipped (bf16 here, 640x640) {shipped:.2f} FPS -> {bf16 / shipped:.2f}x; against our FP32 "

@@ -16,13 +16,14 @@ To check a model converted elsewhere, for example the IR you are about to ship, 
 from __future__ import annotations
 
 import glob
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
-from yolo_adapters.errors import AdapterError, BackendUnavailableError, ModelFormatError, OptionError
 from yolo_adapters.compare.parity import DEFAULT_TOLERANCES, Agreement, Tolerances, compare_results
+from yolo_adapters.errors import AdapterError, BackendUnavailableError, ModelFormatError, OptionError
 
 _IMAGE_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic"}
 
@@ -156,12 +157,19 @@ class CheckReport:
             if engine.error:
                 rows.append([engine.name, *["-"] * len(columns), "FAIL"])
                 continue
-            rows.append([engine.name, *[fmt(engine.summary()) for _, fmt in columns], "PASS" if engine.passed else "FAIL"])
+            rows.append(
+                [engine.name, *[fmt(engine.summary()) for _, fmt in columns], "PASS" if engine.passed else "FAIL"]
+            )
             if per_image:
                 for item in engine.images:
                     values = _image_summary(item.agreement)
-                    rows.append([f"  {Path(item.image).name}", *[fmt(values) for _, fmt in columns],
-                                 "pass" if item.passed else "fail"])  # fmt: skip
+                    rows.append(
+                        [
+                            f"  {Path(item.image).name}",
+                            *[fmt(values) for _, fmt in columns],
+                            "pass" if item.passed else "fail",
+                        ]
+                    )
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
         tol = self.tolerances
@@ -206,7 +214,10 @@ def _columns(task: str) -> list[tuple[str, Any]]:
     if task == "depth":
         return [("max depth diff / range", lambda s: f"{s['max_depth_diff']:.2e}")]
     if task == "classify":
-        return [("top-1 agree", lambda s: f"{s['top1_agree']}/{s['images']}"), ("max prob diff", lambda s: f"{s['max_prob_diff']:.2e}")]
+        return [
+            ("top-1 agree", lambda s: f"{s['top1_agree']}/{s['images']}"),
+            ("max prob diff", lambda s: f"{s['max_prob_diff']:.2e}"),
+        ]
     columns = [matched, iou, score]
     if task == "pose":
         columns.append(("keypoint px max/mean", lambda s: f"{s['max_keypoint_px']:.3f}/{s['mean_keypoint_px']:.3f}"))
@@ -238,7 +249,9 @@ def resolve_images(source: str | Path | Sequence[str | Path] | None) -> list[Pat
         else:
             matches = sorted(Path(p) for p in glob.glob(str(item), recursive=True))
             if not matches:
-                raise OptionError(f"Source {item!r} is neither an image, a folder nor a glob pattern that matches files.")
+                raise OptionError(
+                    f"Source {item!r} is neither an image, a folder nor a glob pattern that matches files."
+                )
             found += [p for p in matches if p.suffix.lower() in _IMAGE_SUFFIXES]
     if not found:
         raise OptionError(f"No images ({', '.join(sorted(_IMAGE_SUFFIXES))}) found in {', '.join(map(str, items))}.")
@@ -363,7 +376,9 @@ def check(
     if not backends:
         backends = registry.available_backends()
         if not backends:
-            raise AdapterError("No backend can run here (see `yolo-adapters info`); install one, e.g. pip install 'yolo-adapters[openvino]'.")
+            raise AdapterError(
+                "No backend can run here (see `yolo-adapters info`); install one, e.g. pip install 'yolo-adapters[openvino]'."
+            )
     if imgsz is not None and not isinstance(imgsz, int):
         imgsz = [int(v) for v in imgsz]
         imgsz = imgsz[0] if len(imgsz) == 1 else imgsz
@@ -393,7 +408,9 @@ def check(
     try:
         reference = _as_users_load(model_path, YOLO(str(model_path)))
     except Exception as exc:
-        raise ModelFormatError(f"Could not load {model_path} as an Ultralytics checkpoint ({type(exc).__name__}: {exc}).") from exc
+        raise ModelFormatError(
+            f"Could not load {model_path} as an Ultralytics checkpoint ({type(exc).__name__}: {exc})."
+        ) from exc
     task = reference.task or "detect"
     predict_args: dict[str, Any] = {"conf": conf, "verbose": False}
     if imgsz is not None:
@@ -434,7 +451,9 @@ def check(
         bar.set_postfix_str(image.name)
         references: dict[tuple[bool, bool], tuple[Any, Any]] = {}
 
-        def reference_result(rect: bool, end2end: bool) -> tuple[Any, Any]:
+        def reference_result(
+            rect: bool, end2end: bool, image: Path = image, references: dict = references
+        ) -> tuple[Any, Any]:
             """PyTorch letterboxes as the engine does: minimal padding for a dynamic engine (Ultralytics'
             default), a full imgsz square for a static one (rect=False), so both see the same pixels.
             Returns the result and, for a semantic model, PyTorch's per-pixel logit margin."""
@@ -445,7 +464,9 @@ def check(
                     margin = _semantic_margin(model, str(image), result, dict(args, rect=rect), torch_device)
                 references[(rect, end2end)] = (result, margin)
                 if isinstance(model.predictor.model, EngineModule):  # pragma: no cover - a patch-layer bug
-                    raise AdapterError("the PyTorch reference was routed to an engine; run check without YOLO_ADAPTERS set.")
+                    raise AdapterError(
+                        "the PyTorch reference was routed to an engine; run check without YOLO_ADAPTERS set."
+                    )
             return references[(rect, end2end)]
 
         for report, yolo, engine_options in engines:
@@ -471,10 +492,11 @@ def check(
     return CheckReport(
         model=str(model_path),
         task=task,
-        imgsz=imgsz if imgsz is not None else list(getattr(reference.predictor, "imgsz", None) or []) or "model default",
+        imgsz=imgsz
+        if imgsz is not None
+        else list(getattr(reference.predictor, "imgsz", None) or []) or "model default",
         conf=conf,
         tolerances=tol,
         sources=[str(p) for p in images],
         engines=[r for r, _, _ in engines],
     )
-

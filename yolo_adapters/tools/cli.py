@@ -1,17 +1,17 @@
 """``yolo-adapters``: run unchanged programs on an engine, convert models ahead of time, inspect the setup.
 
-    yolo-adapters run --backend openvino their_script.py ARGS
-    yolo-adapters run --backend openvino -m their.module ARGS
-    yolo-adapters run --backend openvino yolo predict model=yolo11n-pose.pt source=bus.jpg
-    yolo-adapters convert yolo11n-pose.pt --backend openvino [--imgsz 640] [--precision fp16]
-    yolo-adapters convert yolo11n-pose.pt --backend openvino --precision int8 --data IMAGES_DIR [--imgsz H W]
-    yolo-adapters convert yolo11n-pose.pt --backend openvino --precision int8 --data DATASET --max-drop 0.01
-    yolo-adapters convert yolo11n-pose.pt --backend openvino --precision int8 --data IMAGES_DIR --max-keypoint-px 1
-    yolo-adapters convert yolo11n-pose.pt --backend openvino --precision auto --data IMAGES_DIR  (fastest that agrees with FP32)
-    yolo-adapters info [--json]
-    yolo-adapters check yolo11n-pose.pt [--backend openvino ...] [--engine-model IR] [--source IMAGES] [--json]
-    yolo-adapters cache list|clear [--json]
-    yolo-adapters predict-dataset SOURCE --model M --device openvino --output DIR [--address auto] [--concurrency N]
+yolo-adapters run --backend openvino their_script.py ARGS
+yolo-adapters run --backend openvino -m their.module ARGS
+yolo-adapters run --backend openvino yolo predict model=yolo11n-pose.pt source=bus.jpg
+yolo-adapters convert yolo11n-pose.pt --backend openvino [--imgsz 640] [--precision fp16]
+yolo-adapters convert yolo11n-pose.pt --backend openvino --precision int8 --data IMAGES_DIR [--imgsz H W]
+yolo-adapters convert yolo11n-pose.pt --backend openvino --precision int8 --data DATASET --max-drop 0.01
+yolo-adapters convert yolo11n-pose.pt --backend openvino --precision int8 --data IMAGES_DIR --max-keypoint-px 1
+yolo-adapters convert yolo11n-pose.pt --backend openvino --precision auto --data IMAGES_DIR  (fastest that agrees with FP32)
+yolo-adapters info [--json]
+yolo-adapters check yolo11n-pose.pt [--backend openvino ...] [--engine-model IR] [--source IMAGES] [--json]
+yolo-adapters cache list|clear [--json]
+yolo-adapters predict-dataset SOURCE --model M --device openvino --output DIR [--address auto] [--concurrency N]
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import os
 import runpy
 import shutil
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from yolo_adapters.errors import AdapterError, OptionError
 
@@ -173,7 +174,16 @@ def cmd_cache(args: argparse.Namespace) -> int:
             return 0
         header = ("model", "task", "backend", "shape", "precision", "size", "created", "key")
         table = [header] + [
-            (r["model"], r["task"], r["backend"], r["shape"], r["precision"], f"{r['size'] / 1e6:.1f} MB", r["created"], r["key"])
+            (
+                r["model"],
+                r["task"],
+                r["backend"],
+                r["shape"],
+                r["precision"],
+                f"{r['size'] / 1e6:.1f} MB",
+                r["created"],
+                r["key"],
+            )
             for r in rows
         ]
         widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
@@ -191,8 +201,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Exit 0 when every engine matches PyTorch on every image, 1 when one does not (2: bad arguments)."""
     import dataclasses
 
-    from yolo_adapters.tools.check import check
     from yolo_adapters.compare.parity import DEFAULT_TOLERANCES
+    from yolo_adapters.tools.check import check
 
     tolerances = _parse_options(args.tolerance)
     try:
@@ -232,8 +242,11 @@ def _stdout_to_stderr(enabled: bool) -> Iterator[None]:
     with contextlib.redirect_stdout(sys.stderr):
         import ultralytics  # noqa: F401 - import-time messages go to stderr too
 
-        moved = [(h, h.stream) for h in logging.getLogger("ultralytics").handlers
-                 if isinstance(h, logging.StreamHandler) and h.stream not in (sys.stderr, sys.__stderr__)]  # fmt: skip
+        moved = [
+            (h, h.stream)
+            for h in logging.getLogger("ultralytics").handlers
+            if isinstance(h, logging.StreamHandler) and h.stream not in (sys.stderr, sys.__stderr__)
+        ]
         for handler, _ in moved:
             handler.setStream(sys.stderr)
         try:
@@ -244,7 +257,9 @@ def _stdout_to_stderr(enabled: bool) -> Iterator[None]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="yolo-adapters", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="yolo-adapters", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a script, module or command with a backend active")
@@ -262,12 +277,23 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--imgsz", type=int, nargs="+")
     conv.add_argument("--batch", type=int)
     conv.add_argument("--precision", choices=["fp32", "fp16", "int8", "bf16", "auto"])
-    conv.add_argument("--data", help="--precision int8 or auto: folder of calibration images (no labels needed), or a "
-                      "labelled YOLO dataset (data.yaml, or a folder with images/ and labels/) for mAP in the report")
-    conv.add_argument("--max-drop", type=float, help="--precision int8 on openvino: accuracy-controlled quantization, "
-                      "the task's mAP50-95 (top-1) on the labelled held-back images may drop by at most this much")
-    conv.add_argument("--max-keypoint-px", type=float, help="--precision int8 on openvino, pose: accuracy-controlled "
-                      "quantization without labels, keypoints within this many model-input pixels of FP32's")
+    conv.add_argument(
+        "--data",
+        help="--precision int8 or auto: folder of calibration images (no labels needed), or a "
+        "labelled YOLO dataset (data.yaml, or a folder with images/ and labels/) for mAP in the report",
+    )
+    conv.add_argument(
+        "--max-drop",
+        type=float,
+        help="--precision int8 on openvino: accuracy-controlled quantization, "
+        "the task's mAP50-95 (top-1) on the labelled held-back images may drop by at most this much",
+    )
+    conv.add_argument(
+        "--max-keypoint-px",
+        type=float,
+        help="--precision int8 on openvino, pose: accuracy-controlled "
+        "quantization without labels, keypoints within this many model-input pixels of FP32's",
+    )
     conv.add_argument("--dynamic", action=argparse.BooleanOptionalAction, default=None)
     conv.add_argument("--option", "-o", action="append", default=[])
     conv.set_defaults(func=cmd_convert)
@@ -288,16 +314,33 @@ def build_parser() -> argparse.ArgumentParser:
         "by default each engine runs MODEL converted for it, --engine-model runs a given engine model instead.",
     )
     chk.add_argument("model", help="the reference Ultralytics .pt")
-    chk.add_argument("--backend", "-b", action="append", default=[],
-                     help="backend[:device] to check (repeatable); default: every backend that can run here")  # fmt: skip
-    chk.add_argument("--engine-model", "-e", help="engine model to check (IR, .onnx, .om...) instead of converting MODEL")
-    chk.add_argument("--source", "-s", action="append", default=[],
-                     help="image, folder or glob (repeatable); default: Ultralytics' bus.jpg and zidane.jpg")  # fmt: skip
+    chk.add_argument(
+        "--backend",
+        "-b",
+        action="append",
+        default=[],
+        help="backend[:device] to check (repeatable); default: every backend that can run here",
+    )
+    chk.add_argument(
+        "--engine-model", "-e", help="engine model to check (IR, .onnx, .om...) instead of converting MODEL"
+    )
+    chk.add_argument(
+        "--source",
+        "-s",
+        action="append",
+        default=[],
+        help="image, folder or glob (repeatable); default: Ultralytics' bus.jpg and zidane.jpg",
+    )
     chk.add_argument("--imgsz", type=int, nargs="+", help="inference and conversion size: 640, or 384 640")
     chk.add_argument("--conf", type=float, default=0.25, help="confidence threshold for both sides (default 0.25)")
     chk.add_argument("--option", "-o", action="append", default=[], help="backend option key=value (repeatable)")
-    chk.add_argument("--tolerance", "-t", action="append", default=[],
-                     help="override a tolerance, e.g. -t box_iou=0.98 -t score=2e-3")  # fmt: skip
+    chk.add_argument(
+        "--tolerance",
+        "-t",
+        action="append",
+        default=[],
+        help="override a tolerance, e.g. -t box_iou=0.98 -t score=2e-3",
+    )
     chk.add_argument("--torch-device", default="cpu", help="device PyTorch runs the reference on (default cpu)")
     chk.add_argument("--per-image", action="store_true", help="one table row per image under each engine")
     chk.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -313,7 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     _bench.add_arguments(bch)
     bch.set_defaults(func=cmd_bench)
 
-    pds = sub.add_parser("predict-dataset", help="batch inference over images on Ray Data, written as Parquet (docs/ray.md)")
+    pds = sub.add_parser(
+        "predict-dataset", help="batch inference over images on Ray Data, written as Parquet (docs/ray.md)"
+    )
     pds.add_argument("source", nargs="+", help="folder, glob, image path or URI (s3://, gs://...), repeatable")
     pds.add_argument("--model", "-m", required=True, help="a .pt (converted once, here) or an engine model")
     pds.add_argument("--device", "-d", default="openvino", help="backend[:device], e.g. openvino, onnxruntime:cuda")
@@ -322,9 +367,13 @@ def build_parser() -> argparse.ArgumentParser:
     pds.add_argument("--batch-size", type=int, default=8)
     pds.add_argument("--concurrency", type=int, help="actors (default: the cluster's CPUs / --num-cpus)")
     pds.add_argument("--num-cpus", type=float, help="CPUs per actor, also its engine threads (default 1)")
-    pds.add_argument("--fail-fast", action="store_true", help="stop at the first unreadable image (default: error rows)")
+    pds.add_argument(
+        "--fail-fast", action="store_true", help="stop at the first unreadable image (default: error rows)"
+    )
     pds.add_argument("--option", "-o", action="append", default=[], help="backend option key=value (repeatable)")
-    pds.add_argument("--arg", "-a", action="append", default=[], help="predict argument key=value: -a conf=0.3 -a imgsz=640")
+    pds.add_argument(
+        "--arg", "-a", action="append", default=[], help="predict argument key=value: -a conf=0.3 -a imgsz=640"
+    )
     pds.set_defaults(func=cmd_predict_dataset)
     return parser
 

@@ -36,8 +36,14 @@ def describe_backend(name: str) -> dict[str, Any]:
     try:
         backend = registry.get_backend(name)
     except Exception as exc:  # a broken third-party plugin is listed, not fatal
-        return {"name": name, "origin": "?", "available": False, "why_not": f"could not be loaded: {exc}",
-                "devices": [], "environment": {}}  # fmt: skip
+        return {
+            "name": name,
+            "origin": "?",
+            "available": False,
+            "why_not": f"could not be loaded: {exc}",
+            "devices": [],
+            "environment": {},
+        }
     try:
         missing = backend.missing_requirements()
     except Exception as exc:
@@ -64,8 +70,8 @@ def describe_backend(name: str) -> dict[str, Any]:
 
 def patch_state() -> dict[str, Any]:
     """Whether the patches are on in *this* process, and what turns them on in others."""
-    from yolo_adapters.integration import activation, patching
     from yolo_adapters.core.settings import disabled
+    from yolo_adapters.integration import activation, patching
     from yolo_adapters.integration.patching.targets import TARGETS
 
     return {

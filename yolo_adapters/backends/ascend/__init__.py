@@ -21,7 +21,19 @@ from yolo_adapters.backends.ascend.plugin import DEFAULT_GEARS, AscendPlugin, pa
 from yolo_adapters.backends.ascend.precision import FP16_OUTPUT_TOLERANCES, Precision, default_mode, tolerances
 
 __all__ = [
-    "AscendEngine", "AscendPlugin", "DEFAULT_GEARS", "FP16_OUTPUT_TOLERANCES",
-    "Precision", "SOC_ENV", "artifact_precision", "atc_command", "atc_has_precision_mode_v2", "default_mode",
-    "detect_soc", "npu_count", "parse_device_ids", "resolve_soc", "tolerances",
-]  # fmt: skip
+    "DEFAULT_GEARS",
+    "FP16_OUTPUT_TOLERANCES",
+    "SOC_ENV",
+    "AscendEngine",
+    "AscendPlugin",
+    "Precision",
+    "artifact_precision",
+    "atc_command",
+    "atc_has_precision_mode_v2",
+    "default_mode",
+    "detect_soc",
+    "npu_count",
+    "parse_device_ids",
+    "resolve_soc",
+    "tolerances",
+]

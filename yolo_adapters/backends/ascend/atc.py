@@ -11,23 +11,37 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from yolo_adapters.errors import ConversionError
-from yolo_adapters.backends.base import ExportPlan
 from yolo_adapters.backends.ascend.cann import SET_ENV
 from yolo_adapters.backends.ascend.precision import Precision
+from yolo_adapters.backends.base import ExportPlan
+from yolo_adapters.errors import ConversionError
 
 #: Flags set from options; ``atc_args`` may not repeat them.
-MANAGED_FLAGS = ("--framework", "--model", "--output", "--input_format", "--input_shape", "--soc_version",
-                 "--output_type", "--dynamic_batch_size", "--precision_mode", "--precision_mode_v2")  # fmt: skip
+MANAGED_FLAGS = (
+    "--framework",
+    "--model",
+    "--output",
+    "--input_format",
+    "--input_shape",
+    "--soc_version",
+    "--output_type",
+    "--dynamic_batch_size",
+    "--precision_mode",
+    "--precision_mode_v2",
+)
 SOC_PLACEHOLDER = "<SOC e.g. Ascend310P3: npu-smi info shows the chip>"
 
 
 def precision_of(settings: Mapping[str, Any]) -> Precision:
-    return Precision(settings.get("atc_precision_flag", ""), settings.get("atc_precision_mode", ""),
-                     settings.get("atc_soc_version") or None)  # fmt: skip
+    return Precision(
+        settings.get("atc_precision_flag", ""),
+        settings.get("atc_precision_mode", ""),
+        settings.get("atc_soc_version") or None,
+    )
 
 
 def atc_command(onnx_file: Path, output: Path, plan: ExportPlan, settings: Mapping[str, Any]) -> list[str]:
@@ -36,9 +50,14 @@ def atc_command(onnx_file: Path, output: Path, plan: ExportPlan, settings: Mappi
     gears = tuple(settings.get("atc_dynamic_batch_size") or ())
     batch = "-1" if gears else str(plan.batch)
     argv = [
-        "atc", "--framework=5", f"--model={onnx_file}", f"--output={output}", "--input_format=NCHW",
-        f"--input_shape=images:{batch},3,{h},{w}", f"--soc_version={settings.get('atc_soc_version') or SOC_PLACEHOLDER}",
-    ]  # fmt: skip
+        "atc",
+        "--framework=5",
+        f"--model={onnx_file}",
+        f"--output={output}",
+        "--input_format=NCHW",
+        f"--input_shape=images:{batch},3,{h},{w}",
+        f"--soc_version={settings.get('atc_soc_version') or SOC_PLACEHOLDER}",
+    ]
     if gears:
         argv.append(f"--dynamic_batch_size={','.join(str(g) for g in gears)}")
     if settings.get("atc_output_type", "FP32") == "FP16":
@@ -88,8 +107,10 @@ def compile_onnx(exported: Path, plan: ExportPlan) -> Path:
         tail = "\n".join((done.stdout + "\n" + done.stderr).strip().splitlines()[-15:])
         hint = ""
         if precision_of(settings).kind == "origin":
-            hint = (f"\n{precision_of(settings).label()} keeps FP32 in matrix ops, which only SoCs with FP32 cube "
-                    "units (Ascend910B) compile; elsewhere use precision='fp32' without precision_mode (docs/ascend.md).")  # fmt: skip
+            hint = (
+                f"\n{precision_of(settings).label()} keeps FP32 in matrix ops, which only SoCs with FP32 cube "
+                "units (Ascend910B) compile; elsewhere use precision='fp32' without precision_mode (docs/ascend.md)."
+            )
         raise ConversionError(f"atc failed (exit {done.returncode}) running:\n  {shlex.join(argv)}\n{tail}{hint}")
     found = sorted(out_dir.glob(f"{onnx_file.stem}*.om"))  # some CANN versions append _linux_<arch>
     if not found:
@@ -132,8 +153,11 @@ def artifact_precision(om: Path) -> Precision:
     meta = read_metadata_yaml(Path(om).parent)
     ours = meta.get("ascend")
     if isinstance(ours, Mapping) and ours.get("precision_mode"):
-        return Precision(str(ours.get("precision_flag") or "").lstrip("-"), str(ours["precision_mode"]),
-                         ours.get("soc_version") or None)  # fmt: skip
+        return Precision(
+            str(ours.get("precision_flag") or "").lstrip("-"),
+            str(ours["precision_mode"]),
+            ours.get("soc_version") or None,
+        )
     args = meta.get("args") if isinstance(meta.get("args"), Mapping) else {}
     soc = str(args.get("name") or "")
     if soc.startswith("Ascend") or "_Ascend" in Path(om).stem:

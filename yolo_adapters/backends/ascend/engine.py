@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import queue
 import weakref
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from yolo_adapters.errors import ModelFormatError
-from yolo_adapters.backends.base import Engine
 from yolo_adapters.backends.ascend.atc import artifact_precision
 from yolo_adapters.backends.ascend.sessions import SharedSession, acquire, dtype_of, release_all
+from yolo_adapters.backends.base import Engine
+from yolo_adapters.errors import ModelFormatError
 
 
 class AscendEngine(Engine):

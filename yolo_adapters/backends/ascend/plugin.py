@@ -7,15 +7,16 @@ import importlib.util
 import os
 import re
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from yolo_adapters.errors import BackendUnavailableError, ConversionError, DeviceError, ModelFormatError, OptionError
-from yolo_adapters.backends.base import BackendPlugin, Engine, ExportPlan
 from yolo_adapters.backends.ascend import cann
 from yolo_adapters.backends.ascend.atc import MANAGED_FLAGS, artifact_precision, compile_onnx
 from yolo_adapters.backends.ascend.engine import AscendEngine
 from yolo_adapters.backends.ascend.precision import V1, V2, contradiction, default_mode
+from yolo_adapters.backends.base import BackendPlugin, Engine, ExportPlan
+from yolo_adapters.errors import BackendUnavailableError, ConversionError, DeviceError, ModelFormatError, OptionError
 
 if TYPE_CHECKING:
     from yolo_adapters.core.model_info import ModelInfo
@@ -75,7 +76,9 @@ class AscendPlugin(BackendPlugin):
         except ImportError as exc:
             if "libascendcl" in str(exc) or ".so" in str(exc):
                 return f"{cann.CANN_HINT} ({exc})"
-            return f"ais_bench is installed but cannot be imported ({exc}); reinstall the aclruntime and ais_bench wheels."
+            return (
+                f"ais_bench is installed but cannot be imported ({exc}); reinstall the aclruntime and ais_bench wheels."
+            )
         return None
 
     def claims_device(self, prefix: str) -> bool:
@@ -113,7 +116,9 @@ class AscendPlugin(BackendPlugin):
         checked = super().validate_options(options)
         soc = checked.get("soc_version")
         if soc is not None and not soc.startswith("Ascend"):
-            raise OptionError(f"soc_version={soc!r} is not a CANN SoC name; use e.g. 'Ascend310P3' (npu-smi info shows the chip).")
+            raise OptionError(
+                f"soc_version={soc!r} is not a CANN SoC name; use e.g. 'Ascend310P3' (npu-smi info shows the chip)."
+            )
         output_type = checked.get("output_type")
         if output_type is not None:
             if output_type.upper() not in ("FP32", "FP16"):
@@ -146,7 +151,11 @@ class AscendPlugin(BackendPlugin):
         try:
             bench = version("ais_bench")
         except PackageNotFoundError:
-            bench = getattr(importlib.import_module("ais_bench"), "__version__", "") if self.missing_requirements() is None else ""
+            bench = (
+                getattr(importlib.import_module("ais_bench"), "__version__", "")
+                if self.missing_requirements() is None
+                else ""
+            )
         return f"ais_bench {bench}; CANN {cann.cann_version()}"
 
     # -- models --------------------------------------------------------------------------------------
@@ -201,7 +210,7 @@ class AscendPlugin(BackendPlugin):
         """Compile Ultralytics' ONNX export with atc into ``model_ascend_model/model.om`` + metadata.yaml."""
         return compile_onnx(exported, plan)
 
-    def artifact_info(self, artifact: Path, options: Mapping[str, Any]) -> "ModelInfo":
+    def artifact_info(self, artifact: Path, options: Mapping[str, Any]) -> ModelInfo:
         """metadata.yaml beside the .om; options ``metadata``/``task``/``names`` fill in what is missing."""
         from yolo_adapters.core.model_info import ModelInfo, read_metadata_yaml
 
@@ -228,7 +237,8 @@ class AscendPlugin(BackendPlugin):
                 if i >= count:
                     raise DeviceError(
                         f"ascend:{i} does not exist: npu-smi reports {count} NPU device(s) here "
-                        f"(ids 0..{count - 1}). Use device='ascend:0'" + (f" or 'ascend:0,{count - 1}'." if count > 1 else ".")
+                        f"(ids 0..{count - 1}). Use device='ascend:0'"
+                        + (f" or 'ascend:0,{count - 1}'." if count > 1 else ".")
                     )
         om = Path(artifact).resolve()
         if not _SAFE_PATH.match(str(om)):

@@ -28,13 +28,20 @@ V1, V2 = "precision_mode", "precision_mode_v2"
 
 #: What each mode makes of an FP32 graph, by kind (both flags' spellings).
 KIND = {
-    "force_fp16": "fp16", "fp16": "fp16",
-    "allow_fp32_to_fp16": "matrix_fp16", "allow_mix_precision": "matrix_fp16",
-    "allow_mix_precision_fp16": "matrix_fp16", "mixed_float16": "matrix_fp16",
-    "force_fp32": "cube_fp16in_fp32out", "cube_fp16in_fp32out": "cube_fp16in_fp32out",
-    "must_keep_origin_dtype": "origin", "origin": "origin",
-    "allow_fp32_to_bf16": "bf16", "allow_mix_precision_bf16": "bf16", "mixed_bfloat16": "bf16",
-}  # fmt: skip
+    "force_fp16": "fp16",
+    "fp16": "fp16",
+    "allow_fp32_to_fp16": "matrix_fp16",
+    "allow_mix_precision": "matrix_fp16",
+    "allow_mix_precision_fp16": "matrix_fp16",
+    "mixed_float16": "matrix_fp16",
+    "force_fp32": "cube_fp16in_fp32out",
+    "cube_fp16in_fp32out": "cube_fp16in_fp32out",
+    "must_keep_origin_dtype": "origin",
+    "origin": "origin",
+    "allow_fp32_to_bf16": "bf16",
+    "allow_mix_precision_bf16": "bf16",
+    "mixed_bfloat16": "bf16",
+}
 
 #: What a card computes under each kind, in words (metadata.yaml, `yolo-adapters info`, docs).
 COMPUTES = {
@@ -47,7 +54,7 @@ COMPUTES = {
 
 
 def kind_of(mode: str) -> str:
-    """"fp16", "matrix_fp16", "cube_fp16in_fp32out", "origin", "bf16", or "unknown" for a mode not listed."""
+    """ "fp16", "matrix_fp16", "cube_fp16in_fp32out", "origin", "bf16", or "unknown" for a mode not listed."""
     return KIND.get(mode, "unknown")
 
 

@@ -20,12 +20,36 @@ LOGGER = logging.getLogger("yolo_adapters")
 
 # ACL type names as ``aclruntime.dtype`` spells them, and their numeric codes (aclDataType).
 _DTYPES = {
-    "float32": np.float32, "float": np.float32, "float16": np.float16, "half": np.float16, "float64": np.float64,
-    "double": np.float64, "int8": np.int8, "uint8": np.uint8, "int16": np.int16, "uint16": np.uint16,
-    "int32": np.int32, "uint32": np.uint32, "int64": np.int64, "uint64": np.uint64, "bool": np.bool_,
-}  # fmt: skip
-_ACL_CODES = {0: np.float32, 1: np.float16, 2: np.int8, 3: np.int32, 4: np.uint8, 6: np.int16, 7: np.uint16,
-              8: np.uint32, 9: np.int64, 10: np.uint64, 11: np.float64, 12: np.bool_}  # fmt: skip
+    "float32": np.float32,
+    "float": np.float32,
+    "float16": np.float16,
+    "half": np.float16,
+    "float64": np.float64,
+    "double": np.float64,
+    "int8": np.int8,
+    "uint8": np.uint8,
+    "int16": np.int16,
+    "uint16": np.uint16,
+    "int32": np.int32,
+    "uint32": np.uint32,
+    "int64": np.int64,
+    "uint64": np.uint64,
+    "bool": np.bool_,
+}
+_ACL_CODES = {
+    0: np.float32,
+    1: np.float16,
+    2: np.int8,
+    3: np.int32,
+    4: np.uint8,
+    6: np.int16,
+    7: np.uint16,
+    8: np.uint32,
+    9: np.int64,
+    10: np.uint64,
+    11: np.float64,
+    12: np.bool_,
+}
 
 
 def dtype_of(desc: Any) -> np.dtype | None:

@@ -14,28 +14,37 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
-from yolo_adapters.errors import ConversionError
+from yolo_adapters.backends.onnxruntime.fp16 import ensure_fp16
+from yolo_adapters.backends.onnxruntime.int8 import quantize_onnx, static_shape
 from yolo_adapters.core.model_info import read_artifact_info
+from yolo_adapters.errors import ConversionError
 from yolo_adapters.quantize import int8_plan, plan_settings, read_report
-from yolo_adapters.quantize.auto import (TIMING_ROUNDS, TIMING_SECONDS, auto_facts, check_auto_options, for_seconds, keep_choice,
-                              time_side_by_side, with_auto_key)  # fmt: skip
+from yolo_adapters.quantize.auto import (
+    TIMING_ROUNDS,
+    TIMING_SECONDS,
+    auto_facts,
+    check_auto_options,
+    for_seconds,
+    keep_choice,
+    time_side_by_side,
+    with_auto_key,
+)
 from yolo_adapters.quantize.calibration import calibration_batches, calibration_split
 from yolo_adapters.quantize.choice import shortfalls
 from yolo_adapters.quantize.report import agreement_report
-from yolo_adapters.backends.onnxruntime.fp16 import ensure_fp16
-from yolo_adapters.backends.onnxruntime.int8 import quantize_onnx, static_shape
 
 if TYPE_CHECKING:
-    from yolo_adapters.backends.onnxruntime.plugin import ONNXRuntimePlugin
     from yolo_adapters.backends.base import ExportPlan
+    from yolo_adapters.backends.onnxruntime.plugin import ONNXRuntimePlugin
 
 LOGGER = logging.getLogger("yolo_adapters")
 
 
-def auto_plan(plan: "ExportPlan", options: Mapping[str, Any], plugin: "ONNXRuntimePlugin", device: str) -> "ExportPlan":
+def auto_plan(plan: ExportPlan, options: Mapping[str, Any], plugin: ONNXRuntimePlugin, device: str) -> ExportPlan:
     """``plan`` for precision='auto': the INT8 plan (calibration content in the key) plus the tolerances and the
     execution provider the candidates are timed on (another provider may choose otherwise)."""
     tolerance = check_auto_options(options, "'fp32', 'fp16', 'int8'")
@@ -43,7 +52,7 @@ def auto_plan(plan: "ExportPlan", options: Mapping[str, Any], plugin: "ONNXRunti
     return with_auto_key(int8_plan(plan, options, plugin), tolerance, device=device, provider=provider)
 
 
-def choose_precision(fp32_onnx: Path, plan: "ExportPlan", plugin: "ONNXRuntimePlugin") -> Path:
+def choose_precision(fp32_onnx: Path, plan: ExportPlan, plugin: ONNXRuntimePlugin) -> Path:
     """Build, measure and judge the candidates; keep the chosen ONNX file (the others are removed) and return it."""
     import onnx
 
@@ -88,13 +97,17 @@ def choose_precision(fp32_onnx: Path, plan: "ExportPlan", plugin: "ONNXRuntimePl
         "provider": facts["provider"],
         "tolerance": facts["tolerance"],
         "images": len(held),
-        "timing": {"shape": list(shape), "seconds": TIMING_SECONDS, "rounds": TIMING_ROUNDS,
-                   "fps": "images/s of one InferenceSession, run after run, best round"},  # fmt: skip
+        "timing": {
+            "shape": list(shape),
+            "seconds": TIMING_SECONDS,
+            "rounds": TIMING_ROUNDS,
+            "fps": "images/s of one InferenceSession, run after run, best round",
+        },
     }
     return keep_choice(artifacts, candidates, rounds, record)
 
 
-def _session(path: Path, plugin: "ONNXRuntimePlugin", device: str) -> Any:
+def _session(path: Path, plugin: ONNXRuntimePlugin, device: str) -> Any:
     """An InferenceSession as the engine opens one by default (all graph optimisations, the device's providers;
     the CPU where the plan already fell back to it, ``fallback=True``)."""
     import onnxruntime as ort

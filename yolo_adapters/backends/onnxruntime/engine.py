@@ -3,26 +3,34 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from yolo_adapters.errors import DeviceError, EngineTimeoutError, ModelFormatError
 from yolo_adapters.backends.base import Engine, Pending
+from yolo_adapters.errors import DeviceError, EngineTimeoutError, ModelFormatError
 
 if TYPE_CHECKING:
     from yolo_adapters.backends.onnxruntime.plugin import ONNXRuntimePlugin
 
 #: Providers for which IO binding is on by default (io_binding=None): those whose memory is not the host's.
 DEVICE_MEMORY = {
-    "CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider", "MIGraphXExecutionProvider",
-    "DmlExecutionProvider", "CANNExecutionProvider",
-}  # fmt: skip
+    "CUDAExecutionProvider",
+    "TensorrtExecutionProvider",
+    "ROCMExecutionProvider",
+    "MIGraphXExecutionProvider",
+    "DmlExecutionProvider",
+    "CANNExecutionProvider",
+}
 #: Graph optimisation levels by the names the ``graph_optimization`` option takes.
 LEVELS = {
-    "disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL",
-}  # fmt: skip
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 _pool_lock = threading.Lock()
 
@@ -45,7 +53,7 @@ class ONNXRuntimeEngine(Engine):
 
     precision = "fp32"  # the precision asked for (fp32, fp16, int8); for precision="auto", the one chosen
 
-    def __init__(self, backend: "ONNXRuntimePlugin", artifact: Path, device: str, options: Mapping[str, Any]) -> None:
+    def __init__(self, backend: ONNXRuntimePlugin, artifact: Path, device: str, options: Mapping[str, Any]) -> None:
         super().__init__()
         import onnxruntime as ort
         from onnxruntime.capi import onnxruntime_pybind11_state as state
@@ -93,7 +101,7 @@ class ONNXRuntimeEngine(Engine):
         io_binding = options.get("io_binding")
         self.io_binding = bool(self.providers[0] in DEVICE_MEMORY if io_binding is None else io_binding)
 
-    def submit(self, batch: np.ndarray) -> "_ORTPending":
+    def submit(self, batch: np.ndarray) -> _ORTPending:
         """Run ``batch`` on a worker thread (``run`` releases the GIL and is thread-safe)."""
         return _ORTPending(_executor().submit(self.infer, batch), self.timeout)
 

@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from yolo_adapters.quantize import graph
-from yolo_adapters.errors import ConversionError
 from yolo_adapters.core.model_info import read_artifact_info
-from yolo_adapters.quantize import plan_settings
+from yolo_adapters.errors import ConversionError
+from yolo_adapters.quantize import graph, plan_settings
 from yolo_adapters.quantize.calibration import calibration_inputs, calibration_section, calibration_split
 from yolo_adapters.quantize.report import int8_report, kept_in_float
 
@@ -25,14 +24,20 @@ if TYPE_CHECKING:
     from yolo_adapters.backends.base import BackendPlugin, ExportPlan
 
 
-def quantize_onnx(fp32_onnx: Path, plan: "ExportPlan", plugin: "BackendPlugin", keep_fp32: bool = False) -> Path:
+def quantize_onnx(fp32_onnx: Path, plan: ExportPlan, plugin: BackendPlugin, keep_fp32: bool = False) -> Path:
     """Quantize the FP32 ONNX file at ``fp32_onnx`` with ``onnxruntime.quantization.quantize_static`` (QDQ) into
     ``model_int8.onnx`` beside it; returns its path. The report goes next to it; the FP32 file is removed unless
     ``keep_fp32`` (precision="auto" runs both)."""
     plugin.quantizer_version()  # onnx and onnxruntime installed, or the error saying so
     import onnx
     import onnxruntime
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     settings = plan_settings(plan)
     info = read_artifact_info(fp32_onnx)
@@ -80,8 +85,12 @@ def quantize_onnx(fp32_onnx: Path, plan: "ExportPlan", plugin: "BackendPlugin", 
     quantization = {
         "tool": f"onnxruntime {onnxruntime.__version__}",
         "preset": "qdq u8s8",
-        "settings": {"format": "QDQ", "activations": "uint8 asymmetric", "weights": "int8 symmetric per-channel",
-                     "calibration": "minmax"},  # fmt: skip
+        "settings": {
+            "format": "QDQ",
+            "activations": "uint8 asymmetric",
+            "weights": "int8 symmetric per-channel",
+            "calibration": "minmax",
+        },
         **kept_in_float(model, scope, ignored),
         "quantizers": sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node),
     }
@@ -92,14 +101,14 @@ def quantize_onnx(fp32_onnx: Path, plan: "ExportPlan", plugin: "BackendPlugin", 
     return int8_onnx
 
 
-def static_shape(model: Any, plan: "ExportPlan") -> tuple[int, ...]:
+def static_shape(model: Any, plan: ExportPlan) -> tuple[int, ...]:
     """The ONNX model's input shape with its dynamic dimensions set from the plan (batch, 3, imgsz)."""
     dims = model.graph.input[0].type.tensor_type.shape.dim
     sizes = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in dims]
     return tuple(int(d) if d > 0 else int(f) for d, f in zip(sizes, (plan.batch, 3, *plan.imgsz)))
 
 
-def onnx_quantize_arguments(QuantFormat: Any, QuantType: Any, CalibrationMethod: Any) -> dict[str, Any]:  # noqa: N803
+def onnx_quantize_arguments(QuantFormat: Any, QuantType: Any, CalibrationMethod: Any) -> dict[str, Any]:
     """ONNX Runtime's counterpart of the NNCF MIXED preset: QDQ, symmetric per-channel int8 weights, asymmetric
     uint8 activations (U8S8, what its CPU kernels run fastest), min/max ranges; at most 16 batches of
     intermediate outputs held at once during calibration (same ranges, bounded memory)."""

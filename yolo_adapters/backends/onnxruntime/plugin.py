@@ -10,15 +10,16 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
+from yolo_adapters.backends.base import BackendPlugin, Engine, ExportPlan
+from yolo_adapters.backends.onnxruntime.engine import DEVICE_MEMORY, LEVELS, ONNXRuntimeEngine
+from yolo_adapters.backends.onnxruntime.fp16 import ensure_fp16
 from yolo_adapters.errors import BackendUnavailableError, DeviceError, OptionError
 from yolo_adapters.quantize import QUANT_OPTIONS, int8_plan
 from yolo_adapters.quantize.auto import check_tolerance_option
-from yolo_adapters.backends.base import BackendPlugin, Engine, ExportPlan
-from yolo_adapters.backends.onnxruntime.fp16 import ensure_fp16
-from yolo_adapters.backends.onnxruntime.engine import DEVICE_MEMORY, LEVELS, ONNXRuntimeEngine
 
 LOGGER = logging.getLogger("yolo_adapters")
 
@@ -172,8 +173,10 @@ class ONNXRuntimePlugin(BackendPlugin):
             _warned.add(provider)
         LOGGER.warning(
             "yolo_adapters: ONNX Runtime has no usable %s here (available: %s); fallback=True, running on "
-            "CPUExecutionProvider instead.", provider, ", ".join(available),
-        )  # fmt: skip
+            "CPUExecutionProvider instead.",
+            provider,
+            ", ".join(available),
+        )
 
     # -- models ---------------------------------------------------------------------------------------
     def export_plan(self, device: str, options: Mapping[str, Any], imgsz: Sequence[int], batch: int) -> ExportPlan:
@@ -203,7 +206,9 @@ class ONNXRuntimePlugin(BackendPlugin):
         if plan.precision == "fp16":
             ensure_fp16(artifact)
         if plan.precision == "int8":
-            from yolo_adapters.backends.onnxruntime.int8 import quantize_onnx  # onnxruntime.quantization is imported only when something is quantized
+            from yolo_adapters.backends.onnxruntime.int8 import (
+                quantize_onnx,
+            )  # onnxruntime.quantization is imported only when something is quantized
 
             artifact = quantize_onnx(artifact, plan, self)
         elif plan.precision == "auto":

@@ -14,20 +14,29 @@ engine shares (the option checks, the alternating rounds, keeping the choice) is
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
-from yolo_adapters.errors import ConversionError
-from yolo_adapters.core.model_info import read_artifact_info
-from yolo_adapters.quantize import int8_plan, plan_settings, read_report
-from yolo_adapters.quantize.auto import (TIMING_ROUNDS, TIMING_SECONDS, auto_facts, check_auto_options, for_seconds, keep_choice,
-                              time_side_by_side, with_auto_key)  # fmt: skip
-from yolo_adapters.quantize.calibration import calibration_batches, calibration_split
-from yolo_adapters.quantize.choice import shortfalls
-from yolo_adapters.quantize.report import agreement_report
 from yolo_adapters.backends.openvino.engine import bf16_supported, core
 from yolo_adapters.backends.openvino.int8 import plan_target, quantize_openvino, static_shape, with_target
 from yolo_adapters.backends.openvino.timing import compile_for_throughput, throughput
+from yolo_adapters.core.model_info import read_artifact_info
+from yolo_adapters.errors import ConversionError
+from yolo_adapters.quantize import int8_plan, plan_settings, read_report
+from yolo_adapters.quantize.auto import (
+    TIMING_ROUNDS,
+    TIMING_SECONDS,
+    auto_facts,
+    check_auto_options,
+    for_seconds,
+    keep_choice,
+    time_side_by_side,
+    with_auto_key,
+)
+from yolo_adapters.quantize.calibration import calibration_batches, calibration_split
+from yolo_adapters.quantize.choice import shortfalls
+from yolo_adapters.quantize.report import agreement_report
 
 if TYPE_CHECKING:
     from yolo_adapters.backends.base import BackendPlugin, ExportPlan
@@ -37,7 +46,7 @@ LOGGER = logging.getLogger("yolo_adapters")
 HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 
 
-def auto_plan(plan: "ExportPlan", options: Mapping[str, Any], plugin: "BackendPlugin", device: str) -> "ExportPlan":
+def auto_plan(plan: ExportPlan, options: Mapping[str, Any], plugin: BackendPlugin, device: str) -> ExportPlan:
     """``plan`` for precision='auto': the INT8 plan (calibration content, recipe and ISA in the key) plus the
     tolerances and whether the device has bf16 (another CPU may choose otherwise)."""
     tolerance = check_auto_options(options, "'fp32', 'bf16', 'int8'")
@@ -45,7 +54,7 @@ def auto_plan(plan: "ExportPlan", options: Mapping[str, Any], plugin: "BackendPl
     return with_auto_key(plan, tolerance, bf16=bf16_supported(device))
 
 
-def choose_precision(fp32_xml: Path, plan: "ExportPlan", plugin: "BackendPlugin") -> Path:
+def choose_precision(fp32_xml: Path, plan: ExportPlan, plugin: BackendPlugin) -> Path:
     """Build, measure and judge the candidates; keep the chosen IR (the others are removed) and return it."""
     settings = plan_settings(plan)
     tolerance = auto_facts(plan)["tolerance"]
@@ -72,7 +81,9 @@ def choose_precision(fp32_xml: Path, plan: "ExportPlan", plugin: "BackendPlugin"
 
     shape = static_shape(core().read_model(str(fp32_xml)), plan)
     tensors = calibration_batches(held, shape, task, info.stride or 32, desc="letterboxing held-back images")
-    compiled = {name: compile_for_throughput(xml, precision=HINTS[name], device=device) for name, xml in artifacts.items()}
+    compiled = {
+        name: compile_for_throughput(xml, precision=HINTS[name], device=device) for name, xml in artifacts.items()
+    }
 
     def timed(name: str) -> float:
         return throughput(compiled[name], for_seconds(tensors), tensors[0])["fps"] * len(tensors[0])  # images/s
@@ -83,7 +94,12 @@ def choose_precision(fp32_xml: Path, plan: "ExportPlan", plugin: "BackendPlugin"
         "isa": target["isa"],
         "tolerance": tolerance,
         "images": len(held),
-        "timing": {"shape": list(shape), "seconds": TIMING_SECONDS, "rounds": TIMING_ROUNDS, "hint": "THROUGHPUT",
-                   "fps": "images/s of the compiled model, inference only, best round"},  # fmt: skip
+        "timing": {
+            "shape": list(shape),
+            "seconds": TIMING_SECONDS,
+            "rounds": TIMING_ROUNDS,
+            "hint": "THROUGHPUT",
+            "fps": "images/s of the compiled model, inference only, best round",
+        },
     }
     return keep_choice(artifacts, candidates, rounds, record)

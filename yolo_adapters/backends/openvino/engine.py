@@ -9,14 +9,15 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
+from yolo_adapters.backends.base import Engine
 from yolo_adapters.core.cache import resolve_root
 from yolo_adapters.errors import DeviceError, EngineTimeoutError, ModelFormatError
-from yolo_adapters.backends.base import Engine
 
 LOGGER = logging.getLogger("yolo_adapters")
 _core_lock = threading.Lock()
@@ -52,8 +53,11 @@ def inference_precision_bf16(device: str) -> str:
     plugin would itself ignore the bf16 hint and run f32 (2026.4, AVX2 host), silently."""
     if bf16_supported(device):
         return "bf16"
-    _warn_once(f"bf16 {device}", "yolo_adapters: precision='bf16' but OpenVINO's %s has no native bf16 (no AMX or "
-               "AVX512-BF16): running FP32.", device)  # fmt: skip
+    _warn_once(
+        f"bf16 {device}",
+        "yolo_adapters: precision='bf16' but OpenVINO's %s has no native bf16 (no AMX or AVX512-BF16): running FP32.",
+        device,
+    )
     return "f32"
 
 
@@ -91,9 +95,14 @@ class OpenVINOEngine(Engine):
             folder = folder or resolve_root(options.get("cache_dir")) / "openvino_compiled"
             config["CACHE_DIR"] = str(folder)
         config.update({str(k): v for k, v in (options.get("config") or {}).items()})
-        key = (str(Path(artifact).resolve()), device, tuple(sorted((k, str(v)) for k, v in config.items())),
-               options.get("dynamic"), tuple(options.get("imgsz") or ()) if not isinstance(options.get("imgsz"), int)
-               else options.get("imgsz"), options.get("batch"))  # fmt: skip
+        key = (
+            str(Path(artifact).resolve()),
+            device,
+            tuple(sorted((k, str(v)) for k, v in config.items())),
+            options.get("dynamic"),
+            tuple(options.get("imgsz") or ()) if not isinstance(options.get("imgsz"), int) else options.get("imgsz"),
+            options.get("batch"),
+        )
         with _core_lock:
             compiled = _compiled.get(key)
         if compiled is None:
@@ -103,7 +112,7 @@ class OpenVINOEngine(Engine):
         self._adopt(compiled)
 
     @classmethod
-    def from_compiled(cls, compiled: Any) -> "OpenVINOEngine":
+    def from_compiled(cls, compiled: Any) -> OpenVINOEngine:
         """An engine over a model someone else compiled (NNCF's accuracy control hands its candidates so)."""
         engine = cls.__new__(cls)
         Engine.__init__(engine)
@@ -130,7 +139,7 @@ class OpenVINOEngine(Engine):
             self._request.infer({0: batch})
             return [self._request.get_output_tensor(i).data.copy() for i in range(self._outputs)]
 
-    def submit(self, batch: np.ndarray) -> "_OVPending":
+    def submit(self, batch: np.ndarray) -> _OVPending:
         """Start ``batch`` on an idle request (waits while ``parallel + 1`` are busy) and return at once."""
         with self._lock:
             if self._idle is None:
@@ -157,7 +166,7 @@ class OpenVINOEngine(Engine):
 
 
 class _OVPending:
-    __slots__ = ("_engine", "_request", "_outputs")
+    __slots__ = ("_engine", "_outputs", "_request")
 
     def __init__(self, engine: OpenVINOEngine, request: Any) -> None:
         self._engine, self._request, self._outputs = engine, request, None

@@ -13,14 +13,16 @@ import contextlib
 import logging
 import shutil
 import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from yolo_adapters.errors import ConversionError, OptionError
+from yolo_adapters.backends.openvino.engine import OpenVINOEngine, core
 from yolo_adapters.core.model_info import read_artifact_info
+from yolo_adapters.errors import ConversionError, OptionError
 from yolo_adapters.integration.module import EngineModule
 from yolo_adapters.quantize import plan_settings
 from yolo_adapters.quantize.calibration import (
@@ -33,8 +35,6 @@ from yolo_adapters.quantize.calibration import (
 )
 from yolo_adapters.quantize.report import int8_report, kept_in_float, labelled_metrics, same_anchor_keypoint_distance
 
-from yolo_adapters.backends.openvino.engine import OpenVINOEngine, core
-
 if TYPE_CHECKING:
     from yolo_adapters.backends.base import BackendPlugin, ExportPlan
 
@@ -42,12 +42,15 @@ if TYPE_CHECKING:
 PRESET = "mixed"
 #: The metric accuracy control keeps (Ultralytics' validator keys): the task's own mAP50-95, top-1 for classify.
 CONTROL_METRIC = {
-    "detect": "metrics/mAP50-95(B)", "segment": "metrics/mAP50-95(M)", "pose": "metrics/mAP50-95(P)",
-    "obb": "metrics/mAP50-95(B)", "classify": "metrics/accuracy_top1",
-}  # fmt: skip
+    "detect": "metrics/mAP50-95(B)",
+    "segment": "metrics/mAP50-95(M)",
+    "pose": "metrics/mAP50-95(P)",
+    "obb": "metrics/mAP50-95(B)",
+    "classify": "metrics/accuracy_top1",
+}
 
 
-def quantize_openvino(fp32_xml: Path, plan: "ExportPlan", plugin: "BackendPlugin", keep_fp32: bool = False) -> Path:
+def quantize_openvino(fp32_xml: Path, plan: ExportPlan, plugin: BackendPlugin, keep_fp32: bool = False) -> Path:
     """Quantize the FP32 IR at ``fp32_xml`` into a sibling ``*_int8_openvino_model/`` folder; returns its .xml.
 
     The report goes next to it; the FP32 IR is removed afterwards (the cache keeps only what runs) unless
@@ -81,7 +84,16 @@ def quantize_openvino(fp32_xml: Path, plan: "ExportPlan", plugin: "BackendPlugin
         with nncf_off_stdout():  # convert's stdout is the artifact path only
             if settings.get("max_drop") is not None:
                 quantized, control = _quantize_with_accuracy_control(
-                    nncf, model, nncf.Dataset(batches, feed), fp32_xml, info, held, shape, plan, settings, ignored,
+                    nncf,
+                    model,
+                    nncf.Dataset(batches, feed),
+                    fp32_xml,
+                    info,
+                    held,
+                    shape,
+                    plan,
+                    settings,
+                    ignored,
                     target["recipe"],
                 )
             elif settings.get("max_keypoint_px") is not None:
@@ -117,8 +129,12 @@ def quantize_openvino(fp32_xml: Path, plan: "ExportPlan", plugin: "BackendPlugin
         "tool": f"nncf {nncf.__version__}",
         "preset": PRESET,
         "target": target,
-        "settings": {**RECIPES[target["recipe"]], "activation_ranges": "minmax", "fast_bias_correction": fast,
-                     "keypoint_branch": "float" if keypoints else None},
+        "settings": {
+            **RECIPES[target["recipe"]],
+            "activation_ranges": "minmax",
+            "fast_bias_correction": fast,
+            "keypoint_branch": "float" if keypoints else None,
+        },
         **kept_in_float(model, scope, ignored),
         "fake_quantize": quantizers,
         "quantizers": quantizers,
@@ -196,12 +212,23 @@ def keypoint_channels(info: Any) -> int | None:
 #: x86 instruction-set levels, best first, each with the /proc/cpuinfo flag that marks it. VNNI (and AMX) multiply
 #: u8 x s8 into 32-bit sums; without it (AVX2, AVX-512 before Cascade Lake) oneDNN's int8 kernels add pairs of
 #: products in 16 bits, which saturate (NNCF's "overflow issue"): the INT8 recipe is chosen by this.
-ISA_LEVELS = (("amx", "amx_int8"), ("avx512_vnni", "avx512_vnni"), ("avx_vnni", "avx_vnni"), ("avx512", "avx512bw"),
-              ("avx2", "avx2"), ("sse4", "sse4_2"))  # fmt: skip
+ISA_LEVELS = (
+    ("amx", "amx_int8"),
+    ("avx512_vnni", "avx512_vnni"),
+    ("avx_vnni", "avx_vnni"),
+    ("avx512", "avx512bw"),
+    ("avx2", "avx2"),
+    ("sse4", "sse4_2"),
+)
 VNNI_ISAS = ("amx", "avx512_vnni", "avx_vnni")
 #: numpy's CPU feature names for the same levels: where there is no /proc/cpuinfo (Windows, macOS).
-_NUMPY_FEATURES = (("amx", "AVX512_SPR"), ("avx512_vnni", "AVX512_CLX"), ("avx512", "AVX512_SKX"), ("avx2", "AVX2"),
-                   ("sse4", "SSE42"))  # fmt: skip
+_NUMPY_FEATURES = (
+    ("amx", "AVX512_SPR"),
+    ("avx512_vnni", "AVX512_CLX"),
+    ("avx512", "AVX512_SKX"),
+    ("avx2", "AVX2"),
+    ("sse4", "SSE42"),
+)
 
 
 def cpu_flags() -> set[str]:
@@ -235,7 +262,7 @@ def cpu_isa(flags: set[str] | None = None) -> str:
 TARGET_KEY = "yolo_adapters_int8_target"  # in ExportPlan.extra: part of the cache key, not an exporter argument
 
 
-def with_target(plan: "ExportPlan", device: str) -> "ExportPlan":
+def with_target(plan: ExportPlan, device: str) -> ExportPlan:
     """``plan`` with the INT8 target (``int8_target``) in its extras: the ISA and recipe enter the cache key, so a
     cache shared by hosts of different instruction sets quantizes once per ISA level."""
     import dataclasses
@@ -243,7 +270,7 @@ def with_target(plan: "ExportPlan", device: str) -> "ExportPlan":
     return dataclasses.replace(plan, extra=tuple(plan.extra) + ((TARGET_KEY, tuple(int8_target(device).items())),))
 
 
-def plan_target(plan: "ExportPlan") -> dict[str, str]:
+def plan_target(plan: ExportPlan) -> dict[str, str]:
     """The target ``with_target`` recorded in ``plan`` (this host's CPU when none was)."""
     target = dict(plan.extra).get(TARGET_KEY)
     return dict(target) if target else int8_target("CPU")
@@ -260,9 +287,18 @@ def int8_target(device: str) -> dict[str, str]:
 
 
 def _quantize_with_accuracy_control(
-    nncf: Any, model: Any, calibration: Any, fp32_xml: Path, info: Any, held: list[Path], shape: Sequence[int],
-    plan: "ExportPlan", settings: Mapping[str, Any], ignored: list[str], recipe: str = "vnni",
-) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    nncf: Any,
+    model: Any,
+    calibration: Any,
+    fp32_xml: Path,
+    info: Any,
+    held: list[Path],
+    shape: Sequence[int],
+    plan: ExportPlan,
+    settings: Mapping[str, Any],
+    ignored: list[str],
+    recipe: str = "vnni",
+) -> tuple[Any, dict[str, Any]]:
     """``nncf.quantize_with_accuracy_control`` with the settings above; its validation function is the task's
     metric (``CONTROL_METRIC``) from Ultralytics' validator on the labelled held-back images."""
     task = info.task or "detect"
@@ -294,20 +330,47 @@ def _quantize_with_accuracy_control(
     max_drop = float(settings["max_drop"])
     try:
         quantized, weights = _accuracy_control(
-            nncf, model, calibration, len(images), transform, validate, max_drop, settings, ignored, recipe,
-            measure, within=lambda value: values[0] - value <= max_drop,  # values[0]: NNCF validates FP32 first
+            nncf,
+            model,
+            calibration,
+            len(images),
+            transform,
+            validate,
+            max_drop,
+            settings,
+            ignored,
+            recipe,
+            measure,
+            within=lambda value: values[0] - value <= max_drop,  # values[0]: NNCF validates FP32 first
         )
     finally:
         calls.close()
-    control = {"max_drop": max_drop, "drop_type": "absolute", "metric": metric, "images": len(images),
-               "validations": len(values), "fake_quantize_left": count_fake_quantize(quantized), **weights}  # fmt: skip
+    control = {
+        "max_drop": max_drop,
+        "drop_type": "absolute",
+        "metric": metric,
+        "images": len(images),
+        "validations": len(values),
+        "fake_quantize_left": count_fake_quantize(quantized),
+        **weights,
+    }
     return quantized, control
 
 
 def _accuracy_control(
-    nncf: Any, model: Any, calibration: Any, items: int, transform: Any, validate: Any, max_drop: float,
-    settings: Mapping[str, Any], ignored: list[str], recipe: str, measure: Any, within: Any,
-) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    nncf: Any,
+    model: Any,
+    calibration: Any,
+    items: int,
+    transform: Any,
+    validate: Any,
+    max_drop: float,
+    settings: Mapping[str, Any],
+    ignored: list[str],
+    recipe: str,
+    measure: Any,
+    within: Any,
+) -> tuple[Any, dict[str, Any]]:
     """``nncf.quantize_with_accuracy_control`` with the recipe's settings and float scope, validating on ``items``
     held-back images (``transform`` makes item i a model input, ``validate`` is NNCF's validation function), then
     the model to save (``_validated_int8_weights``: ``measure(compiled)`` is one whole validation, ``within(value)``
@@ -360,27 +423,41 @@ _AGREEMENT_CEILING = 100.0
 
 
 def _quantize_with_keypoint_control(
-    nncf: Any, model: Any, calibration: Any, info: Any, held: list[Path], shape: Sequence[int],
-    settings: Mapping[str, Any], ignored: list[str], recipe: str,
-) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    nncf: Any,
+    model: Any,
+    calibration: Any,
+    info: Any,
+    held: list[Path],
+    shape: Sequence[int],
+    settings: Mapping[str, Any],
+    ignored: list[str],
+    recipe: str,
+) -> tuple[Any, dict[str, Any]]:
     """Accuracy control without labels, for pose: NNCF reverts quantizers to float until the keypoints at the same
     anchor (every anchor FP32 scores >= 0.5, before NMS) are on average within ``max_keypoint_px`` model-input
     pixels of the FP32 model's own, on the held-back images. The same-anchor distance moves smoothly with what is
     quantized; the distance after NMS jumps when a near-tied neighbouring anchor wins (docs/quantization.md)."""
     task = info.task or "detect"
     if task != "pose" or not info.kpt_shape:
-        raise OptionError(f"max_keypoint_px is accuracy control on keypoints, for pose models; this one is {task}: "
-                          "use max_drop with a labelled dataset instead.")  # fmt: skip
+        raise OptionError(
+            f"max_keypoint_px is accuracy control on keypoints, for pose models; this one is {task}: "
+            "use max_drop with a labelled dataset instead."
+        )
     hw = (int(shape[2]), int(shape[3]))
     inputs = [np.stack([preprocess(p, hw, task, info.stride or 32)] * int(shape[0])) for p in held]
     fp32 = _compile_f32(model)
     references = [np.asarray(fp32(x)[0])[0] for x in inputs]
-    chosen = [i for i, ref in enumerate(references)
-              if same_anchor_keypoint_distance(ref, ref, len(info.names), info.kpt_shape) is not None]  # fmt: skip
+    chosen = [
+        i
+        for i, ref in enumerate(references)
+        if same_anchor_keypoint_distance(ref, ref, len(info.names), info.kpt_shape) is not None
+    ]
     if not chosen:
-        raise OptionError(f"max_keypoint_px needs held-back images in which the FP32 model finds a person with "
-                          f"conf >= 0.5; none of the {len(held)} held-back images has one: add such images or "
-                          "raise holdout.")  # fmt: skip
+        raise OptionError(
+            f"max_keypoint_px needs held-back images in which the FP32 model finds a person with "
+            f"conf >= 0.5; none of the {len(held)} held-back images has one: add such images or "
+            "raise holdout."
+        )
     limit = float(settings["max_keypoint_px"])
     calls = tqdm(desc=f"yolo_adapters: accuracy control (keypoints on {len(chosen)} images)", unit="validation")
     seen: list[float] = []
@@ -405,18 +482,34 @@ def _quantize_with_keypoint_control(
 
     try:
         quantized, weights = _accuracy_control(
-            nncf, model, calibration, len(chosen), lambda item: inputs[chosen[item]], validate, limit, settings,
-            ignored, recipe, measure, within=lambda distance: distance <= limit,
+            nncf,
+            model,
+            calibration,
+            len(chosen),
+            lambda item: inputs[chosen[item]],
+            validate,
+            limit,
+            settings,
+            ignored,
+            recipe,
+            measure,
+            within=lambda distance: distance <= limit,
         )
     finally:
         calls.close()
     validations = int(calls.n)  # NNCF's calls: whole validations, and one per image while it ranks quantizers
     after = weights["int8_weights_value"] if weights["int8_weights"] else measure(_compile_f32(quantized))
-    control = {"max_keypoint_px": limit, "metric": "keypoint distance to FP32 at the same anchor, model-input px",
-               "images": len(chosen), "validations": validations,
-               # NNCF validates the FP32 model first (distance 0: the same outputs as the reference), then INT8
-               "keypoint_px_before": next((v for v in seen if v > 0), after),
-               "keypoint_px": after, "fake_quantize_left": count_fake_quantize(quantized), **weights}  # fmt: skip
+    control = {
+        "max_keypoint_px": limit,
+        "metric": "keypoint distance to FP32 at the same anchor, model-input px",
+        "images": len(chosen),
+        "validations": validations,
+        # NNCF validates the FP32 model first (distance 0: the same outputs as the reference), then INT8
+        "keypoint_px_before": next((v for v in seen if v > 0), after),
+        "keypoint_px": after,
+        "fake_quantize_left": count_fake_quantize(quantized),
+        **weights,
+    }
     return quantized, control
 
 
@@ -425,7 +518,7 @@ def _compiled_adapter(compiled: Any, info: Any, artifact: Path) -> Any:
     return EngineModule(OpenVINOEngine.from_compiled(compiled), info, "openvino", "CPU", artifact, pipeline=False)
 
 
-def static_shape(model: Any, plan: "ExportPlan") -> tuple[int, int, int, int]:
+def static_shape(model: Any, plan: ExportPlan) -> tuple[int, int, int, int]:
     """The input shape calibration tensors must have: the IR's own where static, else batch x imgsz."""
     partial = model.input(0).get_partial_shape()
     fallback = (plan.batch, 3, *plan.imgsz)
@@ -435,5 +528,7 @@ def static_shape(model: Any, plan: "ExportPlan") -> tuple[int, int, int, int]:
 def count_fake_quantize(model: Any) -> int:
     """Activation quantizers: FakeQuantize ops on a computed tensor. A weight's FakeQuantize (on a constant; NNCF
     folds them into int8 weights, which an accuracy-controlled model may keep unfolded) is not counted."""
-    return sum(op.get_type_name() == "FakeQuantize"
-               and op.input_value(0).get_node().get_type_name() != "Constant" for op in model.get_ops())  # fmt: skip
+    return sum(
+        op.get_type_name() == "FakeQuantize" and op.input_value(0).get_node().get_type_name() != "Constant"
+        for op in model.get_ops()
+    )

@@ -9,14 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from yolo_adapters.errors import ConversionError
 from yolo_adapters.core.model_info import onnx_metadata, write_metadata_yaml
+from yolo_adapters.errors import ConversionError
 
 if TYPE_CHECKING:
     from yolo_adapters.backends.base import ExportPlan
 
 
-def onnx_to_ir(onnx_file: Path, plan: "ExportPlan") -> Path:
+def onnx_to_ir(onnx_file: Path, plan: ExportPlan) -> Path:
     """``openvino.convert_model`` on Ultralytics' ONNX export; returns the IR folder (FP16 weights for fp16)."""
     import openvino as ov
 

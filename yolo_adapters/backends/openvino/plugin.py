@@ -5,15 +5,16 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
+from yolo_adapters.backends.base import BackendPlugin, Engine, ExportPlan
+from yolo_adapters.backends.openvino.engine import OpenVINOEngine, core
+from yolo_adapters.backends.openvino.onnx_to_ir import onnx_to_ir
 from yolo_adapters.errors import BackendUnavailableError, DeviceError, OptionError
 from yolo_adapters.quantize import QUANT_OPTIONS, int8_plan
 from yolo_adapters.quantize.auto import check_tolerance_option
-from yolo_adapters.backends.base import BackendPlugin, Engine, ExportPlan
-from yolo_adapters.backends.openvino.onnx_to_ir import onnx_to_ir
-from yolo_adapters.backends.openvino.engine import OpenVINOEngine, core
 
 LOGGER = logging.getLogger("yolo_adapters")
 _VIRTUAL = ("AUTO", "MULTI", "HETERO", "BATCH")
@@ -91,7 +92,9 @@ class OpenVINOPlugin(BackendPlugin):
         if plan.precision == "bf16":  # a compile-time hint: the IR is the FP32 one, shared with precision="fp32"
             plan = dataclasses.replace(plan, precision="fp32")
         if plan.precision == "int8":  # FP32 export, quantized with NNCF in finish_artifact
-            from yolo_adapters.backends.openvino.int8 import with_target  # the recipe depends on the CPU's ISA (VNNI or not): in the key
+            from yolo_adapters.backends.openvino.int8 import (
+                with_target,
+            )  # the recipe depends on the CPU's ISA (VNNI or not): in the key
 
             plan = with_target(int8_plan(plan, options, self), device)
         if plan.precision == "auto":  # FP32 export; candidates built, measured and chosen in finish_artifact
@@ -114,7 +117,9 @@ class OpenVINOPlugin(BackendPlugin):
             exported = onnx_to_ir(exported, plan)
         artifact = super().finish_artifact(exported, plan)
         if plan.precision == "int8":
-            from yolo_adapters.backends.openvino.int8 import quantize_openvino  # NNCF is imported only when something is quantized
+            from yolo_adapters.backends.openvino.int8 import (
+                quantize_openvino,
+            )  # NNCF is imported only when something is quantized
 
             artifact = quantize_openvino(artifact, plan, self)
         elif plan.precision == "auto":
@@ -141,5 +146,3 @@ class OpenVINOPlugin(BackendPlugin):
 
     def load(self, artifact: Path, device: str, options: Mapping[str, Any]) -> Engine:
         return OpenVINOEngine(artifact, device, options)
-
-

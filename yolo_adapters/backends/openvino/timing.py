@@ -4,8 +4,9 @@ and what ``precision="auto"`` compares its candidates by."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -18,8 +19,14 @@ def compile_for_throughput(xml: Path, hint: str = "THROUGHPUT", precision: str =
     return core().compile_model(str(xml), device, {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": precision})
 
 
-def throughput(model: Any, tensors: Iterable[np.ndarray], warmup: np.ndarray, hint: str = "THROUGHPUT",
-               precision: str = "f32", device: str = "CPU") -> dict[str, Any]:  # fmt: skip
+def throughput(
+    model: Any,
+    tensors: Iterable[np.ndarray],
+    warmup: np.ndarray,
+    hint: str = "THROUGHPUT",
+    precision: str = "f32",
+    device: str = "CPU",
+) -> dict[str, Any]:
     """An AsyncInferQueue on ``model`` (an IR path, compiled here with ``hint``/``precision``/``device``, or a model
     from ``compile_for_throughput``) fed ``tensors`` as fast as they come, after two warm-up batches per request.
 

@@ -7,4 +7,4 @@ order does not matter), idempotent, reversible, and failing open.
 
 from yolo_adapters.integration.patching.installer import install, is_installed, is_patched, uninstall
 
-__all__ = ["install", "uninstall", "is_installed", "is_patched"]
+__all__ = ["install", "is_installed", "is_patched", "uninstall"]

@@ -100,7 +100,10 @@ def _on_import(module: ModuleType, target: PatchTarget) -> None:
                 return
             _apply(module, target)
         except Exception as exc:  # fail open
-            _warn_once(f"{target.module}:{target.owner}", f"yolo_adapters: could not patch {target.module} ({exc}); stock Ultralytics runs.")
+            _warn_once(
+                f"{target.module}:{target.owner}",
+                f"yolo_adapters: could not patch {target.module} ({exc}); stock Ultralytics runs.",
+            )
 
 
 def _ultralytics_version() -> str:

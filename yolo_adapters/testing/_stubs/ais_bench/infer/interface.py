@@ -112,7 +112,7 @@ class _Session:
         self._active = 0
         self._freed = False
         self.uid = emu.record("init", session=None, device_id=device_id, model_path=model_path,
-                              api=emu.api, output_type=header.output_type, input_shape=list(header.input_shape))  # fmt: skip
+                              api=emu.api, output_type=header.output_type, input_shape=list(header.input_shape))
 
     # -- description ------------------------------------------------------------------------------------
     def _sample_bytes(self) -> int:
@@ -192,7 +192,7 @@ class _Session:
         emu.record("infer", session=self.uid, device_id=self.device_id, mode=mode, overlapped=overlapped,
                    container=type(feeds).__name__, feeds=[{"type": type(f).__name__, "dtype": str(a.dtype),
                    "shape": list(a.shape), "nbytes": int(a.nbytes), "c_contiguous": bool(getattr(f, "flags", a.flags).c_contiguous)}
-                   for f, a in zip(feeds, arrays)], thread=threading.get_ident())  # fmt: skip
+                   for f, a in zip(feeds, arrays)], thread=threading.get_ident())
         return outputs
 
     def infer_pipeline(self, feeds_list: list, mode: str = "static", custom_sizes: Any = 100000) -> list[list[np.ndarray]]:
