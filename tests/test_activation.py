@@ -15,6 +15,7 @@ from needs import require
 
 import yolo_adapters
 from yolo_adapters.compare.parity import compare_results
+from yolo_adapters.core import logs
 from yolo_adapters.integration import patching
 from yolo_adapters.integration.module import EngineModule
 from yolo_adapters.integration.patching import installer
@@ -255,7 +256,7 @@ def test_fails_open_when_a_patch_point_moved(
         return original(self, model, verbose)
 
     monkeypatch.setattr(predictor_module.BasePredictor, "setup_model", setup_model_from_the_future)
-    monkeypatch.setattr(installer, "_warned", set())
+    monkeypatch.setattr(logs, "_said", set())
     with caplog.at_level(logging.WARNING, logger="yolo_adapters"):
         patching.install()
         patching.install()
@@ -270,7 +271,7 @@ def test_version_guard(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptur
     import ultralytics
 
     yolo_adapters.deactivate(uninstall=True)
-    monkeypatch.setattr(installer, "_warned", set())
+    monkeypatch.setattr(logs, "_said", set())
     monkeypatch.setattr(ultralytics, "__version__", "8.0.200")
     with caplog.at_level(logging.WARNING, logger="yolo_adapters"):
         patching.install()
@@ -287,7 +288,7 @@ def test_hook_errors_never_escape(monkeypatch: pytest.MonkeyPatch, caplog: pytes
     import ultralytics.engine.predictor as predictor_module
 
     yolo_adapters.deactivate(uninstall=True)
-    monkeypatch.setattr(installer, "_warned", set())
+    monkeypatch.setattr(logs, "_said", set())
 
     def explode(*args, **kwargs):
         raise RuntimeError("boom")

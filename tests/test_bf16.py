@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import yolo_adapters
+from yolo_adapters.core import logs
 from yolo_adapters.errors import OptionError
 
 pytest.importorskip("openvino")
@@ -29,7 +30,7 @@ def compiled_with(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
 
     monkeypatch.setattr(ov_engine, "_compile", spy)
     monkeypatch.setattr(ov_engine, "_compiled", {})
-    monkeypatch.setattr(ov_engine, "_warned", set())
+    monkeypatch.setattr(logs, "_said", set())
     return configs
 
 

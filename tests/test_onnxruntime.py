@@ -15,6 +15,7 @@ from needs import require
 
 import yolo_adapters
 from yolo_adapters.compare.parity import DEFAULT_TOLERANCES, Tolerances, compare_results
+from yolo_adapters.core import logs
 from yolo_adapters.errors import BackendUnavailableError, DeviceError, ModelFormatError, OptionError
 from yolo_adapters.integration.module import EngineModule
 
@@ -132,7 +133,7 @@ def test_fallback_warns_once_and_runs_on_cpu(
 ) -> None:
     if "TensorrtExecutionProvider" in ort.get_available_providers():
         pytest.skip("this ONNX Runtime build has TensorRT")
-    monkeypatch.setattr(ort_backend, "_warned", set())
+    monkeypatch.setattr(logs, "_said", set())
     yolo_adapters.activate("onnxruntime", device="tensorrt", fallback=True)
     with caplog.at_level("WARNING", logger="yolo_adapters"):
         first = _predict(YOLO(str(checkpoints["pose"])), images)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import yolo_adapters
+from yolo_adapters.core import logs
 from yolo_adapters.integration import patching, pipeline
 
 SIZE = (192, 128)  # video frame width, height: small, so 1000 frames decode and infer quickly
@@ -232,7 +233,7 @@ def test_pipeline_patch_is_idempotent_reversible_and_version_checked() -> None:
         installer._installed = True
         installer._on_import(predictor, changed)
         assert not patching.is_patched("ultralytics.engine.predictor", "BasePredictor.preprocess")
-        assert f"{target.module}:{target.owner}" not in installer._warned
+        assert (installer.LOGGER.name, f"{target.module}:{target.owner}") not in logs._said
     finally:
         patching.install()
 

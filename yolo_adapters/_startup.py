@@ -28,9 +28,7 @@ def on_ultralytics_import() -> None:
     except Exception as exc:  # fail open: a plugin must never be why `import ultralytics` fails
         import logging
 
-        logging.getLogger("yolo_adapters").warning(
-            "yolo_adapters: startup activation failed (%s); Ultralytics runs stock.", exc
-        )
+        logging.getLogger(__name__).warning("startup activation failed (%s); Ultralytics runs stock.", exc)
 
 
 class _UltralyticsWatcher:

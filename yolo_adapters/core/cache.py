@@ -18,12 +18,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
+from yolo_adapters.core.logs import warn_once
 from yolo_adapters.core.settings import CACHE_ENV
 from yolo_adapters.errors import ConversionError
 
-LOGGER = logging.getLogger("yolo_adapters")
+LOGGER = logging.getLogger(__name__)
 ENTRY_FILE = "entry.json"
-_warned_roots: set[str] = set()
 
 
 def default_root() -> Path:
@@ -46,14 +46,14 @@ def resolve_root(explicit: str | os.PathLike | None = None) -> Path:
     if _writable(root):
         return root
     fallback = Path(tempfile.gettempdir()) / f"yolo_adapters-cache-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
-    if str(root) not in _warned_roots:
-        _warned_roots.add(str(root))
-        LOGGER.warning(
-            "yolo_adapters: cache folder %s is not writable; using %s instead (set YOLO_ADAPTERS_CACHE "
-            "or cache_dir= to a writable folder to keep conversions between sessions).",
-            root,
-            fallback,
-        )
+    warn_once(
+        LOGGER,
+        str(root),
+        "cache folder %s is not writable; using %s instead (set YOLO_ADAPTERS_CACHE "
+        "or cache_dir= to a writable folder to keep conversions between sessions).",
+        root,
+        fallback,
+    )
     if not _writable(fallback):
         raise ConversionError(
             f"Neither {root} nor {fallback} is writable; set YOLO_ADAPTERS_CACHE to a writable folder."

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from yolo_adapters.backends.base import BackendPlugin
 
 ENTRY_POINT_GROUP = "yolo_adapters.backends"
-LOGGER = logging.getLogger("yolo_adapters")
+LOGGER = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _entry_points: dict | None = None
@@ -78,7 +78,7 @@ def iter_backends() -> list[BackendPlugin]:
         try:
             found.append(get_backend(name))
         except Exception as exc:  # a broken third-party plugin must not break the others
-            LOGGER.warning("yolo_adapters: backend %r could not be loaded: %s", name, exc)
+            LOGGER.warning("backend %r could not be loaded: %s", name, exc)
     return found
 
 

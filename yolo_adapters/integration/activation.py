@@ -34,9 +34,7 @@ def activate(backend: str = "openvino", **options: Any) -> None:
     ``precision="fp16"``. Calling it again replaces the previous activation.
     """
     if disabled():
-        logging.getLogger("yolo_adapters").info(
-            "yolo_adapters: YOLO_ADAPTERS_DISABLE is set; not activating %s", backend
-        )
+        logging.getLogger(__name__).info("YOLO_ADAPTERS_DISABLE is set; not activating %s", backend)
         return
     plugin = registry.get_backend(backend)
     missing = plugin.missing_requirements()

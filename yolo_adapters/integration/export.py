@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from yolo_adapters.backends.base import BackendPlugin, ExportPlan
 
-LOGGER = logging.getLogger("yolo_adapters")
+LOGGER = logging.getLogger(__name__)
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -149,7 +149,7 @@ def export_with_fallback(model: torch.nn.Module, backend: BackendPlugin, plan: E
         if fallback is None:
             raise
         LOGGER.warning(
-            "yolo_adapters: %s; converting through Ultralytics' %s export instead.",
+            "%s; converting through Ultralytics' %s export instead.",
             str(first).splitlines()[0],
             fallback.format,
         )

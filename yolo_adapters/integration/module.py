@@ -21,7 +21,7 @@ from yolo_adapters.errors import ModelFormatError
 if TYPE_CHECKING:
     from yolo_adapters.backends.base import Engine
 
-LOGGER = logging.getLogger("yolo_adapters")
+LOGGER = logging.getLogger(__name__)
 
 # Format flags older Ultralytics (8.1-8.4.22) reads from AutoBackend; all False for a plugin engine.
 _LEGACY_FLAGS = (

@@ -29,7 +29,7 @@ from typing import Any
 
 from yolo_adapters.integration.module import STREAM, EngineModule
 
-LOGGER = logging.getLogger("yolo_adapters")
+LOGGER = logging.getLogger(__name__)
 
 _END = object()
 

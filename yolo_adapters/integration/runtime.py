@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from yolo_adapters.backends.base import BackendPlugin
     from yolo_adapters.core.devices import Selection
 
-LOGGER = logging.getLogger("yolo_adapters")
+LOGGER = logging.getLogger(__name__)
 
 
 def resolve_backend(selection: Selection) -> BackendPlugin:
@@ -103,5 +103,5 @@ def _load(backend: BackendPlugin, artifact: Path, device: str, options: dict) ->
     engine = backend.load(artifact, device, options)
     if options.get("request_timeout") is not None:
         engine.timeout = float(options["request_timeout"])
-    LOGGER.info("yolo_adapters: %s on %s:%s (%s)", artifact, backend.name, device, info.task)
+    LOGGER.info("%s on %s:%s (%s)", artifact, backend.name, device, info.task)
     return EngineModule(engine, info, backend.name, device, artifact, pipeline=options.get("pipeline", True))

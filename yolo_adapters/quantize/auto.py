@@ -29,7 +29,7 @@ from yolo_adapters.quantize.report import REPORT_FILE
 if TYPE_CHECKING:
     from yolo_adapters.backends.base import ExportPlan
 
-LOGGER = logging.getLogger("yolo_adapters")
+LOGGER = logging.getLogger(__name__)
 AUTO_KEY = "yolo_adapters_auto"  # in ExportPlan.extra: part of the cache key, not an exporter argument
 #: Each candidate is timed ``TIMING_ROUNDS`` times for ``TIMING_SECONDS``, rounds alternating between candidates so
 #: that a busy moment on a shared machine hits them alike; the best round counts.
@@ -125,7 +125,7 @@ def keep_choice(
         (kept.parent / REPORT_FILE).unlink(missing_ok=True)
     write_choice(kept.parent, {"chosen": chosen, **record, "candidates": candidates})
     LOGGER.info(
-        "yolo_adapters: precision='auto' chose %s (%s)",
+        "precision='auto' chose %s (%s)",
         chosen,
         ", ".join(f"{n} {c.get('fps', 0):.1f} img/s" for n, c in candidates.items()),
     )

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from yolo_adapters.errors import OptionError
 from yolo_adapters.quantize import graph
 
-LOGGER = logging.getLogger("yolo_adapters")
+LOGGER = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_CALIBRATION_SIZE = 300
@@ -229,9 +229,7 @@ def calibration_inputs(
     batches = calibration_batches(images, shape, task, stride)
     scope = graph.float_scope(model, keypoint_channels)
     ignored = sorted({name for names in scope.values() for name in names})
-    LOGGER.info(
-        "yolo_adapters: INT8 calibration on %d images at %s; %d ops kept in float", len(images), shape, len(ignored)
-    )
+    LOGGER.info("INT8 calibration on %d images at %s; %d ops kept in float", len(images), shape, len(ignored))
     return batches, scope, ignored
 
 

@@ -9,17 +9,15 @@ the held-back images, through Ultralytics' predictor), so "meets the tolerances"
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from yolo_adapters.core.logs import warn_once
 from yolo_adapters.errors import OptionError
 from yolo_adapters.quantize.report import read_beside, write_beside
 
-LOGGER = logging.getLogger("yolo_adapters")
-_warned_lock = threading.Lock()
-_warned: set[str] = set()  # models given as is to precision="auto", already said
+LOGGER = logging.getLogger(__name__)
 
 #: Where ``precision="auto"`` records what it measured and chose, beside the chosen model.
 CHOICE_FILE = "precision_choice.json"
@@ -129,14 +127,12 @@ def chosen_precision(artifact: str | Path, known: Sequence[str]) -> str:
     chosen = (read_choice(artifact) or {}).get("chosen")
     if chosen in known:
         return str(chosen)
-    with _warned_lock:
-        first = str(artifact) not in _warned
-        _warned.add(str(artifact))
-    if first:
-        LOGGER.warning(
-            "yolo_adapters: precision='auto' chooses while converting a .pt; %s was given as is and runs as FP32.",
-            artifact,
-        )
+    warn_once(
+        LOGGER,
+        str(artifact),
+        "precision='auto' chooses while converting a .pt; %s was given as is and runs as FP32.",
+        artifact,
+    )
     return "fp32"
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from yolo_adapters.ray import _encode
 
-LOGGER = logging.getLogger("yolo_adapters")
+LOGGER = logging.getLogger(__name__)
 
 #: Predict arguments the actor sets itself.
 _RESERVED = ("source", "stream", "device", "model", "save", "show")

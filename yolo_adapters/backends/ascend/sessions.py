@@ -16,7 +16,7 @@ import numpy as np
 
 from yolo_adapters.errors import DeviceError, ModelFormatError
 
-LOGGER = logging.getLogger("yolo_adapters")
+LOGGER = logging.getLogger(__name__)
 
 # ACL type names as ``aclruntime.dtype`` spells them, and their numeric codes (aclDataType).
 _DTYPES = {
@@ -116,7 +116,7 @@ def release(shared: SharedSession) -> None:
             try:
                 free()
             except Exception as exc:  # teardown must not raise (it may run from a finalizer)
-                LOGGER.warning("yolo_adapters: ais_bench free_resource failed on NPU %s: %s", shared.device_id, exc)
+                LOGGER.warning("ais_bench free_resource failed on NPU %s: %s", shared.device_id, exc)
 
 
 def release_all(handles: list[SharedSession]) -> None:

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from yolo_adapters.backends.base import ExportPlan
     from yolo_adapters.backends.onnxruntime.plugin import ONNXRuntimePlugin
 
-LOGGER = logging.getLogger("yolo_adapters")
+LOGGER = logging.getLogger(__name__)
 
 
 def auto_plan(plan: ExportPlan, options: Mapping[str, Any], plugin: ONNXRuntimePlugin, device: str) -> ExportPlan:
@@ -69,7 +69,7 @@ def choose_precision(fp32_onnx: Path, plan: ExportPlan, plugin: ONNXRuntimePlugi
         ensure_fp16(fp16)
     except ConversionError as exc:  # an onnxruntime build without its float16 converter
         fp16.unlink(missing_ok=True)
-        LOGGER.warning("yolo_adapters: precision='auto' leaves FP16 out: %s", str(exc).splitlines()[0])
+        LOGGER.warning("precision='auto' leaves FP16 out: %s", str(exc).splitlines()[0])
         candidates["fp16"] = {"agreement": None, "shortfalls": [f"not built: {str(exc).splitlines()[0]}"]}
     else:
         artifacts["fp16"] = fp16
@@ -78,7 +78,7 @@ def choose_precision(fp32_onnx: Path, plan: ExportPlan, plugin: ONNXRuntimePlugi
     try:
         artifacts["int8"] = quantize_onnx(fp32_onnx, plan, plugin, keep_fp32=True)
     except ConversionError as exc:  # FP32 still stands: say why INT8 is out, keep going
-        LOGGER.warning("yolo_adapters: precision='auto' leaves INT8 out: %s", str(exc).splitlines()[0])
+        LOGGER.warning("precision='auto' leaves INT8 out: %s", str(exc).splitlines()[0])
         candidates["int8"] = {"agreement": None, "shortfalls": [f"not built: {str(exc).splitlines()[0]}"]}
     else:
         agreement = (read_report(artifacts["int8"]) or {}).get("agreement")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,11 +16,12 @@ from typing import Any, ClassVar
 from yolo_adapters.backends.base import BackendPlugin, Engine, ExportPlan
 from yolo_adapters.backends.onnxruntime.engine import DEVICE_MEMORY, LEVELS, ONNXRuntimeEngine
 from yolo_adapters.backends.onnxruntime.fp16 import ensure_fp16
+from yolo_adapters.core.logs import warn_once
 from yolo_adapters.errors import BackendUnavailableError, DeviceError, OptionError
 from yolo_adapters.quantize import QUANT_OPTIONS, int8_plan
 from yolo_adapters.quantize.auto import check_tolerance_option
 
-LOGGER = logging.getLogger("yolo_adapters")
+LOGGER = logging.getLogger(__name__)
 
 _SUFFIX = "ExecutionProvider"
 _CPU = "CPUExecutionProvider"
@@ -29,9 +29,6 @@ _CPU = "CPUExecutionProvider"
 _ALIASES = {"trt": "tensorrt", "directml": "dml", "ov": "openvino"}
 #: Providers whose device index goes into the provider option ``device_id`` (those with device memory).
 _DEVICE_ID = DEVICE_MEMORY
-
-_warned_lock = threading.Lock()
-_warned: set[str] = set()  # fallback warnings already given in this process
 
 
 def short_name(provider: str) -> str:
@@ -167,12 +164,10 @@ class ONNXRuntimePlugin(BackendPlugin):
     @staticmethod
     def warn_fallback(provider: str, available: Sequence[str]) -> None:
         """fallback=True: say once per process and provider that the CPU runs instead."""
-        with _warned_lock:
-            if provider in _warned:
-                return
-            _warned.add(provider)
-        LOGGER.warning(
-            "yolo_adapters: ONNX Runtime has no usable %s here (available: %s); fallback=True, running on "
+        warn_once(
+            LOGGER,
+            provider,
+            "ONNX Runtime has no usable %s here (available: %s); fallback=True, running on "
             "CPUExecutionProvider instead.",
             provider,
             ", ".join(available),

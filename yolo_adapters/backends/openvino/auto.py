@@ -41,7 +41,7 @@ from yolo_adapters.quantize.report import agreement_report
 if TYPE_CHECKING:
     from yolo_adapters.backends.base import BackendPlugin, ExportPlan
 
-LOGGER = logging.getLogger("yolo_adapters")
+LOGGER = logging.getLogger(__name__)
 #: Each candidate's INFERENCE_PRECISION_HINT, as the engine compiles it (engine.py: fp32 and int8 mean f32).
 HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 
@@ -73,7 +73,7 @@ def choose_precision(fp32_xml: Path, plan: ExportPlan, plugin: BackendPlugin) ->
     try:
         artifacts["int8"] = quantize_openvino(fp32_xml, plan, plugin, keep_fp32=True)
     except ConversionError as exc:  # FP32 (and BF16) still stand: say why INT8 is out, keep going
-        LOGGER.warning("yolo_adapters: precision='auto' leaves INT8 out: %s", str(exc).splitlines()[0])
+        LOGGER.warning("precision='auto' leaves INT8 out: %s", str(exc).splitlines()[0])
         candidates["int8"] = {"agreement": None, "shortfalls": [f"not built: {str(exc).splitlines()[0]}"]}
     else:
         agreement = (read_report(artifacts["int8"]) or {}).get("agreement")

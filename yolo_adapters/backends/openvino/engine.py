@@ -17,12 +17,12 @@ import numpy as np
 
 from yolo_adapters.backends.base import Engine
 from yolo_adapters.core.cache import resolve_root
+from yolo_adapters.core.logs import warn_once
 from yolo_adapters.errors import DeviceError, EngineTimeoutError, ModelFormatError
 
-LOGGER = logging.getLogger("yolo_adapters")
+LOGGER = logging.getLogger(__name__)
 _core_lock = threading.Lock()
 _core: Any = None
-_warned: set[str] = set()  # one warning line per (reason, device or artifact) per process
 _compiled: dict[tuple, Any] = {}  # compiled models shared by every predictor in the process
 
 
@@ -53,20 +53,13 @@ def inference_precision_bf16(device: str) -> str:
     plugin would itself ignore the bf16 hint and run f32 (2026.4, AVX2 host), silently."""
     if bf16_supported(device):
         return "bf16"
-    _warn_once(
+    warn_once(
+        LOGGER,
         f"bf16 {device}",
-        "yolo_adapters: precision='bf16' but OpenVINO's %s has no native bf16 (no AMX or AVX512-BF16): running FP32.",
+        "precision='bf16' but OpenVINO's %s has no native bf16 (no AMX or AVX512-BF16): running FP32.",
         device,
     )
     return "f32"
-
-
-def _warn_once(key: str, message: str, *args: Any) -> None:
-    with _core_lock:
-        first = key not in _warned
-        _warned.add(key)
-    if first:
-        LOGGER.warning(message, *args)
 
 
 class OpenVINOEngine(Engine):

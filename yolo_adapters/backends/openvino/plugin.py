@@ -16,7 +16,7 @@ from yolo_adapters.errors import BackendUnavailableError, DeviceError, OptionErr
 from yolo_adapters.quantize import QUANT_OPTIONS, int8_plan
 from yolo_adapters.quantize.auto import check_tolerance_option
 
-LOGGER = logging.getLogger("yolo_adapters")
+LOGGER = logging.getLogger(__name__)
 _VIRTUAL = ("AUTO", "MULTI", "HETERO", "BATCH")
 _HINTS = ("latency", "throughput", "cumulative_throughput")
 
@@ -108,7 +108,7 @@ class OpenVINOPlugin(BackendPlugin):
         whose OpenVINO exporter needs an older OpenVINO (8.1-8.3 import ``openvino.runtime``, gone in 2026).
         None without the onnx package (Ultralytics would try to pip-install it mid-export)."""
         if importlib.util.find_spec("onnx") is None:
-            LOGGER.warning("yolo_adapters: the ONNX route to OpenVINO needs the onnx package (pip install onnx).")
+            LOGGER.warning("the ONNX route to OpenVINO needs the onnx package (pip install onnx).")
             return None
         return dataclasses.replace(plan, format="onnx", precision="fp32")  # FP16 weights are made in onnx_to_ir
 

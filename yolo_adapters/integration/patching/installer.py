@@ -8,22 +8,16 @@ import sys
 import threading
 from types import ModuleType
 
+from yolo_adapters.core.logs import warn_once
 from yolo_adapters.core.settings import disabled
 from yolo_adapters.integration.patching.targets import MAX_TESTED, MIN_TESTED, TARGETS, PatchTarget, parse_version
 
-LOGGER = logging.getLogger("yolo_adapters")
+LOGGER = logging.getLogger(__name__)
 _MARK = "_self_yolo_adapters_patch"
 
 _lock = threading.RLock()
 _installed = False
 _hooked: set[PatchTarget] = set()
-_warned: set[str] = set()
-
-
-def _warn_once(key: str, message: str) -> None:
-    if key not in _warned:
-        _warned.add(key)
-        LOGGER.warning(message)
 
 
 def is_installed() -> bool:
@@ -89,20 +83,22 @@ def _on_import(module: ModuleType, target: PatchTarget) -> None:
         try:
             problem = _shape_problem(module, target)
             if problem and target.optional:
-                LOGGER.info("yolo_adapters: %s not patched (%s); the stock loop runs.", target.owner, problem)
+                LOGGER.info("%s not patched (%s); the stock loop runs.", target.owner, problem)
                 return
             if problem:
-                _warn_once(
+                warn_once(
+                    LOGGER,
                     target.module,
-                    f"yolo_adapters: Ultralytics {_ultralytics_version()} changed {target.module} ({problem}); "
+                    f"Ultralytics {_ultralytics_version()} changed {target.module} ({problem}); "
                     "the adapters are off for it and stock Ultralytics runs. Upgrade yolo-adapters.",
                 )
                 return
             _apply(module, target)
         except Exception as exc:  # fail open
-            _warn_once(
+            warn_once(
+                LOGGER,
                 f"{target.module}:{target.owner}",
-                f"yolo_adapters: could not patch {target.module} ({exc}); stock Ultralytics runs.",
+                f"could not patch {target.module} ({exc}); stock Ultralytics runs.",
             )
 
 
@@ -135,7 +131,7 @@ def _shape_problem(module: ModuleType, target: PatchTarget) -> str | None:
             return f"{target.owner} no longer calls {attr}"
     if version > MAX_TESTED:
         LOGGER.info(
-            "yolo_adapters: Ultralytics %s is newer than the newest tested (%s); patch points still fit.",
+            "Ultralytics %s is newer than the newest tested (%s); patch points still fit.",
             _ultralytics_version(),
             ".".join(map(str, MAX_TESTED)),
         )
