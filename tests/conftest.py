@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,9 +10,8 @@ import pytest
 os.environ.setdefault("YOLO_OFFLINE", "1")  # nothing may download at run time
 os.environ.pop("YOLO_ADAPTERS", None)
 os.environ.pop("YOLO_ADAPTERS_DISABLE", None)
-sys.path.insert(0, str(Path(__file__).parent))
 
-from models import build_checkpoint, legacy_ultralytics, pose_weights
+from tests.support.models import build_checkpoint, legacy_ultralytics, pose_weights
 
 TASKS = ("detect", "segment", "pose", "obb", "classify")
 

@@ -11,9 +11,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from needs import require
 
 import yolo_adapters
+from tests.support.needs import require
 from yolo_adapters.compare.parity import compare_results
 from yolo_adapters.core import logs
 from yolo_adapters.integration import patching

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from needs import require
 
 import yolo_adapters
+from tests.support.needs import require
 from yolo_adapters.errors import OptionError
 from yolo_adapters.quantize import choice
 

@@ -21,12 +21,11 @@ def _run_broken_engine(tmp_path: Path, ci: bool) -> subprocess.CompletedProcess:
     (fake / "__init__.py").write_text("raise ImportError('libopenvino.so.2026.4.1: cannot open shared object file')\n")
     test_file = tmp_path / "test_needs_openvino.py"
     test_file.write_text(
-        f"import sys\nsys.path.insert(0, {str(TESTS)!r})\nfrom needs import require\n\nrequire('openvino')\n\n\n"
-        "def test_engine_runs():\n    pass\n"
+        "from tests.support.needs import require\n\nrequire('openvino')\n\n\ndef test_engine_runs():\n    pass\n"
     )
     (tmp_path / "test_other.py").write_text("def test_other_engine():\n    pass\n")  # the rest of a suite
     env = {k: v for k, v in os.environ.items() if k != "CI"}
-    env["PYTHONPATH"] = str(tmp_path / "site")
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "site"), str(TESTS.parent)])
     if ci:
         env["CI"] = "true"
     return subprocess.run(

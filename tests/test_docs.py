@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from needs import require
+from tests.support.needs import require
 
 require("mkdocs", "docs")
 require("material", "docs")

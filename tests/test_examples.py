@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from needs import require
+from tests.support.needs import require
 
 require("openvino")
 

@@ -1,12 +1,12 @@
 """Every model family and task the installed Ultralytics ships, on every backend, against PyTorch.
 
-The models come from tests/family_models.py (built offline from Ultralytics' YAML files, outputs that depend on
+The models come from tests/support/family_models.py (built offline from Ultralytics' YAML files, outputs that depend on
 the image, margins far from every tolerance). Each case runs ``yolo_adapters.check`` (the same comparison users
 run) on bus.jpg and zidane.jpg. A family or task the installed Ultralytics lacks is not collected, so the
 compatibility matrix runs, on each release, the families that release has (.ci/compat: on OpenVINO, whose export
 route differs by release); the other tests here skip such a case with the reason. YOLO11 (YOLOv8 before
 Ultralytics 8.3, which cannot build YOLO11) runs in test_openvino.py, test_onnxruntime.py and test_ascend.py
-(tests/models.py), so not here as well; docs/families.md has the whole table.
+(tests/support/models.py), so not here as well; docs/families.md has the whole table.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from family_models import FAMILIES, available, build_family_checkpoint
-from models import task_model_family
 
 import yolo_adapters
+from tests.support.family_models import FAMILIES, available, build_family_checkpoint
+from tests.support.models import task_model_family
 
 BACKENDS = ("openvino", "onnxruntime", "ascend")
 # What the installed Ultralytics ships: a family or task it lacks (YOLO26 before 8.4, YOLO12 before 8.3.78, YOLOv10
 # before 8.2) is not a test on that release, so each compatibility-matrix entry runs the families its release has
 # (and not the few whose test model cannot be compared there: family_models.NOT_COMPARABLE_BEFORE).
-# The family of tests/models.py's task models is tested every task, every backend, in the backend test files.
+# The family of tests/support/models.py's task models is tested every task, every backend, in the backend test files.
 CASES = [
     (f, task)
     for f, tasks in FAMILIES.items()

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from engine_checks import assert_engine_ran_not_pytorch
-from needs import require
 
 import yolo_adapters
+from tests.support.engine_checks import assert_engine_ran_not_pytorch
+from tests.support.needs import require
 from yolo_adapters.compare.parity import DEFAULT_TOLERANCES, Tolerances, compare_results
 from yolo_adapters.core import logs
 from yolo_adapters.errors import BackendUnavailableError, DeviceError, ModelFormatError, OptionError

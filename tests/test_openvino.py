@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_checks import assert_engine_ran_not_pytorch
-from needs import require
 
 import yolo_adapters
+from tests.support.engine_checks import assert_engine_ran_not_pytorch
+from tests.support.needs import require
 from yolo_adapters.compare.parity import compare_results
 from yolo_adapters.errors import (
     BackendUnavailableError,

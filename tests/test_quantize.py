@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from family_models import available, build_family_checkpoint
-from needs import require
 
 import yolo_adapters
+from tests.support.family_models import available, build_family_checkpoint
+from tests.support.needs import require
 from yolo_adapters.errors import OptionError
 from yolo_adapters.integration.module import EngineModule
 

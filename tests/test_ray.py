@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from models import build_checkpoint
-from needs import require
+
+from tests.support.models import build_checkpoint
+from tests.support.needs import require
 
 ray = require("ray", extra="ray,test")
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from needs import require
 
 import yolo_adapters
+from tests.support.needs import require
 from yolo_adapters.compare.parity import compare_results
 from yolo_adapters.errors import ConversionError, ModelFormatError, OptionError
 

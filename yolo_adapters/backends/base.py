@@ -11,9 +11,11 @@ questions below, and nothing here imports an engine package.
 
 from __future__ import annotations
 
+import collections
 import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -99,6 +101,31 @@ class Engine(ABC):
 
     def close(self) -> None:
         """Release engine resources (devices, sessions)."""
+
+
+#: ``timed(batches, warmup)``: inference only, ``batches`` fed as fast as the engine takes them after ``warmup``;
+#: returns at least ``{"frames": N, "fps": batches per second}``.
+TimingSession = Callable[[Iterable[np.ndarray], np.ndarray], dict]
+
+
+def engine_throughput(engine: Engine, batches: Iterable[np.ndarray], warmup: np.ndarray) -> dict[str, Any]:
+    """Batches per second of ``engine`` over ``batches`` with ``engine.parallel + 1`` in flight, after one warm-up
+    batch per request: what any engine's asynchronous ``submit`` sustains, the pre-processing already done."""
+    in_flight = engine.parallel + 1
+    for pending in [engine.submit(warmup) for _ in range(in_flight)]:
+        pending.result()
+    queue: collections.deque[Pending] = collections.deque()
+    count = 0
+    start = time.perf_counter()
+    for batch in batches:
+        if len(queue) >= in_flight:
+            queue.popleft().result()
+        queue.append(engine.submit(batch))
+        count += 1
+    while queue:
+        queue.popleft().result()
+    total = time.perf_counter() - start
+    return {"frames": count, "fps": count / total if total > 0 else 0.0, "requests": in_flight}
 
 
 class Pending:
@@ -257,6 +284,18 @@ class BackendPlugin(ABC):
     @abstractmethod
     def load(self, artifact: Path, device: str, options: Mapping[str, Any]) -> Engine:
         """Compile/open ``artifact`` on ``device``."""
+
+    # -- timing: precision="auto" compares candidates by it, ``bench`` reports it as the inference-only limit ----
+    def timing_session(self, artifact: Path, device: str, options: Mapping[str, Any]) -> TimingSession:
+        """``artifact`` opened once for the most images per second, to be timed several times (``precision="auto"``
+        alternates rounds between its candidates). The default loads the engine as ``load`` does and keeps
+        ``parallel + 1`` batches in flight through ``submit``; an engine with a faster native queue overrides it."""
+        engine = self.load(artifact, device, options)
+
+        def timed(batches: Iterable[np.ndarray], warmup: np.ndarray) -> dict[str, Any]:
+            return engine_throughput(engine, batches, warmup)
+
+        return timed
 
 
 #: The name this class had before the plugin/engine/module names were split; third-party plugins keep working.

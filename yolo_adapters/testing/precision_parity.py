@@ -1,6 +1,6 @@
 """Measure how far each emulated ATC precision mode lands from PyTorch: the numbers behind docs/ascend.md, "Parity".
 
-    python -m yolo_adapters.testing.precision_parity                 # the test models (tests/models.py), all tasks
+    python -m yolo_adapters.testing.precision_parity                 # the test models (tests/support/models.py), all tasks
     python -m yolo_adapters.testing.precision_parity --tasks detect pose
     python -m yolo_adapters.testing.precision_parity --model my.pt  # your own checkpoint
 
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         tests = Path.cwd() / "tests"
         if not (tests / "models.py").is_file():
-            parser.error("run from the repository root (tests/models.py builds the test models), or pass --model")
+            parser.error("run from the repository root (tests/support/models.py builds the test models), or pass --model")
         sys.path.insert(0, str(tests))
         from models import build_checkpoint  # type: ignore[import-not-found]
 

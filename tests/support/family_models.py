@@ -25,8 +25,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from models import legacy_ultralytics, recalibrate_batchnorm
 
+from tests.support.models import legacy_ultralytics, recalibrate_batchnorm
 from yolo_adapters.core import assets
 
 IMGSZ = 320  # small and CI-friendly; every family here takes it

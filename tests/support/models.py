@@ -132,8 +132,9 @@ def _build_legacy(task: str, out_dir: Path) -> Path:
         recalibrate_batchnorm(model, views)
         _calibrate_class_bias(model, views)
     else:  # four classes fitted on the test images' features, as _fitted_classifier (no pose weights to borrow)
-        from family_models import fit_classify_head
         from ultralytics.data.augment import classify_transforms
+
+        from tests.support.family_models import fit_classify_head
 
         torch.manual_seed(0)
         model = type(yolo.model)(YAML_V8[task], nc=4, verbose=False)
@@ -150,11 +151,12 @@ def _build_legacy(task: str, out_dir: Path) -> Path:
 
 def _fitted_classifier(yolo, yaml: str) -> None:
     """yolo11n-cls with four classes: backbone from the pose weights (same layers), BatchNorm statistics from the
-    test images, and a linear layer fitted on the test images' pooled features (tests/family_models.py:
+    test images, and a linear layer fitted on the test images' pooled features (tests/support/family_models.py:
     fit_classify_head) so that each image has its own top-1, one logit ahead of the next class. A seeded
     1000-class head gave every class about 1/1000 and the same top-1 on both images: nothing could fail."""
-    from family_models import CLASS_NAMES, borrow_pose_weights, fit_classify_head, test_views
     from ultralytics.data.augment import classify_transforms
+
+    from tests.support.family_models import CLASS_NAMES, borrow_pose_weights, fit_classify_head, test_views
 
     torch.manual_seed(0)
     model = type(yolo.model)(yaml, nc=4, verbose=False)
