@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yolo_adapters.core import registry, state
+from yolo_adapters.core.settings import split_spec
+
+__all__ = ["Selection", "resolve", "split_spec"]
 
 
 @dataclass(frozen=True)
@@ -30,19 +33,13 @@ class Selection:
         return f"{self.backend}:{self.device}"
 
 
-def split_device(device: str) -> tuple[str, str]:
-    """``"openvino:GPU.1"`` -> ``("openvino", "GPU.1")``; ``"openvino"`` -> ``("openvino", "")``."""
-    prefix, _, rest = device.strip().partition(":")
-    return prefix.strip().lower(), rest.strip()
-
-
 def resolve(device: Any) -> Selection | None:
     """The plugin route for ``device``, or None to leave it to Ultralytics."""
     if isinstance(device, Selection):
         return device
     current = state.current()
     if isinstance(device, str) and device.strip():
-        prefix, spec = split_device(device)
+        prefix, spec = split_spec(device)
         backend = registry.backend_for_device_prefix(prefix)
         if backend is not None:
             options = dict(current.options) if current and current.backend == backend.name else {}

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from yolo_adapters.errors import UnknownBackendError
+from yolo_adapters.core.settings import split_spec
+from yolo_adapters.errors import BackendUnavailableError, UnknownBackendError
 
 if TYPE_CHECKING:
     from yolo_adapters.backends.base import BackendPlugin
@@ -94,3 +96,50 @@ def backend_for_device_prefix(prefix: str) -> BackendPlugin | None:
         if backend.claims_device(prefix):
             return backend
     return None
+
+
+class ResolvedSpec(NamedTuple):
+    """A ``backend[:device]`` text resolved: the plugin, its engine device, and the validated options."""
+
+    plugin: BackendPlugin
+    device: str
+    #: ``validate_options``'s result with ``"device"`` set; empty when no options were given.
+    options: dict[str, Any]
+
+
+def plugin_for_prefix(prefix: str) -> BackendPlugin:
+    """The plugin named ``prefix``, or claiming it as a device alias ("intel"); UnknownBackendError otherwise."""
+    try:
+        return get_backend(prefix)
+    except UnknownBackendError:
+        claimed = backend_for_device_prefix(prefix)
+        if claimed is None:
+            raise
+        return claimed
+
+
+def resolve_spec(
+    text: str, *, options: Mapping[str, Any] | None = None, require_installed: bool = True
+) -> ResolvedSpec:
+    """``"openvino:gpu"`` -> (the OpenVINO plugin, ``"GPU"``, options): the one path from user text to a plugin.
+
+    Raises UnknownBackendError for a name no plugin claims, BackendUnavailableError (the plugin's own sentence)
+    when ``require_installed`` and the engine cannot run here, and the plugin's OptionError for bad ``options``.
+    The device is the text's, else ``options["device"]``, else the plugin's default, always normalised.
+    """
+    prefix, spec = split_spec(text)
+    plugin = plugin_for_prefix(prefix)
+    if require_installed:
+        missing = plugin.missing_requirements()
+        if missing:
+            raise BackendUnavailableError(missing)
+    checked = plugin.validate_options(options) if options is not None else {}
+    if spec:
+        device = plugin.normalize_device(prefix, spec)
+    elif checked.get("device"):
+        device = plugin.normalize_device(plugin.name, str(checked["device"]))
+    else:
+        device = plugin.default_device
+    if options is not None:
+        checked["device"] = device
+    return ResolvedSpec(plugin, device, checked)

@@ -20,10 +20,19 @@ def disabled() -> bool:
     return os.environ.get(DISABLE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def split_spec(text: str) -> tuple[str, str]:
+    """``"OpenVINO:GPU.1"`` -> ``("openvino", "GPU.1")``; ``"onnxruntime:cuda:1"`` -> ``("onnxruntime", "cuda:1")``.
+
+    The one parser of ``backend[:device]`` text (``YOLO_ADAPTERS``, ``device=``, ``--backend``, ``--device``): it
+    lives in this bottom layer so the start-up hook can use it; ``core.devices`` re-exports it.
+    """
+    prefix, _, spec = str(text).strip().partition(":")
+    return prefix.strip().lower(), spec.strip()
+
+
 def requested_backend() -> tuple[str, str] | None:
     """``YOLO_ADAPTERS=openvino:GPU`` -> ("openvino", "GPU"); unset, empty or "off" -> None."""
     value = os.environ.get(BACKEND_ENV, "").strip()
     if not value or value.lower() in ("0", "off", "none", "false"):
         return None
-    backend, _, device = value.partition(":")
-    return backend.strip().lower(), device.strip()
+    return split_spec(value)
