@@ -3,6 +3,7 @@ functions counted. A broken contract fails here with import-linter's own report 
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -35,3 +36,15 @@ def test_nothing_points_outside_the_repository() -> None:
         if any(marker in text for marker in OUTSIDE):
             offenders.append(name)
     assert not offenders, f"these files point at files outside the repository: {offenders}"
+
+
+def test_architecture_page_lists_the_layers_of_the_contract() -> None:
+    """docs/architecture.md's layer table is the layers contract, row for row: the page cannot drift from the code."""
+    contract = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]
+    expected = [{name.strip() for name in row.split("|")} for row in contract["layers"]]
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    table = page[page.index("| layer (top to bottom) | packages |") :].split("\n\n")[0].splitlines()[2:]
+    documented = [
+        {f"yolo_adapters.{name}" for name in re.findall(r"`([\w.]+)`", row.split("|")[2])} for row in table
+    ]
+    assert documented == expected
