@@ -11,6 +11,8 @@ from typing import Any
 from yolo_adapters.errors import ModelFormatError
 
 TASKS = ("detect", "segment", "semantic", "depth", "classify", "pose", "obb")
+#: The task Ultralytics assumes when a model or its metadata names none.
+DEFAULT_TASK = "detect"
 
 #: Ultralytics' head class (export metadata ``head``) -> the model family it belongs to.
 _HEAD_FAMILIES = {"RTDETRDecoder": "RT-DETR", "v10Detect": "YOLOv10", "WorldDetect": "YOLO-World"}
@@ -77,23 +79,6 @@ class ModelInfo:
         if self.head:
             return self.head == "RTDETRDecoder"
         return self.family.lower().startswith("rtdetr")
-
-    def expected_channels(self) -> int | None:
-        """Size of dim 1 of the first output for a YOLO head with NMS outside the graph (None: not such a head)."""
-        nc = len(self.names)
-        if self.end2end or self.rtdetr:
-            return None
-        if self.task == "detect":
-            return 4 + nc
-        if self.task == "segment":
-            return None  # 4 + nc + number of mask coefficients; checked against the proto output instead
-        if self.task == "pose" and self.kpt_shape:
-            return 4 + nc + self.kpt_shape[0] * self.kpt_shape[1]
-        if self.task == "obb":
-            return 4 + nc + 1
-        if self.task == "classify":
-            return nc
-        return None
 
     def layout_problem(self, shapes: list[tuple[int, ...]]) -> str | None:
         """What is wrong with an engine's output shapes (in the order the predictor reads them) for this model,
@@ -247,6 +232,11 @@ def info_from_module(model: Any) -> ModelInfo:
         kpt_shape=tuple(kpt) if kpt else None,  # type: ignore[arg-type]
         channels=int(yaml_cfg.get("channels", 3)),
     )
+
+
+def task_of(source: Any) -> str:
+    """The task of a ModelInfo, an Ultralytics model or anything with ``.task``: ``DEFAULT_TASK`` when unset."""
+    return str(getattr(source, "task", None) or DEFAULT_TASK)
 
 
 def _guess_task(model: Any) -> str:

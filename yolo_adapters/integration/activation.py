@@ -15,7 +15,6 @@ from typing import Any
 from yolo_adapters.core import registry, state
 from yolo_adapters.core.settings import disabled
 from yolo_adapters.core.state import Activation, current
-from yolo_adapters.errors import BackendUnavailableError
 from yolo_adapters.integration import patching
 
 __all__ = ["Activation", "activate", "active", "current", "deactivate", "use"]
@@ -36,11 +35,7 @@ def activate(backend: str = "openvino", **options: Any) -> None:
     if disabled():
         logging.getLogger(__name__).info("YOLO_ADAPTERS_DISABLE is set; not activating %s", backend)
         return
-    plugin = registry.get_backend(backend)
-    missing = plugin.missing_requirements()
-    if missing:
-        raise BackendUnavailableError(missing)
-    checked = plugin.validate_options(options)
+    plugin, _, checked = registry.resolve_spec(backend, options=options)
     with state.lock:
         state.set_current(Activation(plugin.name, checked))
         patching.install()

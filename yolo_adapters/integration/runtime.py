@@ -15,7 +15,7 @@ import torch
 
 from yolo_adapters.core import registry
 from yolo_adapters.core.model_info import info_from_module
-from yolo_adapters.errors import BackendUnavailableError, ModelFormatError
+from yolo_adapters.errors import ModelFormatError
 from yolo_adapters.integration.export import load_checkpoint, prepare_artifact
 from yolo_adapters.integration.module import EngineModule
 
@@ -28,11 +28,7 @@ LOGGER = logging.getLogger(__name__)
 
 def resolve_backend(selection: Selection) -> BackendPlugin:
     """The plugin a device selection names, or the error saying what to install."""
-    backend = registry.get_backend(selection.backend)
-    missing = backend.missing_requirements()
-    if missing:
-        raise BackendUnavailableError(missing)
-    return backend
+    return registry.resolve_spec(selection.backend).plugin
 
 
 def build_engine_module(

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from yolo_adapters.core.images import IMAGE_SUFFIXES
 from yolo_adapters.errors import OptionError
 from yolo_adapters.quantize import graph
 
 LOGGER = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_CALIBRATION_SIZE = 300
 LABELS_NEEDED = (
     "a labelled dataset: a YOLO data.yaml, or a folder with images/ and labels/ in YOLO format (labels/NAME.txt "

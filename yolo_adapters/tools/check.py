@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from yolo_adapters.compare.parity import DEFAULT_TOLERANCES, Agreement, Tolerances, compare_results
-from yolo_adapters.errors import AdapterError, BackendUnavailableError, ModelFormatError, OptionError
-
-_IMAGE_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic"}
+from yolo_adapters.core.images import IMAGE_SUFFIXES
+from yolo_adapters.core.model_info import task_of
+from yolo_adapters.errors import AdapterError, ModelFormatError, OptionError
 
 
 # -- the report ---------------------------------------------------------------------------------------------
@@ -243,7 +243,7 @@ def resolve_images(source: str | Path | Sequence[str | Path] | None) -> list[Pat
     for item in items:
         path = Path(item).expanduser()
         if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+            found += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         elif path.is_file():
             found.append(path)
         else:
@@ -252,9 +252,9 @@ def resolve_images(source: str | Path | Sequence[str | Path] | None) -> list[Pat
                 raise OptionError(
                     f"Source {item!r} is neither an image, a folder nor a glob pattern that matches files."
                 )
-            found += [p for p in matches if p.suffix.lower() in _IMAGE_SUFFIXES]
+            found += [p for p in matches if p.suffix.lower() in IMAGE_SUFFIXES]
     if not found:
-        raise OptionError(f"No images ({', '.join(sorted(_IMAGE_SUFFIXES))}) found in {', '.join(map(str, items))}.")
+        raise OptionError(f"No images ({', '.join(IMAGE_SUFFIXES)}) found in {', '.join(map(str, items))}.")
     return found
 
 
@@ -293,11 +293,6 @@ def _semantic_margin(model: Any, image: str, result: Any, args: dict[str, Any], 
     if logits.ndim != 4:  # a class map already (no logits to measure margins on)
         return None
     return semantic_margin(logits[0].detach().cpu(), input_shape, result.orig_shape)
-
-
-def _parse_backend(spec: str) -> tuple[str, str]:
-    backend, _, device = str(spec).partition(":")
-    return backend.strip().lower(), device.strip()
 
 
 def _infer_backend(engine_model: Path) -> str:
@@ -388,20 +383,7 @@ def check(
         common["imgsz"] = imgsz
 
     # Validate every engine up front: a typo must not cost a conversion first.
-    plans = []
-    for spec in backends:
-        name, device = _parse_backend(spec)
-        backend = registry.get_backend(name)
-        missing = backend.missing_requirements()
-        if missing:
-            raise BackendUnavailableError(f"{name}: {missing}")
-        engine_options = dict(common)
-        if device:
-            engine_options["device"] = device
-        engine_options = backend.validate_options(engine_options)
-        device = backend.normalize_device(backend.name, str(engine_options.get("device") or ""))
-        engine_options["device"] = device
-        plans.append((backend, device, engine_options))
+    plans = [registry.resolve_spec(spec, options=common) for spec in backends]
 
     from ultralytics import RTDETR, YOLO
 
@@ -411,7 +393,7 @@ def check(
         raise ModelFormatError(
             f"Could not load {model_path} as an Ultralytics checkpoint ({type(exc).__name__}: {exc})."
         ) from exc
-    task = reference.task or "detect"
+    task = task_of(reference)
     predict_args: dict[str, Any] = {"conf": conf, "verbose": False}
     if imgsz is not None:
         predict_args["imgsz"] = imgsz
