@@ -141,7 +141,7 @@ def throughput(xml: Path, shape: tuple[int, ...], seconds: float) -> float:
 
 
 def cpu_line() -> str:
-    from yolo_adapters.backends.openvino.int8 import cpu_flags, cpu_isa
+    from yolo_adapters.core.cpu import cpu_flags, cpu_isa
 
     flags = sorted(
         f

@@ -21,6 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from yolo_adapters.backends.openvino.engine import OpenVINOEngine, core
+from yolo_adapters.core.cpu import ISA_LEVELS, cpu_flags, cpu_isa  # noqa: F401 - re-exported for its users
 from yolo_adapters.core.model_info import read_artifact_info
 from yolo_adapters.errors import ConversionError, OptionError
 from yolo_adapters.integration.module import EngineModule
@@ -209,56 +210,8 @@ def keypoint_channels(info: Any) -> int | None:
     return int(shape[0]) * int(shape[1])
 
 
-#: x86 instruction-set levels, best first, each with the /proc/cpuinfo flag that marks it. VNNI (and AMX) multiply
-#: u8 x s8 into 32-bit sums; without it (AVX2, AVX-512 before Cascade Lake) oneDNN's int8 kernels add pairs of
-#: products in 16 bits, which saturate (NNCF's "overflow issue"): the INT8 recipe is chosen by this.
-ISA_LEVELS = (
-    ("amx", "amx_int8"),
-    ("avx512_vnni", "avx512_vnni"),
-    ("avx_vnni", "avx_vnni"),
-    ("avx512", "avx512bw"),
-    ("avx2", "avx2"),
-    ("sse4", "sse4_2"),
-)
+#: ISA levels (``core.cpu.ISA_LEVELS``) whose int8 kernels sum in 32 bits: they get the "vnni" recipe.
 VNNI_ISAS = ("amx", "avx512_vnni", "avx_vnni")
-#: numpy's CPU feature names for the same levels: where there is no /proc/cpuinfo (Windows, macOS).
-_NUMPY_FEATURES = (
-    ("amx", "AVX512_SPR"),
-    ("avx512_vnni", "AVX512_CLX"),
-    ("avx512", "AVX512_SKX"),
-    ("avx2", "AVX2"),
-    ("sse4", "SSE42"),
-)
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (Linux); empty where it cannot be read."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return set(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return set()
-
-
-def cpu_isa(flags: set[str] | None = None) -> str:
-    """The best ISA level of this CPU (``ISA_LEVELS``): from /proc/cpuinfo, else from numpy's CPU dispatch
-    features; "unknown" when neither tells (the recipe is then the one for CPUs without VNNI)."""
-    flags = cpu_flags() if flags is None else flags
-    if flags:
-        return next((name for name, flag in ISA_LEVELS if flag in flags), "unknown")
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__ as features  # numpy >= 2
-    except ImportError:  # pragma: no cover - numpy 1.x
-        try:
-            from numpy.core._multiarray_umath import __cpu_features__ as features
-        except ImportError:
-            return "unknown"
-    return next((name for name, key in _NUMPY_FEATURES if features.get(key)), "unknown")
-
-
 TARGET_KEY = "yolo_adapters_int8_target"  # in ExportPlan.extra: part of the cache key, not an exporter argument
 
 
@@ -282,7 +235,7 @@ def int8_target(device: str) -> dict[str, str]:
     family = device.split(":")[0].split(".")[0].upper() or "CPU"
     if family in ("GPU", "NPU"):
         return {"device": family, "isa": family.lower(), "recipe": "vnni"}
-    isa = cpu_isa()
+    isa = cpu_isa(cpu_flags())  # this module's name: tests replace it to take another ISA's path
     return {"device": family, "isa": isa, "recipe": "vnni" if isa in VNNI_ISAS else "no_vnni"}
 
 
