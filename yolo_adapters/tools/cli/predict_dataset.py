@@ -1,0 +1,64 @@
+"""``yolo-adapters predict-dataset``: ``yolo_adapters.ray.predict`` over a source, written as Parquet.
+
+Ray is imported only when the command runs: ``yolo-adapters`` itself starts without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from yolo_adapters.tools.cli._options import parse_options
+
+
+def add_parser(sub: Any) -> None:
+    pds = sub.add_parser(
+        "predict-dataset", help="batch inference over images on Ray Data, written as Parquet (docs/ray.md)"
+    )
+    pds.add_argument("source", nargs="+", help="folder, glob, image path or URI (s3://, gs://...), repeatable")
+    pds.add_argument("--model", "-m", required=True, help="a .pt (converted once, here) or an engine model")
+    pds.add_argument("--device", "-d", default="openvino", help="backend[:device], e.g. openvino, onnxruntime:cuda")
+    pds.add_argument("--output", required=True, help="Parquet folder (local or a URI pyarrow can write)")
+    pds.add_argument("--address", help="Ray cluster: auto, ray://HOST:10001; default RAY_ADDRESS or a local Ray")
+    pds.add_argument("--batch-size", type=int, default=8)
+    pds.add_argument("--concurrency", type=int, help="actors (default: the cluster's CPUs / --num-cpus)")
+    pds.add_argument("--num-cpus", type=float, help="CPUs per actor, also its engine threads (default 1)")
+    pds.add_argument(
+        "--fail-fast", action="store_true", help="stop at the first unreadable image (default: error rows)"
+    )
+    pds.add_argument("--option", "-o", action="append", default=[], help="backend option key=value (repeatable)")
+    pds.add_argument(
+        "--arg", "-a", action="append", default=[], help="predict argument key=value: -a conf=0.3 -a imgsz=640"
+    )
+    pds.set_defaults(func=cmd_predict_dataset)
+
+
+def cmd_predict_dataset(args: argparse.Namespace) -> int:
+    import ray
+
+    from yolo_adapters.ray import predict
+
+    options, predict_args = parse_options(args.option), parse_options(args.arg)
+    started = False
+    if not ray.is_initialized():
+        ray.init(address=args.address or os.environ.get("RAY_ADDRESS"), log_to_driver=True)
+        started = True
+    try:
+        ds = predict(
+            args.source if len(args.source) > 1 else args.source[0],
+            args.model,
+            device=args.device,
+            batch_size=args.batch_size,
+            concurrency=args.concurrency,
+            num_cpus=args.num_cpus,
+            options=options,
+            fail_fast=args.fail_fast,
+            **predict_args,
+        )
+        ds.write_parquet(args.output)  # Ray Data's own progress bars show the job
+        print(f"wrote {args.output}")
+    finally:
+        if started:
+            ray.shutdown()
+    return 0
