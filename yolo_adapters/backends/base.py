@@ -36,6 +36,20 @@ COMMON_OPTIONS: dict[str, tuple[type, ...]] = {
     "pipeline": (bool,),  # overlap loading, pre-processing, inference and post-processing on video/folder sources
     "request_timeout": (int, float),  # seconds an asynchronous inference may take before it is an error
 }
+#: Options of precision="int8" (docs/quantization.md); every plugin listing "int8" or "auto" in ``precisions``
+#: accepts them (``BackendPlugin.precision_option_types``).
+QUANT_OPTIONS: dict[str, tuple[type, ...]] = {
+    "calibration": (str, Path, type(None)),  # folder of images (searched recursively), or a YOLO data.yaml
+    "calibration_size": (int,),  # at most this many calibration images (default 300, NNCF's default)
+    "holdout": (int, type(None)),  # images kept back for the report (default: 20% of the folder, 1..50)
+    "fast_bias_correction": (bool,),  # NNCF's fast bias correction: about 2x quicker calibration, less accurate
+    "max_drop": (float, int, type(None)),  # accuracy-controlled NNCF quantization: largest metric drop allowed
+    "max_keypoint_px": (float, int, type(None)),  # accuracy control on agreement with FP32 (pose, no labels needed)
+}
+#: precision="auto" adds the bounds on agreement with FP32 (``yolo_adapters.quantize.choice``).
+AUTO_OPTIONS: dict[str, tuple[type, ...]] = {"tolerance": (dict, type(None))}
+#: The precisions whose conversion is ``yolo_adapters.quantize``'s (calibrated on the user's images).
+CALIBRATED_PRECISIONS = ("int8", "auto")
 #: Default ``request_timeout``: far above any one batch of a YOLO model on a working device, so it only ends hangs.
 DEFAULT_REQUEST_TIMEOUT = 300.0
 
@@ -191,7 +205,7 @@ class BackendPlugin(ABC):
     # -- options ----------------------------------------------------------------------------------
     def validate_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """Reject unknown option names and wrong types early, with the list of valid ones."""
-        allowed = {**COMMON_OPTIONS, **self.option_types}
+        allowed = {**COMMON_OPTIONS, **self.precision_option_types(), **self.option_types}
         for key, value in options.items():
             if key not in allowed:
                 raise OptionError(
@@ -254,15 +268,6 @@ class BackendPlugin(ABC):
             extra=extra,
         )
 
-    #: Whether INT8 conversion supports accuracy control (``max_drop``): NNCF does, ONNX Runtime's quantizer does not.
-    accuracy_control: ClassVar[bool] = False
-
-    def quantizer_version(self) -> str:
-        """Name and version of the INT8 quantizer (part of the cache key); a clear error when it is not installed.
-
-        Only called for plugins that list "int8" in ``precisions``."""
-        raise NotImplementedError(f"The {self.name!r} backend has no INT8 quantizer.")
-
     def engine_version(self) -> str:
         """Version of the engine package; part of the conversion cache key."""
         return ""
@@ -274,8 +279,9 @@ class BackendPlugin(ABC):
         return None
 
     def finish_artifact(self, exported: Path, plan: ExportPlan) -> Path:
-        """Post-process what Ultralytics exported (e.g. run a compiler); returns the runnable artifact."""
-        return self.find_artifact(exported) or exported
+        """Post-process what Ultralytics exported (e.g. run a compiler); returns the runnable artifact. The default
+        finds the artifact and completes INT8 and precision="auto" (``finish_precision``)."""
+        return self.finish_precision(self.find_artifact(exported) or exported, plan)
 
     def artifact_info(self, artifact: Path, options: Mapping[str, Any]) -> ModelInfo:
         """Ultralytics metadata (a ModelInfo) for ``artifact``; a backend may fill gaps from its options."""
@@ -284,6 +290,77 @@ class BackendPlugin(ABC):
     @abstractmethod
     def load(self, artifact: Path, device: str, options: Mapping[str, Any]) -> Engine:
         """Compile/open ``artifact`` on ``device``."""
+
+    # -- precision: INT8 and precision="auto", written once in yolo_adapters.quantize against these hooks -------
+    # A plugin listing "int8" or "auto" in ``precisions`` subclasses ``yolo_adapters.quantize.PrecisionPlugin``
+    # (which implements ``precision_plan``/``finish_precision``), ends ``export_plan`` with
+    # ``return self.precision_plan(plan, options, device)`` and implements ``quantize`` (and, for "auto", whichever
+    # of the candidate hooks its engine needs). docs/plugins.md lists them.
+
+    #: Whether INT8 conversion supports accuracy control (``max_drop``): NNCF does, ONNX Runtime's quantizer does not.
+    accuracy_control: ClassVar[bool] = False
+    #: What precision="auto" may choose among, the reference first (the error without calibration data names them).
+    auto_candidates: ClassVar[tuple[str, ...]] = ("fp32", "int8")
+    #: How ``timing_session`` measures, as the precision="auto" choice record says it (``timing`` section).
+    timing_record: ClassVar[dict[str, str]] = {
+        "fps": "images/s of the engine, parallel + 1 batches in flight through submit, inference only, best round"
+    }
+
+    def precision_option_types(self) -> dict[str, tuple[type, ...]]:
+        """The INT8 options (and ``tolerance`` for "auto") where ``precisions`` lists them: one table for all."""
+        found: dict[str, tuple[type, ...]] = {}
+        if set(CALIBRATED_PRECISIONS) & set(self.precisions):
+            found.update(QUANT_OPTIONS)
+        if "auto" in self.precisions:
+            found.update(AUTO_OPTIONS)
+        return found
+
+    def quantizer_version(self) -> str:
+        """Name and version of the INT8 quantizer (part of the cache key); a clear error when it is not installed.
+
+        Only called for plugins that list "int8" in ``precisions``."""
+        raise NotImplementedError(f"The {self.name!r} backend has no INT8 quantizer.")
+
+    def precision_facts(self, precision: str, device: str, options: Mapping[str, Any]) -> dict[str, Any]:
+        """What an INT8 (``precision="int8"``) or ``precision="auto"`` conversion for ``device`` depends on besides
+        the calibration data (the CPU's instruction set, the execution provider...): it enters the cache key, so a
+        host that would convert otherwise converts again, and the choice record. JSON-serialisable values."""
+        return {}
+
+    def precision_plan(self, plan: ExportPlan, options: Mapping[str, Any], device: str) -> ExportPlan:
+        """``plan`` completed for its precision: the last step of ``export_plan``. Only "int8" and "auto" change it
+        (``yolo_adapters.quantize.PrecisionPlugin``); a plugin without them keeps its plan."""
+        if plan.precision in CALIBRATED_PRECISIONS:
+            raise NotImplementedError(
+                f"The {self.name!r} backend lists precision={plan.precision!r} but is no "
+                "yolo_adapters.quantize.PrecisionPlugin."
+            )
+        return plan
+
+    def finish_precision(self, artifact: Path, plan: ExportPlan) -> Path:
+        """The runnable ``artifact`` turned into ``plan.precision`` where that is a calibrated precision (INT8,
+        "auto": ``yolo_adapters.quantize.PrecisionPlugin``); unchanged otherwise."""
+        return artifact
+
+    def quantize(self, artifact: Path, plan: ExportPlan, keep_fp32: bool = False) -> Path:
+        """INT8 of the FP32 ``artifact`` beside it, with ``quantization_report.json``; the FP32 one removed unless
+        ``keep_fp32``. Written with ``yolo_adapters.quantize.int8.Quantizer``, whose ``run`` is the shared flow."""
+        raise NotImplementedError(f"The {self.name!r} backend has no INT8 quantizer.")
+
+    def input_shape(self, artifact: Path) -> tuple[int, ...]:
+        """The input shape ``artifact`` declares, -1 where dynamic (``yolo_adapters.quantize.static_shape`` sets
+        those from the plan). The default opens the engine; a plugin that can read the file alone overrides it."""
+        return tuple(self.load(artifact, self.default_device, {}).input_shape)
+
+    def precision_candidates(self, device: str) -> list[str]:
+        """What precision="auto" builds and times on ``device``: ``auto_candidates`` unless the device lacks one."""
+        return list(self.auto_candidates)
+
+    def build_candidate(self, name: str, fp32_artifact: Path, plan: ExportPlan) -> Path:
+        """The artifact of candidate ``name`` (not "fp32" nor "int8", which is ``quantize``): by default the FP32
+        artifact itself, which ``load``/``timing_session`` run at ``{"precision": name}`` (OpenVINO's bf16). A
+        converted copy goes beside it (ONNX Runtime's fp16); a ConversionError leaves the candidate out."""
+        return fp32_artifact
 
     # -- timing: precision="auto" compares candidates by it, ``bench`` reports it as the inference-only limit ----
     def timing_session(self, artifact: Path, device: str, options: Mapping[str, Any]) -> TimingSession:
@@ -296,6 +373,64 @@ class BackendPlugin(ABC):
             return engine_throughput(engine, batches, warmup)
 
         return timed
+
+    # -- Ray actors: yolo_adapters.ray asks these; defaults fit an engine without accelerator or thread settings ------
+    def accelerator_request(self, device: str, cluster: Mapping[str, float]) -> tuple[float | None, dict[str, float]]:
+        """The (num_gpus, resources) one Ray actor running ``device`` asks for when the caller gave neither, so that
+        each actor owns its card; ``cluster`` is ``ray.cluster_resources()``. Default: nothing (a CPU engine)."""
+        return None, {}
+
+    def accelerator_device(self, device: str, assigned: Mapping[str, Sequence[Any]], env: Mapping[str, str]) -> str:
+        """The device an actor opens given the accelerator ids Ray ``assigned`` it (``get_accelerator_ids()``) and
+        its environment (Ray hides other cards through ``*_VISIBLE_DEVICES``). Default: ``device`` as given."""
+        return device
+
+    def thread_options(self, options: Mapping[str, Any], threads: int) -> dict[str, Any]:
+        """``options`` with the engine's intra-op thread count set to ``threads`` unless the user set it: an actor
+        holding N Ray CPUs runs N engine threads. Default: the engine has no such option, ``options`` as they are."""
+        return dict(options)
+
+    # -- bench: the rows `yolo-adapters bench` times for this engine ---------------------------------------------
+    #: Ultralytics export format whose own runtime path (``YOLO("model.onnx")``) ``bench`` times beside this
+    #: engine; None where Ultralytics runs no such export itself.
+    native_format: ClassVar[str | None] = None
+
+    def bench_rows(self, calibration: Path) -> dict[str, dict[str, Any]]:
+        """Rows of ``yolo-adapters bench``: label -> options of ``activate(self.name, **options)``, each timed as a
+        stream predict; the first also times single images. ``calibration``: images for an INT8 row. Rows this
+        host cannot run are left out. Default: one row with the engine's defaults."""
+        return {f"yolo_adapters {self.name}": {}}
+
+    def bench_native_rows(self) -> dict[str, Callable[[], Callable[[], None]]]:
+        """Rows timing Ultralytics' own path on its ``native_format`` export: label -> a setup run before the model
+        is loaded that returns its undo (e.g. a patch so that Ultralytics compiles in FP32). The first is the
+        "vs native" reference. Default: one row, nothing to set up."""
+        if self.native_format is None:
+            return {}
+        return {f"Ultralytics native {self.native_format}": lambda: lambda: None}
+
+    def bench_limits(self) -> dict[str, dict[str, Any]]:
+        """Inference-only limits ``bench`` measures through ``timing_session`` on the model a row ran (a native
+        row's: Ultralytics' export): row label -> ``{"label": limit label, "options": timing options}``, plus
+        ``"decode": label`` on the one also fed by decoding each frame (the decode-inclusive bound). The first
+        limit of a dynamic row is what the other dynamic rows are compared with; a native row's, the static
+        ones. Empty (the default): the first bench row's model, with its options."""
+        return {}
+
+    def bare_infer(self, engine: Engine) -> Callable[[np.ndarray], Any]:
+        """The cheapest call that runs ``engine`` on one batch, which ``bench`` compares ``EngineModule.forward``
+        with to show the adapter's per-call overhead. Default: ``engine.infer``."""
+        return engine.infer
+
+    def bench_notes(self, fps: Mapping[str, float]) -> list[str]:
+        """Sentences ``bench`` adds under its table for this engine's rows (``fps``: median FPS by row label)."""
+        return []
+
+    def machine_facts(self) -> dict[str, str]:
+        """What ``bench``'s machine line says about this engine here: name -> value (its version, a native data
+        type). Called only when ``missing_requirements()`` is None."""
+        version = self.engine_version()
+        return {self.name: version} if version else {}
 
 
 #: The name this class had before the plugin/engine/module names were split; third-party plugins keep working.

@@ -11,11 +11,14 @@ import tarfile
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from yolo_adapters.ray import _encode
+
+if TYPE_CHECKING:
+    from yolo_adapters.backends.base import BackendPlugin
 
 LOGGER = logging.getLogger(__name__)
 
@@ -23,69 +26,51 @@ LOGGER = logging.getLogger(__name__)
 _RESERVED = ("source", "stream", "device", "model", "save", "show")
 
 
-# -- device strings -----------------------------------------------------------------------------------
-def parse_device(device: str) -> tuple[Any, str]:
-    """``"openvino"`` -> (the openvino plugin, "CPU"); ``"onnxruntime:cuda:1"`` -> (plugin, "cuda:1")."""
+# -- device strings and the engine's Ray hooks --------------------------------------------------------------
+def parse_device(device: str) -> tuple[BackendPlugin, str]:
+    """``"openvino"`` -> (the openvino plugin, "CPU"); ``"onnxruntime:cuda:1"`` -> (plugin, "cuda:1"): the registry's
+    one ``backend[:device]`` parser; UnknownBackendError for a name no plugin claims."""
+    from yolo_adapters.core.registry import resolve_spec
+
+    resolved = resolve_spec(str(device), require_installed=False)
+    return resolved.plugin, resolved.device
+
+
+def _plugin(backend: str | BackendPlugin) -> BackendPlugin:
     from yolo_adapters.core.registry import get_backend
 
-    prefix, _, spec = str(device).strip().partition(":")
-    plugin = get_backend(prefix.strip().lower())
-    return plugin, (plugin.normalize_device(prefix.strip().lower(), spec.strip()) if spec.strip() else "")
+    return get_backend(backend) if isinstance(backend, str) else backend
 
 
-def accelerator_device(backend: str, device: str, assigned: Mapping[str, Sequence[Any]], env: Mapping[str, str]) -> str:
+def accelerator_device(
+    backend: str | BackendPlugin, device: str, assigned: Mapping[str, Sequence[Any]], env: Mapping[str, str]
+) -> str:
     """The engine device an actor opens, given the accelerator ids Ray assigned to it.
 
     Ray hides the other cards from an actor (``CUDA_VISIBLE_DEVICES``, ``ASCEND_RT_VISIBLE_DEVICES``), so its
     cards are numbered from 0 inside the actor: ``ascend`` with ``resources={"NPU": 2}`` opens "0,1" whatever
     physical cards Ray picked, and ``onnxruntime:cuda`` with ``num_gpus=1`` opens "cuda:0". Where Ray was told
     not to set the variable (``RAY_EXPERIMENTAL_NOSET_*``), the physical ids it assigned are used instead. A
-    device with no accelerator assigned stays as given.
+    device with no accelerator assigned stays as given. The engine's plugin answers
+    (``BackendPlugin.accelerator_device``).
     """
-    if backend == "ascend":
-        ids = [str(i) for i in assigned.get("NPU", ())]
-        if not ids:
-            return device
-        if env.get("ASCEND_RT_VISIBLE_DEVICES"):
-            return ",".join(str(i) for i in range(len(ids)))
-        return ",".join(ids)
-    if backend == "onnxruntime":
-        ids = [str(i) for i in assigned.get("GPU", ())]
-        provider, _, _index = device.partition(":")
-        if not ids or provider not in _GPU_PROVIDERS:
-            return device
-        visible = env.get("CUDA_VISIBLE_DEVICES") if provider != "rocm" else env.get("ROCR_VISIBLE_DEVICES")
-        return f"{provider}:{0 if visible else ids[0]}"
-    return device
-
-
-#: Ray resource that holds the cards an engine device names: GPU for CUDA-family providers, NPU for Ascend.
-_GPU_PROVIDERS = ("cuda", "tensorrt", "rocm", "migraphx")
+    return _plugin(backend).accelerator_device(device, assigned, env)
 
 
 def accelerator_request(
-    backend: str, device: str, cluster: Mapping[str, float]
+    backend: str | BackendPlugin, device: str, cluster: Mapping[str, float]
 ) -> tuple[float | None, dict[str, float]]:
     """The (num_gpus, resources) one actor asks Ray for when the caller gave neither: one GPU for
     ``onnxruntime:cuda`` (and tensorrt, rocm, migraphx), one NPU for ``ascend``, so that each actor owns its card.
-    Nothing when the cluster has no such resource (the device is then opened as given, shared by every actor)."""
-    if backend == "onnxruntime" and device.partition(":")[0] in _GPU_PROVIDERS and cluster.get("GPU", 0) >= 1:
-        return 1.0, {}
-    if backend == "ascend" and cluster.get("NPU", 0) >= 1:
-        return None, {"NPU": 1.0}
-    return None, {}
+    Nothing when the cluster has no such resource (the device is then opened as given, shared by every actor).
+    The engine's plugin answers (``BackendPlugin.accelerator_request``)."""
+    return _plugin(backend).accelerator_request(device, cluster)
 
 
-def thread_options(backend: str, options: Mapping[str, Any], threads: int) -> dict[str, Any]:
-    """``options`` with the engine's intra-op thread count set to ``threads`` unless the user set it."""
-    out = dict(options)
-    if backend == "openvino":
-        config = dict(out.get("config") or {})
-        config.setdefault("INFERENCE_NUM_THREADS", int(threads))
-        out["config"] = config
-    elif backend == "onnxruntime":
-        out.setdefault("intra_op_threads", int(threads))
-    return out
+def thread_options(backend: str | BackendPlugin, options: Mapping[str, Any], threads: int) -> dict[str, Any]:
+    """``options`` with the engine's intra-op thread count set to ``threads`` unless the user set it
+    (``BackendPlugin.thread_options``: OpenVINO's INFERENCE_NUM_THREADS, ONNX Runtime's intra_op_threads)."""
+    return _plugin(backend).thread_options(options, threads)
 
 
 def threads_for(cpus: float | None) -> int:
@@ -110,21 +95,17 @@ def prepare(
     (for nodes that share no filesystem); False sends only the path (a shared cache folder); "auto" ships when
     the Ray cluster has more than one node, and actors that see the path use it.
     """
-    from yolo_adapters.errors import BackendUnavailableError, OptionError
+    from yolo_adapters.core.registry import resolve_spec
+    from yolo_adapters.errors import OptionError
     from yolo_adapters.integration.runtime import resolve_artifact
 
     if ship_model not in (True, False, "auto"):
         raise OptionError(f"ship_model={ship_model!r}: use True, False or 'auto'")
-    plugin, engine_device = parse_device(device)
-    missing = plugin.missing_requirements()
-    if missing:
-        raise BackendUnavailableError(missing)
     opts = dict(options or {})
     if imgsz is not None:
         opts.setdefault("imgsz", imgsz)
-    opts = plugin.validate_options(opts)
-    engine_device = engine_device or opts.get("device") or plugin.default_device
-    opts["device"] = engine_device
+    # the engine is installed here, the options are valid, and the device is the text's, else options', else default
+    plugin, engine_device, opts = resolve_spec(str(device), options=opts)
     artifact = Path(resolve_artifact(model, plugin, engine_device, opts)).resolve()
     task = None
     try:
@@ -237,19 +218,21 @@ class Predictor:
 
         cpus, assigned = _assigned_resources()
         self.threads = int(threads or threads_for(cpus))
+        from yolo_adapters.core.registry import get_backend
+
         backend = self.spec["backend"]
-        self.device = accelerator_device(backend, self.spec["device"], assigned, os.environ)
+        plugin = get_backend(backend)
+        self.device = plugin.accelerator_device(self.spec["device"], assigned, os.environ)
         self.engine_name = f"{backend}:{self.device}"
-        options = thread_options(backend, self.spec["options"], self.threads)
+        options = plugin.thread_options(self.spec["options"], self.threads)
         options["device"] = self.device
         _limit_host_threads(self.threads)
 
         from ultralytics import YOLO
 
         import yolo_adapters
-        from yolo_adapters.core.registry import get_backend
 
-        get_backend(backend).check_device(self.device)
+        plugin.check_device(self.device)
         artifact = self._artifact()
         yolo_adapters.activate(backend, **options)
         self.model = YOLO(str(artifact), task=self.spec.get("task"))

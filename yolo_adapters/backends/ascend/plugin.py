@@ -253,6 +253,21 @@ class AscendPlugin(BackendPlugin):
 
         return AscendEngine(om, ids, options, InferSession)
 
+    # -- Ray actors --------------------------------------------------------------------------------------
+    def accelerator_request(self, device: str, cluster: Mapping[str, float]) -> tuple[float | None, dict[str, float]]:
+        """One Ray "NPU" per actor, when the cluster has NPUs (else the device is opened as given)."""
+        return (None, {"NPU": 1.0}) if cluster.get("NPU", 0) >= 1 else (None, {})
+
+    def accelerator_device(self, device: str, assigned: Mapping[str, Sequence[Any]], env: Mapping[str, str]) -> str:
+        """The NPUs Ray assigned: "0,1" for two where Ray set ``ASCEND_RT_VISIBLE_DEVICES`` (the actor sees only its
+        own, numbered from 0), the physical ids where it was told not to (``RAY_EXPERIMENTAL_NOSET_*``)."""
+        ids = [str(i) for i in assigned.get("NPU", ())]
+        if not ids:
+            return device
+        if env.get("ASCEND_RT_VISIBLE_DEVICES"):
+            return ",".join(str(i) for i in range(len(ids)))
+        return ",".join(ids)
+
 
 def cached_precisions() -> dict[str, str]:
     """Cache entry -> how its .om was compiled ("--precision_mode=force_fp32, Ascend310P3"), Ascend entries only."""

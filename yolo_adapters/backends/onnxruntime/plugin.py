@@ -214,3 +214,40 @@ class ONNXRuntimePlugin(BackendPlugin):
 
     def load(self, artifact: Path, device: str, options: Mapping[str, Any]) -> Engine:
         return ONNXRuntimeEngine(self, artifact, device, options)
+
+    # -- Ray actors --------------------------------------------------------------------------------------
+    #: Providers whose device is a GPU card: an actor running one asks Ray for a "GPU" and opens the card Ray gave it.
+    ray_gpu_providers: ClassVar[tuple[str, ...]] = ("cuda", "tensorrt", "rocm", "migraphx")
+
+    def accelerator_request(self, device: str, cluster: Mapping[str, float]) -> tuple[float | None, dict[str, float]]:
+        """One Ray GPU for a GPU provider, when the cluster has GPUs (else the device is opened as given)."""
+        if device.partition(":")[0] in self.ray_gpu_providers and cluster.get("GPU", 0) >= 1:
+            return 1.0, {}
+        return None, {}
+
+    def accelerator_device(self, device: str, assigned: Mapping[str, Sequence[Any]], env: Mapping[str, str]) -> str:
+        """``cuda`` with Ray GPU 4 assigned: ``cuda:0`` where Ray set ``CUDA_VISIBLE_DEVICES`` (``ROCR_VISIBLE_DEVICES``
+        for ROCm), the physical ``cuda:4`` where it was told not to (``RAY_EXPERIMENTAL_NOSET_*``)."""
+        ids = [str(i) for i in assigned.get("GPU", ())]
+        provider = device.partition(":")[0]
+        if not ids or provider not in self.ray_gpu_providers:
+            return device
+        visible = env.get("CUDA_VISIBLE_DEVICES") if provider != "rocm" else env.get("ROCR_VISIBLE_DEVICES")
+        return f"{provider}:{0 if visible else ids[0]}"
+
+    def thread_options(self, options: Mapping[str, Any], threads: int) -> dict[str, Any]:
+        """ONNX Runtime's ``intra_op_threads``, unless the user set it."""
+        out = dict(options)
+        out.setdefault("intra_op_threads", int(threads))
+        return out
+
+    # -- bench -------------------------------------------------------------------------------------------
+    native_format = "onnx"
+
+    def bench_native_rows(self) -> dict[str, Any]:
+        return {"Ultralytics native ONNX": lambda: lambda: None}
+
+    def machine_facts(self) -> dict[str, str]:
+        import onnxruntime
+
+        return {"ONNX Runtime": onnxruntime.__version__}

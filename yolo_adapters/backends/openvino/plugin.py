@@ -146,3 +146,126 @@ class OpenVINOPlugin(BackendPlugin):
 
     def load(self, artifact: Path, device: str, options: Mapping[str, Any]) -> Engine:
         return OpenVINOEngine(artifact, device, options)
+
+    # -- Ray actors --------------------------------------------------------------------------------------
+    def thread_options(self, options: Mapping[str, Any], threads: int) -> dict[str, Any]:
+        """OpenVINO's ``INFERENCE_NUM_THREADS`` in ``config``, unless the user's config sets it."""
+        out = dict(options)
+        config = dict(out.get("config") or {})
+        config.setdefault("INFERENCE_NUM_THREADS", int(threads))
+        out["config"] = config
+        return out
+
+    # -- bench -------------------------------------------------------------------------------------------
+    native_format = "openvino"
+    BENCH_THROUGHPUT: ClassVar[str] = "yolo_adapters openvino throughput"
+    BENCH_INT8: ClassVar[str] = "yolo_adapters openvino throughput, INT8"
+    BENCH_BF16: ClassVar[str] = "yolo_adapters openvino throughput, BF16"
+    BENCH_NATIVE_FP32: ClassVar[str] = "Ultralytics native OpenVINO (FP32)"
+    BENCH_NATIVE_AS_SHIPPED: ClassVar[str] = "Ultralytics native OpenVINO, as shipped (bf16 on AMX CPUs)"
+    LIMIT_SQUARE: ClassVar[str] = "inference-only limit, 640x640 (Ultralytics' IR, THROUGHPUT, AsyncInferQueue)"
+    LIMIT_RECT: ClassVar[str] = "inference-only limit, 640x384 (yolo_adapters' IR, THROUGHPUT, AsyncInferQueue)"
+    LIMIT_DECODE: ClassVar[str] = (
+        "decode + letterbox + inference bound, 640x384 (same IR, one loop, no post-processing)"
+    )
+    LIMIT_INT8: ClassVar[str] = (
+        "inference-only limit, INT8 640x384 (yolo_adapters' INT8 IR, THROUGHPUT, AsyncInferQueue)"
+    )
+    LIMIT_BF16: ClassVar[str] = (
+        "inference-only limit, BF16 640x384 (yolo_adapters' IR compiled bf16, THROUGHPUT, AsyncInferQueue)"
+    )
+
+    def bench_rows(self, calibration: Path) -> dict[str, dict[str, Any]]:
+        """Latency (with and without the stream pipeline), throughput (dynamic and static 640x640), INT8 calibrated
+        on ``calibration`` (when NNCF is installed) and BF16 (on CPUs that have it)."""
+        from yolo_adapters.backends.openvino.engine import bf16_supported
+
+        throughput = {"hint": "throughput"}
+        rows: dict[str, dict[str, Any]] = {
+            "yolo_adapters openvino latency, no pipeline": {"hint": "latency", "pipeline": False},
+            "yolo_adapters openvino latency": {"hint": "latency"},
+            self.BENCH_THROUGHPUT: throughput,
+            "yolo_adapters openvino throughput, static 640x640": {**throughput, "dynamic": False},
+            self.BENCH_INT8: {**throughput, "precision": "int8", "calibration": str(calibration), "holdout": 0},
+            self.BENCH_BF16: {**throughput, "precision": "bf16"},
+        }
+        if importlib.util.find_spec("nncf") is None:
+            LOGGER.warning("nncf is not installed (pip install 'yolo-adapters[int8]'): no INT8 row")
+            rows.pop(self.BENCH_INT8)
+        if not bf16_supported("CPU"):
+            LOGGER.warning("this CPU has no native bf16 (AMX or AVX512-BF16): no BF16 row")
+            rows.pop(self.BENCH_BF16)
+        return rows
+
+    def bench_native_rows(self) -> dict[str, Any]:
+        """Ultralytics' IR compiled in FP32 (as every row of ours) and as Ultralytics ships it (the CPU's default
+        precision: bf16 on AMX CPUs)."""
+        return {self.BENCH_NATIVE_FP32: self.force_f32, self.BENCH_NATIVE_AS_SHIPPED: lambda: lambda: None}
+
+    def bench_limits(self) -> dict[str, dict[str, Any]]:
+        """The THROUGHPUT-hint limits: Ultralytics' static IR, ours (and its decode-inclusive bound), INT8, BF16."""
+        throughput = {"hint": "throughput"}
+        return {
+            self.BENCH_NATIVE_FP32: {"label": self.LIMIT_SQUARE, "options": throughput},
+            self.BENCH_THROUGHPUT: {"label": self.LIMIT_RECT, "options": throughput, "decode": self.LIMIT_DECODE},
+            self.BENCH_INT8: {"label": self.LIMIT_INT8, "options": {**throughput, "precision": "int8"}},
+            self.BENCH_BF16: {"label": self.LIMIT_BF16, "options": {**throughput, "precision": "bf16"}},
+        }
+
+    def bare_infer(self, engine: Engine) -> Any:
+        """A bare infer request of the engine's compiled model, outputs read as numpy."""
+        compiled = engine.compiled  # type: ignore[attr-defined]
+        request = compiled.create_infer_request()
+        outputs = len(compiled.outputs)
+
+        def bare(x: Any) -> list[Any]:
+            request.infer({0: x})
+            return [request.get_output_tensor(i).data for i in range(outputs)]
+
+        return bare
+
+    def bench_notes(self, fps: Mapping[str, float]) -> list[str]:
+        """INT8 and BF16 against FP32, and BF16 against Ultralytics' IR as shipped (bf16 on the same CPUs)."""
+        notes = []
+        if self.BENCH_INT8 in fps and self.BENCH_THROUGHPUT in fps:
+            inference = (
+                f", inference only {fps[self.LIMIT_INT8] / fps[self.LIMIT_RECT]:.2f}x"
+                if self.LIMIT_INT8 in fps and self.LIMIT_RECT in fps
+                else ""
+            )
+            notes.append(
+                "INT8 / FP32 in this run (throughput mode, 640x384): end to end "
+                f"{fps[self.BENCH_INT8] / fps[self.BENCH_THROUGHPUT]:.2f}x{inference} (NNCF, calibrated on the "
+                "bundled images; accuracy: docs/quantization.md)."
+            )
+        if self.BENCH_BF16 in fps:
+            bf16 = fps[self.BENCH_BF16]
+            shipped = fps.get(self.BENCH_NATIVE_AS_SHIPPED, float("nan"))
+            fp32 = fps.get(self.BENCH_THROUGHPUT, float("nan"))
+            notes.append(
+                f"BF16 in this run: yolo_adapters (throughput, 640x384) {bf16:.2f} FPS against Ultralytics' native "
+                f"OpenVINO as shipped (bf16 here, 640x640) {shipped:.2f} FPS -> {bf16 / shipped:.2f}x; against our "
+                f"FP32 {bf16 / fp32:.2f}x (agreement with FP32: docs/quantization.md)."
+            )
+        return notes
+
+    def machine_facts(self) -> dict[str, str]:
+        from yolo_adapters.backends.openvino.engine import bf16_supported
+
+        return {"OpenVINO": self.engine_version(), "CPU bf16": "native" if bf16_supported("CPU") else "none"}
+
+    @staticmethod
+    def force_f32() -> Any:
+        """Make Ultralytics' own OpenVINO path compile in FP32 (it leaves the CPU's default, bf16 on AMX CPUs,
+        except on Arm): wraps ``openvino.Core.compile_model`` in this process only. Returns the undo."""
+        import openvino
+
+        original = vars(openvino.Core)["compile_model"]
+
+        def compile_model(self: Any, model: Any, device_name: Any = None, config: Any = None, **kwargs: Any) -> Any:
+            config = dict(config or {})
+            config.setdefault("INFERENCE_PRECISION_HINT", "f32")
+            return original(self, model, device_name, config, **kwargs)
+
+        openvino.Core.compile_model = compile_model
+        return lambda: setattr(openvino.Core, "compile_model", original)
