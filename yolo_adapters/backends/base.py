@@ -432,6 +432,3 @@ class BackendPlugin(ABC):
         version = self.engine_version()
         return {self.name: version} if version else {}
 
-
-#: The name this class had before the plugin/engine/module names were split; third-party plugins keep working.
-Backend = BackendPlugin
