@@ -431,4 +431,3 @@ class BackendPlugin(ABC):
         type). Called only when ``missing_requirements()`` is None."""
         version = self.engine_version()
         return {self.name: version} if version else {}
-
