@@ -1,7 +1,7 @@
 """Interpreter start-up hook, run by ``yolo_adapters.pth`` in site-packages.
 
-It does nothing at start-up but leave a watcher for ``import ultralytics`` (stdlib only: importing wrapt
-alone would cost ~80 ms in every Python process). When Ultralytics is imported, the patch layer is
+It does nothing at start-up but leave a watcher for ``import ultralytics`` (stdlib only: it runs in every Python
+process, so importing wrapt or anything else heavy here would slow each of them). When Ultralytics is imported, the patch layer is
 installed so plugin device strings (``device="openvino:GPU"``) work without importing yolo_adapters, and
 ``YOLO_ADAPTERS=openvino[:DEVICE]`` activates a backend for an unchanged script.
 ``YOLO_ADAPTERS_DISABLE=1`` turns all of it off.

@@ -1,7 +1,8 @@
 """The stream pipeline: loading, pre-processing, inference and post-processing of successive batches overlap.
 
 Ultralytics' predictor runs one batch at a time: load, preprocess, ``model(im)``, postprocess, yield. With the
-patch layer on (``patching.targets.PIPELINE``) and an :class:`~yolo_adapters.integration.module.EngineModule` as the model,
+patch layer on (the optional ``BasePredictor.stream_inference`` target in ``patching.targets.TARGETS``) and an
+:class:`~yolo_adapters.integration.module.EngineModule` as the model,
 ``setup_source`` hands the predictor a source read ahead by :meth:`Pipeline.prefetch`: a worker thread loads batch
 *k+1..k+depth*, runs the predictor's own ``preprocess`` on it and starts it on the engine (OpenVINO infer requests
 run without the GIL), while the predictor's thread post-processes batch *k*. When the predictor then calls

@@ -1,8 +1,12 @@
 """Measure how far each emulated ATC precision mode lands from PyTorch: the numbers behind docs/ascend.md, "Parity".
 
-    python -m yolo_adapters.testing.precision_parity                 # the test models (tests/support/models.py), all tasks
-    python -m yolo_adapters.testing.precision_parity --tasks detect pose
-    python -m yolo_adapters.testing.precision_parity --model my.pt  # your own checkpoint
+    python -m benchmarks.ascend_precision                 # the test models (tests/support/models.py), all tasks
+    python -m benchmarks.ascend_precision --tasks detect pose
+    python -m benchmarks.ascend_precision --model my.pt  # your own checkpoint
+
+Run it from the repository root with ``-m``: the repository root is then first on ``sys.path``, so
+``tests.support.models`` is this checkout's (not a ``tests`` package some wheel installed). A maintainer script:
+it is not part of the wheel.
 
 For each task and mode it converts the checkpoint with the emulated atc (so the .om computes with the mode's
 arithmetic, see ``numerics``), predicts on bus.jpg and zidane.jpg, and prints the worst of
@@ -76,16 +80,18 @@ def main(argv: list[str] | None = None) -> int:
     from ultralytics.utils import ASSETS
 
     images = [ASSETS / "bus.jpg", ASSETS / "zidane.jpg"]
-    work = Path(tempfile.mkdtemp(prefix="yolo_adapters_precision_parity_"))
+    work = Path(tempfile.mkdtemp(prefix="yolo_adapters_ascend_precision_"))
     os.environ.setdefault("YOLO_ADAPTERS_CACHE", str(work / "cache"))
     if args.model:
         checkpoints = {"model": args.model}
     else:
-        tests = Path.cwd() / "tests"
-        if not (tests / "models.py").is_file():
-            parser.error("run from the repository root (tests/support/models.py builds the test models), or pass --model")
-        sys.path.insert(0, str(tests))
-        from models import build_checkpoint  # type: ignore[import-not-found]
+        try:
+            from tests.support.models import build_checkpoint
+        except ImportError:
+            parser.error(
+                "run `python -m benchmarks.ascend_precision` from the repository root (tests/support/models.py builds "
+                "the test models), or pass --model"
+            )
 
         (work / "checkpoints").mkdir()
         checkpoints = {task: build_checkpoint(task, work / "checkpoints") for task in args.tasks}
