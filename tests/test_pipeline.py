@@ -179,6 +179,7 @@ def test_engine_error_surfaces_at_its_frame(pose_pt: Path, tmp_path: Path, monke
     assert engine._idle.qsize() == engine.parallel + 1
 
 
+@pytest.mark.compat_pipeline
 def test_single_image_stays_in_step_and_folders_are_pipelined(
     pose_pt: Path, images: list[Path], tmp_path: Path, spy: list
 ) -> None:
@@ -201,6 +202,7 @@ def test_single_image_stays_in_step_and_folders_are_pipelined(
     np.testing.assert_allclose(bus.keypoints.data.numpy(), single[0].keypoints.data.numpy(), atol=1e-3)
 
 
+@pytest.mark.compat_patching
 def test_pipeline_patch_is_idempotent_reversible_and_version_checked() -> None:
     import ultralytics.engine.predictor as predictor
 
@@ -238,7 +240,7 @@ def test_pipeline_patch_is_idempotent_reversible_and_version_checked() -> None:
         patching.install()
 
 
-# -- in-memory sources: engine-sized batches run ahead (issue 19) ------------------------------------------------
+# -- in-memory sources: engine-sized batches run ahead ------------------------------------------------
 def _frames(images: list[Path], count: int, same_size: tuple[int, int] | None = None) -> list[np.ndarray]:
     """``count`` BGR frames alternating the test photos (mixed shapes), or all resized to ``same_size``."""
     import cv2
@@ -253,6 +255,7 @@ def _answers(results: list) -> list[tuple]:
     return [(r.path, r.orig_shape, r.keypoints.data.numpy().copy()) for r in results]
 
 
+@pytest.mark.compat_pipeline
 @pytest.mark.parametrize("same_size", [None, (480, 320)], ids=["mixed-shapes", "same-shapes"])
 def test_in_memory_list_runs_in_engine_batches_with_stock_results(
     same_size: tuple | None, pose_pt: Path, images: list[Path], spy: list
@@ -407,7 +410,8 @@ def test_stuck_onnxruntime_run_is_an_error_not_a_hang(
     assert isinstance(outcome.get("error"), EngineTimeoutError), outcome
 
 
-# -- multi-stream sources and every release: the same pipeline (issue 19) ---------------------------------------
+# -- multi-stream sources and every release: the same pipeline ---------------------------------------
+@pytest.mark.compat_pipeline
 def test_streams_file_is_pipelined_with_the_serial_results(
     pose_pt: Path, images: list[Path], tmp_path: Path, spy: list
 ) -> None:
