@@ -125,6 +125,7 @@ def main() -> int:
     from ultralytics.utils import LOGGER
 
     import yolo_adapters
+    from yolo_adapters.backends.openvino.plugin import OpenVINOPlugin
     from yolo_adapters.backends.openvino.timing import throughput
     from yolo_adapters.core.assets import pose_weights, sample_images
     from yolo_adapters.tools import bench
@@ -174,7 +175,7 @@ def main() -> int:
     ours.predict(photos[0], verbose=False, imgsz=args.imgsz)
     xml = ours.predictor.model.artifact
     yolo_adapters.deactivate(uninstall=True)
-    undo = bench.force_f32()
+    undo = OpenVINOPlugin.force_f32()
     native = YOLO(str(ir_dir), task="pose")
     native.predict(photos[0], verbose=False, imgsz=args.imgsz)
     undo()
@@ -189,7 +190,7 @@ def main() -> int:
             assert count == expected[label], (label, count)
             rows[label]["ours"].append(fps)
             yolo_adapters.deactivate(uninstall=True)
-            undo = bench.force_f32()
+            undo = OpenVINOPlugin.force_f32()
             try:
                 rows[label]["native"].append(consume(native, source, args.imgsz, kinds[label])[0])
             finally:

