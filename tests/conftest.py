@@ -1,4 +1,5 @@
-"""Shared fixtures: offline settings, one conversion cache per test session, models for every task, images."""
+"""Shared fixtures: offline settings, one conversion cache and one set of test checkpoints per run (shared by the
+xdist workers), models for every task, images, the emulated Ascend toolkit."""
 
 from __future__ import annotations
 
@@ -12,14 +13,16 @@ os.environ.pop("YOLO_ADAPTERS", None)
 os.environ.pop("YOLO_ADAPTERS_DISABLE", None)
 
 from tests.support.models import build_checkpoint, legacy_ultralytics, pose_weights
+from tests.support.shared import built_once, run_folder
 
 TASKS = ("detect", "segment", "pose", "obb", "classify")
 
 
 @pytest.fixture(scope="session", autouse=True)
 def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One conversion cache for the whole run, so each model converts once per backend."""
-    root = tmp_path_factory.mktemp("yolo_adapters_cache")
+    """One conversion cache for the whole run, every xdist worker's, so each model converts once per backend and
+    options (the cache is content-keyed and locks each key: a worker wanting a conversion under way waits for it)."""
+    root = run_folder(tmp_path_factory, "yolo_adapters_cache")
     os.environ["YOLO_ADAPTERS_CACHE"] = str(root)
     return root
 
@@ -39,9 +42,10 @@ def stock_after_each_test():
 
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """TASK -> .pt path for the five tasks (pose: the real COCO weights)."""
-    out = tmp_path_factory.mktemp("checkpoints")
-    return {task: build_checkpoint(task, out) for task in TASKS}
+    """TASK -> .pt path for the five tasks (pose: the real COCO weights), built once per run: every worker gets the
+    same files, so their conversions share cache keys (the key hashes the weights)."""
+    out = run_folder(tmp_path_factory, "checkpoints")
+    return {task: built_once(out, f"{task}.pt", lambda staging, t=task: build_checkpoint(t, staging)) for task in TASKS}
 
 
 @pytest.fixture(scope="session")
@@ -99,3 +103,39 @@ def tiny_pose_dataset(tmp_path_factory: pytest.TempPathFactory, pose_pt: Path, i
         f"path: {root}\ntrain: images\nval: images\nnames:\n  0: person\nkpt_shape: [17, 3]\nflip_idx: {flip}\n"
     )
     return root / "data.yaml"
+
+
+# -- the emulated Ascend toolkit (tests/test_ascend_*.py; helpers in tests/support/ascend.py) -----------------------
+@pytest.fixture
+def emu(tmp_path: Path):
+    """Two emulated NPUs (310P3), current ais_bench API."""
+    from yolo_adapters.testing import emulate_ascend
+
+    with emulate_ascend(tmp_path, cards=2) as emulation:
+        yield emulation
+
+
+@pytest.fixture
+def emu_fp32(tmp_path: Path):
+    """Two emulated Ascend910B3 NPUs: precision="fp32" compiles to "origin", FP32 throughout. The compatibility
+    matrix (.ci/compat) runs the parity tests on it: its seeded YOLOv8n models on old Ultralytics releases (about
+    140 overlapping detections on bus.jpg) do not keep the FP16 tolerances, whose NMS then picks other boxes."""
+    from yolo_adapters.testing import emulate_ascend
+
+    with emulate_ascend(tmp_path, cards=2, chip="910B3") as emulation:
+        yield emulation
+
+
+@pytest.fixture(scope="session")
+def square_references(checkpoints: dict[str, Path], images: list[Path]):
+    """TASK -> PyTorch's results on ``images``, letterboxed square like a static .om (rect=False), computed once."""
+    from ultralytics import YOLO
+
+    cache: dict[str, list] = {}
+
+    def get(task: str) -> list:
+        if task not in cache:
+            cache[task] = YOLO(str(checkpoints[task])).predict(images, rect=False, verbose=False)
+        return cache[task]
+
+    return get

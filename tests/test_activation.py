@@ -53,6 +53,7 @@ def _run(cmd: list[str], env_extra: dict | None = None, cwd: Path | None = None)
     return json.loads(lines[-1][len("RESULT ") :])
 
 
+@pytest.mark.compat_activation
 @pytest.mark.parametrize(
     "before, after",
     [("import yolo_adapters.openvino", ""), ("", "import yolo_adapters.openvino")],
@@ -65,11 +66,13 @@ def test_import_activates_in_either_order(
     assert out == {"engine": "EngineModule", "people": people_on_bus, "argv": []}
 
 
+@pytest.mark.compat_activation
 def test_device_string_needs_no_import(tmp_path: Path, pose_pt: Path, images: list, people_on_bus: int) -> None:
     out = _run([sys.executable, str(_script(tmp_path, pose_pt, images[0], device="openvino:CPU"))])
     assert out["engine"] == "EngineModule" and out["people"] == people_on_bus
 
 
+@pytest.mark.compat_activation
 def test_env_var_activates_unchanged_script(tmp_path: Path, pose_pt: Path, images: list, people_on_bus: int) -> None:
     script = _script(tmp_path, pose_pt, images[0])
     assert _run([sys.executable, str(script)], {"YOLO_ADAPTERS": "openvino"})["engine"] == "EngineModule"
@@ -77,6 +80,7 @@ def test_env_var_activates_unchanged_script(tmp_path: Path, pose_pt: Path, image
     assert stock["engine"] == "AutoBackend" and stock["people"] == people_on_bus
 
 
+@pytest.mark.compat_patching
 def test_disable_env_turns_everything_off(tmp_path: Path, pose_pt: Path, images: list) -> None:
     script = _script(tmp_path, pose_pt, images[0], before="import yolo_adapters.openvino")
     out = _run([sys.executable, str(script)], {"YOLO_ADAPTERS_DISABLE": "1", "YOLO_ADAPTERS": "openvino"})
@@ -139,6 +143,7 @@ def _originals():
     return predictor_module, AutoBackend, select_device
 
 
+@pytest.mark.compat_activation
 def test_deactivate_keeps_device_strings_working(
     pose_pt: Path, images: list, people_on_bus: int, tiny_pose_dataset: Path
 ) -> None:
@@ -160,6 +165,7 @@ def test_deactivate_keeps_device_strings_working(
     assert abs(metrics.pose.map50 - reference.pose.map50) < 0.05  # the engine validated as PyTorch does
 
 
+@pytest.mark.compat_activation
 def test_deactivate_uninstall_restores_stock_ultralytics(pose_pt: Path, images: list) -> None:
     predictor_module, AutoBackend, select_device = _originals()
     yolo_adapters.activate("openvino")
@@ -178,6 +184,7 @@ def test_deactivate_uninstall_restores_stock_ultralytics(pose_pt: Path, images: 
     assert type(model.predictor.model) is AutoBackend
 
 
+@pytest.mark.compat_patching
 def test_use_context_restores_previous_state(pose_pt: Path, images: list) -> None:
     yolo_adapters.deactivate(uninstall=True)
     with yolo_adapters.use("openvino", hint="throughput"):
@@ -190,6 +197,7 @@ def test_use_context_restores_previous_state(pose_pt: Path, images: list) -> Non
     assert "openvino" in yolo_adapters.available_backends()
 
 
+@pytest.mark.compat_patching
 def test_install_is_idempotent() -> None:
     predictor_module, AutoBackend, _ = _originals()
     for _ in range(3):
@@ -198,6 +206,7 @@ def test_install_is_idempotent() -> None:
     assert predictor_module.AutoBackend.__wrapped__ is AutoBackend
 
 
+@pytest.mark.compat_activation
 def test_survives_predictor_recreation(pose_pt: Path, images: list, people_on_bus: int) -> None:
     """The notebook recipe dies when Ultralytics rebuilds its predictor; class-level patches do not."""
     yolo_adapters.activate("openvino")
@@ -221,6 +230,7 @@ def test_stream_and_track_run_on_the_engine(pose_pt: Path, images: list) -> None
     assert model.predictor.model.format == "openvino" and tracked.boxes.id is not None
 
 
+@pytest.mark.compat_activation
 def test_two_threads_predicting_at_once(pose_pt: Path, images: list) -> None:
     reference = [YOLO(str(pose_pt)).predict(str(im), device="cpu", verbose=False)[0] for im in images]
     yolo_adapters.activate("openvino")
@@ -245,6 +255,7 @@ def test_two_threads_predicting_at_once(pose_pt: Path, images: list) -> None:
             assert compare_results(reference[k % 2], result).passed()
 
 
+@pytest.mark.compat_patching
 def test_fails_open_when_a_patch_point_moved(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, pose_pt: Path, images: list
 ) -> None:
@@ -267,6 +278,7 @@ def test_fails_open_when_a_patch_point_moved(
     assert len(model.predict(str(images[0]), device="cpu", verbose=False)[0].boxes) == 4
 
 
+@pytest.mark.compat_patching
 def test_version_guard(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     import ultralytics
 
@@ -284,6 +296,7 @@ def test_version_guard(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptur
     assert patching.is_patched("ultralytics.engine.predictor", "AutoBackend")
 
 
+@pytest.mark.compat_patching
 def test_hook_errors_never_escape(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     import ultralytics.engine.predictor as predictor_module
 

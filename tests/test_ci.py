@@ -92,3 +92,114 @@ def test_readme_and_compatibility_page_name_every_matrix_entry() -> None:
     for name in names:
         assert f"`{name}`" in readme, f"README.md does not name the matrix entry {name}"
         assert name in table, f"docs/compatibility.md's table has no row for the matrix entry {name}"
+
+
+# -- the matrix's selections: pytest markers, so a renamed test keeps its place and one that loses its marker fails --
+TASKS = ("detect", "segment", "pose", "obb", "classify")
+ACTIVATION = "tests/test_activation.py::test_"
+#: The tests each compat_* marker must select (on the Ultralytics of the main suite); compat_families: every
+#: OpenVINO case of tests/test_families.py's family parity (which families depends on the release).
+COMPAT_TESTS: dict[str, list[str]] = {
+    "compat_activation": [
+        f"{ACTIVATION}import_activates_in_either_order[import-before-ultralytics]",
+        f"{ACTIVATION}import_activates_in_either_order[import-after-ultralytics]",
+        f"{ACTIVATION}device_string_needs_no_import",
+        f"{ACTIVATION}env_var_activates_unchanged_script",
+        f"{ACTIVATION}deactivate_keeps_device_strings_working",
+        f"{ACTIVATION}deactivate_uninstall_restores_stock_ultralytics",
+        f"{ACTIVATION}survives_predictor_recreation",
+        f"{ACTIVATION}two_threads_predicting_at_once",
+        "tests/test_onnxruntime.py::test_import_activates",
+    ],
+    "compat_patching": [
+        f"{ACTIVATION}disable_env_turns_everything_off",
+        f"{ACTIVATION}use_context_restores_previous_state",
+        f"{ACTIVATION}install_is_idempotent",
+        f"{ACTIVATION}fails_open_when_a_patch_point_moved",
+        f"{ACTIVATION}version_guard",
+        f"{ACTIVATION}hook_errors_never_escape",
+        "tests/test_pipeline.py::test_pipeline_patch_is_idempotent_reversible_and_version_checked",
+    ],
+    "compat_pipeline": [
+        "tests/test_pipeline.py::test_single_image_stays_in_step_and_folders_are_pipelined",
+        "tests/test_pipeline.py::test_in_memory_list_runs_in_engine_batches_with_stock_results[mixed-shapes]",
+        "tests/test_pipeline.py::test_in_memory_list_runs_in_engine_batches_with_stock_results[same-shapes]",
+        "tests/test_pipeline.py::test_streams_file_is_pipelined_with_the_serial_results",
+    ],
+    "compat_parity": [
+        *(f"tests/test_ascend_parity.py::test_parity_every_task[{t}]" for t in TASKS),
+        "tests/test_ascend_parity.py::test_dynamic_batch",
+        *(f"tests/test_onnxruntime.py::test_every_task_matches_pytorch[{t}]" for t in TASKS),
+        *(f"tests/test_openvino.py::test_every_task_matches_pytorch[{t}]" for t in TASKS),
+    ],
+    "compat_openvino": [f"tests/test_openvino.py::test_every_task_matches_pytorch[{t}]" for t in TASKS],
+}
+#: The markers each matrix entry's selection must combine (.ci/compat --selections).
+ENTRY_MARKERS = {
+    "wrapt-1.x": {"compat_activation", "compat_patching", "compat_pipeline"},
+    "8.4.20": {"compat_activation", "compat_parity", "compat_pipeline", "compat_families"},
+    "8.3.0": {"compat_activation", "compat_parity", "compat_pipeline", "compat_families"},
+    "8.2.48": {"compat_activation", "compat_parity", "compat_pipeline"},
+    "8.1.47": {"compat_activation", "compat_parity", "compat_pipeline"},
+    "8.3.0+openvino<2026": {"compat_activation", "compat_openvino"},
+}
+
+
+def _compat(*args: str) -> str:
+    done = subprocess.run(["bash", str(ROOT / ".ci" / "compat"), *args], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def collected_markers() -> dict[str, set[str]]:
+    """Node id -> compat_* markers of every test in the files .ci/compat collects, as a collection there sees them."""
+    files = _compat("--files").split()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
+        + ["-p", "tests.support.compat_markers", *files],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = [line.split()[1:] for line in done.stdout.splitlines() if line.startswith("COMPAT ")]
+    return {row[0]: set(row[1:]) for row in rows}
+
+
+@pytest.mark.parametrize("marker", [*COMPAT_TESTS, "compat_families"])
+def test_each_compat_marker_selects_its_tests(marker: str, collected_markers: dict[str, set[str]]) -> None:
+    """A test that loses its marker (or is renamed) drops out of the matrix: that fails here, not silently there."""
+    selected = {node for node, marks in collected_markers.items() if marker in marks}
+    if marker == "compat_families":
+        expected = {
+            node
+            for node in collected_markers
+            if node.startswith("tests/test_families.py::test_family_task_matches_pytorch[")
+            and node.endswith("-openvino]")
+        }
+        assert len(expected) >= 10, "the newest Ultralytics ships more families than this"
+    else:
+        expected = set(COMPAT_TESTS[marker])
+    assert selected == expected, {"missing": sorted(expected - selected), "unexpected": sorted(selected - expected)}
+
+
+def test_compat_entries_combine_the_registered_markers() -> None:
+    """Each entry's -m expression names the markers it is meant to, and only registered ones (pyproject.toml)."""
+    import re
+
+    listed = subprocess.run(
+        [sys.executable, "-m", "pytest", "--markers", "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    registered = set(re.findall(r"^@pytest\.mark\.(compat_\w+):", listed.stdout, flags=re.M))
+    assert registered == {m for names in ENTRY_MARKERS.values() for m in names}, listed.stdout
+    selections = dict(line.split("|", 1) for line in _compat("--selections").splitlines())
+    assert set(selections) == set(ENTRY_MARKERS)
+    for entry, expression in selections.items():
+        names = set(re.findall(r"\w+", expression)) - {"or", "and", "not"}
+        assert names == ENTRY_MARKERS[entry], (entry, expression)

@@ -3,9 +3,9 @@
 The models come from tests/support/family_models.py (built offline from Ultralytics' YAML files, outputs that depend on
 the image, margins far from every tolerance). Each case runs ``yolo_adapters.check`` (the same comparison users
 run) on bus.jpg and zidane.jpg. A family or task the installed Ultralytics lacks is not collected, so the
-compatibility matrix runs, on each release, the families that release has (.ci/compat: on OpenVINO, whose export
-route differs by release); the other tests here skip such a case with the reason. YOLO11 (YOLOv8 before
-Ultralytics 8.3, which cannot build YOLO11) runs in test_openvino.py, test_onnxruntime.py and test_ascend.py
+compatibility matrix runs the families a release has (.ci/compat's ``compat_families`` entries: on OpenVINO, whose
+export route differs by release); the other tests here skip such a case with the reason. YOLO11 (YOLOv8 before
+Ultralytics 8.3, which cannot build YOLO11) runs in test_openvino.py, test_onnxruntime.py and test_ascend_parity.py
 (tests/support/models.py), so not here as well; docs/families.md has the whole table.
 """
 
@@ -18,8 +18,12 @@ import pytest
 import yolo_adapters
 from tests.support.family_models import FAMILIES, available, build_family_checkpoint
 from tests.support.models import task_model_family
+from tests.support.shared import built_once, run_folder
 
 BACKENDS = ("openvino", "onnxruntime", "ascend")
+# The compatibility matrix runs the OpenVINO cases on one legacy release (.ci/compat: compat_families): OpenVINO's
+# export route is the one that differs by release.
+BACKEND_PARAMS = [pytest.param(b, marks=pytest.mark.compat_families) if b == "openvino" else b for b in BACKENDS]
 # What the installed Ultralytics ships: a family or task it lacks (YOLO26 before 8.4, YOLO12 before 8.3.78, YOLOv10
 # before 8.2) is not a test on that release, so each compatibility-matrix entry runs the families its release has
 # (and not the few whose test model cannot be compared there: family_models.NOT_COMPARABLE_BEFORE).
@@ -35,16 +39,17 @@ CASES = [
 
 @pytest.fixture(scope="session")
 def family_checkpoint(tmp_path_factory: pytest.TempPathFactory):
-    """(family, task) -> .pt, built once per session (skips what this Ultralytics cannot build)."""
+    """(family, task) -> .pt, built once per run (skips what this Ultralytics cannot build)."""
     built: dict[tuple[str, str], Path] = {}
-    folder = tmp_path_factory.mktemp("families")
+    folder = run_folder(tmp_path_factory, "families")  # one build per run, whichever worker needs it first
 
     def get(family: str, task: str) -> Path:
         why = available(family, task)
         if why:
             pytest.skip(why)
         if (family, task) not in built:
-            built[(family, task)] = build_family_checkpoint(family, task, folder)
+            name = f"{Path(FAMILIES[family][task]).stem}.pt"
+            built[(family, task)] = built_once(folder, name, lambda out: build_family_checkpoint(family, task, out))
         return built[(family, task)]
 
     return get
@@ -53,7 +58,8 @@ def family_checkpoint(tmp_path_factory: pytest.TempPathFactory):
 def run_check(pt: Path, backend: str, tmp_path: Path, **kwargs):
     """``yolo_adapters.check`` on one backend; Ascend through the emulated toolkit on a 910B, where precision="fp32"
     compiles to "origin" (FP32 throughout) and the shared tolerances hold. The FP16 arithmetic of the 310-series
-    default and of precision="fp16" is tested per mode, at its own tolerances, in tests/test_ascend.py."""
+    default and of precision="fp16" is tested per mode, at its own tolerances, in tests/test_ascend_parity.py and
+    tests/test_ascend_precision.py."""
     if backend == "ascend":
         from yolo_adapters.testing import emulate_ascend
 
@@ -72,7 +78,7 @@ def assert_meaningful(report) -> None:
             assert a.reference > 0 and a.matched == a.reference, f"{Path(item.image).name}: {a.as_dict()}"
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", BACKEND_PARAMS)
 @pytest.mark.parametrize(("family", "task"), CASES, ids=[f"{f}-{t}" for f, t in CASES])
 def test_family_task_matches_pytorch(family: str, task: str, backend: str, family_checkpoint, tmp_path: Path) -> None:
     pt = family_checkpoint(family, task)

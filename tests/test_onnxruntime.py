@@ -60,6 +60,7 @@ def pose_onnx(checkpoints: dict, images: list[Path], tmp_path: Path) -> Path:
 
 
 # -- parity and proof the engine ran -------------------------------------------------------------------
+@pytest.mark.compat_parity
 @pytest.mark.parametrize("task", TASKS)
 def test_every_task_matches_pytorch(task: str, checkpoints: dict, images: list[Path]) -> None:
     # Separate model objects: Ultralytics < 8.4 keeps the first predictor's device for a model's lifetime.
@@ -81,6 +82,7 @@ def test_engine_runs_not_pytorch(checkpoints: dict, images: list[Path], monkeypa
     assert_engine_ran_not_pytorch(checkpoints["pose"], images[0], "onnxruntime", monkeypatch)
 
 
+@pytest.mark.compat_activation
 def test_import_activates(checkpoints: dict, images: list[Path]) -> None:
     sys.modules.pop("yolo_adapters.onnxruntime", None)
     importlib.import_module("yolo_adapters.onnxruntime")

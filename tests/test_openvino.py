@@ -32,6 +32,8 @@ def _predict(model: YOLO, images: list[Path], **kwargs):
     return [model.predict(str(im), verbose=False, **kwargs)[0] for im in images]
 
 
+@pytest.mark.compat_openvino
+@pytest.mark.compat_parity
 @pytest.mark.parametrize("task", TASKS)
 def test_every_task_matches_pytorch(task: str, checkpoints: dict, images: list[Path]) -> None:
     # Separate model objects: Ultralytics < 8.4 keeps the first predictor's device for a model's lifetime.

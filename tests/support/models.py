@@ -45,7 +45,7 @@ def legacy_ultralytics() -> bool:
 
 def task_model_family() -> str:
     """The family the task models here are on this release (YOLO11, or YOLOv8 before 8.3): test_openvino.py,
-    test_onnxruntime.py and test_ascend.py run it for every task, so test_families.py does not repeat it."""
+    test_onnxruntime.py and test_ascend_parity.py run it for every task, so test_families.py does not repeat it."""
     return "YOLOv8" if legacy_ultralytics() else "YOLO11"
 
 
