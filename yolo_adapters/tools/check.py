@@ -296,18 +296,18 @@ def _semantic_margin(model: Any, image: str, result: Any, args: dict[str, Any], 
 
 
 def _infer_backend(engine_model: Path) -> str:
-    """The backend that runs ``engine_model`` as it is (an .onnx goes to ONNX Runtime, an IR to OpenVINO)."""
+    """The backend that runs ``engine_model`` as it is; a backend whose own format it is (its first artifact suffix:
+    an .onnx for ONNX Runtime) goes before one that also reads it (OpenVINO reads ONNX too)."""
     from yolo_adapters.core import registry
 
-    claims = [b.name for b in registry.iter_backends() if b.find_artifact(engine_model) is not None]
+    claims = [b for b in registry.iter_backends() if b.find_artifact(engine_model) is not None]
     if not claims:
         raise ModelFormatError(
             f"No registered backend runs {engine_model} as it is; name one with --backend (registered: "
             f"{', '.join(registry.backend_names())})."
         )
-    if engine_model.suffix == ".onnx" and "onnxruntime" in claims:
-        return "onnxruntime"
-    return claims[0]
+    native = [b for b in claims if b.artifact_suffixes[:1] == (engine_model.suffix,)]
+    return (native or claims)[0].name
 
 
 def _as_users_load(model_path: Path, loaded: Any) -> Any:
