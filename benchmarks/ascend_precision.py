@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 #: (label, emulated chip, options): one row per mode.
-CASES = (
+CASES: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("origin (fp32 on 910B)", "910B3", {}),
     ("cube_fp16in_fp32out (fp32 on 310P)", "310P3", {}),
     ("allow_fp32_to_fp16", "310P3", {"precision_mode": "allow_fp32_to_fp16"}),
@@ -51,7 +51,8 @@ def measure(checkpoint: Path, images: list[Path], work: Path) -> list[dict[str, 
             with yolo_adapters.use("ascend", **options):
                 model = YOLO(str(checkpoint))
                 results = model.predict(images, device="ascend:0", verbose=False)
-        precision = model.predictor.model.engine.precision
+        predictor: Any = model.predictor  # set by the predict above
+        precision = predictor.model.engine.precision
         found = [compare_results(r, c).as_dict() for r, c in zip(references, results)]
         rows.append(
             {

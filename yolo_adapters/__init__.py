@@ -8,7 +8,15 @@
 Importing this package is cheap: no torch, openvino or onnxruntime until a backend is used.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from yolo_adapters._version import __version__
+
+if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers
+    from yolo_adapters.core.registry import available_backends
+    from yolo_adapters.core.registry import register as register_backend
+    from yolo_adapters.integration.activation import activate, active, deactivate, use
+    from yolo_adapters.tools.check import check
 
 __all__ = ["__version__", "activate", "active", "available_backends", "check", "deactivate", "register_backend", "use"]
 
@@ -23,7 +31,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> "object":  # PEP 562: the startup hook imports this package at every interpreter start
+def __getattr__(name: str) -> Any:  # PEP 562: the startup hook imports this package at every interpreter start
     if name in _LAZY:
         import importlib
 

@@ -48,7 +48,7 @@ class ModelInfo:
             task=str(meta["task"]),
             names={int(k): str(v) for k, v in dict(meta["names"]).items()},
             stride=int(meta.get("stride", 32)),
-            imgsz=imgsz,  # type: ignore[arg-type]
+            imgsz=imgsz,
             batch=int(meta.get("batch", 1)),
             dynamic=bool(meta.get("dynamic", args.get("dynamic", False) if isinstance(args, dict) else False)),
             kpt_shape=tuple(int(x) for x in kpt) if kpt else None,  # type: ignore[arg-type]
@@ -228,8 +228,8 @@ def info_from_module(model: Any) -> ModelInfo:
         task=str(getattr(model, "task", None) or _guess_task(model)),
         names={int(k): str(v) for k, v in names.items()},
         stride=stride,
-        imgsz=imgsz,  # type: ignore[arg-type]
-        kpt_shape=tuple(kpt) if kpt else None,  # type: ignore[arg-type]
+        imgsz=imgsz,
+        kpt_shape=tuple(kpt) if kpt else None,
         channels=int(yaml_cfg.get("channels", 3)),
     )
 

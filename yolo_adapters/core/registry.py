@@ -34,7 +34,7 @@ def _discover() -> dict:
         try:
             eps = entry_points(group=ENTRY_POINT_GROUP)
         except TypeError:  # Python < 3.10
-            eps = entry_points().get(ENTRY_POINT_GROUP, [])
+            eps = entry_points().get(ENTRY_POINT_GROUP, [])  # type: ignore[arg-type]
         _entry_points = {ep.name: ep for ep in eps}
     return _entry_points
 

@@ -418,8 +418,8 @@ def check(
                 )
             heads[id(report)] = bool(artifact_info.end2end)
             # an RT-DETR engine model runs with RT-DETR's predictor too; the rest as YOLO, told the task
-            engine_model = RTDETR(str(artifact)) if isinstance(reference, RTDETR) else YOLO(str(artifact), task=task)
-            engines[-1] = (report, engine_model, engine_options)
+            runner = RTDETR(str(artifact)) if isinstance(reference, RTDETR) else YOLO(str(artifact), task=task)
+            engines[-1] = (report, runner, engine_options)
         except AdapterError as exc:
             report.error = str(exc)
 
