@@ -53,13 +53,17 @@ def cpu_isa(flags: set[str] | None = None) -> str:
     flags = cpu_flags() if flags is None else flags
     if flags:
         return next((name for name, flag in ISA_LEVELS if flag in flags), "unknown")
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__ as features  # numpy >= 2
-    except ImportError:  # pragma: no cover - numpy 1.x
+    import importlib
+
+    features: dict[str, bool] = {}
+    for module in ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath"):  # numpy >= 2, numpy 1.x
         try:
-            from numpy.core._multiarray_umath import __cpu_features__ as features
+            features = getattr(importlib.import_module(module), "__cpu_features__", {})
+            break
         except ImportError:
-            return "unknown"
+            continue
+    else:
+        return "unknown"
     return next((name for name, key in _NUMPY_FEATURES if features.get(key)), "unknown")
 
 

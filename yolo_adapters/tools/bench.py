@@ -139,7 +139,8 @@ def overhead(module: Any, tensor: Any, runs: int, bare_call: Callable[[np.ndarra
 
     for fn in (bare, adapter, bare, adapter):
         fn()
-    b, a = [], []
+    b: list[float] = []
+    a: list[float] = []
     for _ in range(runs):
         for fn, bucket in ((bare, b), (adapter, a)):
             start = time.perf_counter()
@@ -274,7 +275,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not video.exists():
         make_video(video, args.frames)
     image = str(sample_images()[0])
-    task = YOLO(str(pt)).task
+    task = YOLO(str(pt)).task or "detect"
 
     say(f"exporting with Ultralytics into {work} ...")
     exports: dict[str, Path] = {}  # Ultralytics export format -> what it wrote (reused when present)
