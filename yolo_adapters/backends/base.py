@@ -222,6 +222,7 @@ class BackendPlugin(ABC):
             raise OptionError(
                 f"precision={precision!r} is not supported by {self.name!r}; use one of {self.precisions}."
             )
+        self.check_precision_options(options)
         return dict(options)
 
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16")
@@ -292,10 +293,10 @@ class BackendPlugin(ABC):
         """Compile/open ``artifact`` on ``device``."""
 
     # -- precision: INT8 and precision="auto", written once in yolo_adapters.quantize against these hooks -------
-    # A plugin listing "int8" or "auto" in ``precisions`` subclasses ``yolo_adapters.quantize.PrecisionPlugin``
-    # (which implements ``precision_plan``/``finish_precision``), ends ``export_plan`` with
-    # ``return self.precision_plan(plan, options, device)`` and implements ``quantize`` (and, for "auto", whichever
-    # of the candidate hooks its engine needs). docs/plugins.md lists them.
+    # A plugin listing "int8" or "auto" in ``precisions`` mixes in ``yolo_adapters.quantize.PrecisionFlows``
+    # (which implements ``check_precision_options``, ``precision_plan`` and ``finish_precision``), ends
+    # ``export_plan`` with ``return self.precision_plan(plan, options, device)`` and implements ``quantize`` (and,
+    # for "auto", whichever of the candidate hooks its engine needs). docs/plugins.md lists them.
 
     #: Whether INT8 conversion supports accuracy control (``max_drop``): NNCF does, ONNX Runtime's quantizer does not.
     accuracy_control: ClassVar[bool] = False
@@ -321,6 +322,9 @@ class BackendPlugin(ABC):
         Only called for plugins that list "int8" in ``precisions``."""
         raise NotImplementedError(f"The {self.name!r} backend has no INT8 quantizer.")
 
+    def check_precision_options(self, checked: Mapping[str, Any]) -> None:
+        """Reject, before any export, INT8/auto options that cannot work (``tolerance`` without precision="auto")."""
+
     def precision_facts(self, precision: str, device: str, options: Mapping[str, Any]) -> dict[str, Any]:
         """What an INT8 (``precision="int8"``) or ``precision="auto"`` conversion for ``device`` depends on besides
         the calibration data (the CPU's instruction set, the execution provider...): it enters the cache key, so a
@@ -329,17 +333,17 @@ class BackendPlugin(ABC):
 
     def precision_plan(self, plan: ExportPlan, options: Mapping[str, Any], device: str) -> ExportPlan:
         """``plan`` completed for its precision: the last step of ``export_plan``. Only "int8" and "auto" change it
-        (``yolo_adapters.quantize.PrecisionPlugin``); a plugin without them keeps its plan."""
+        (``yolo_adapters.quantize.PrecisionFlows``); a plugin without them keeps its plan."""
         if plan.precision in CALIBRATED_PRECISIONS:
             raise NotImplementedError(
-                f"The {self.name!r} backend lists precision={plan.precision!r} but is no "
-                "yolo_adapters.quantize.PrecisionPlugin."
+                f"The {self.name!r} backend lists precision={plan.precision!r} but does not mix in "
+                "yolo_adapters.quantize.PrecisionFlows."
             )
         return plan
 
     def finish_precision(self, artifact: Path, plan: ExportPlan) -> Path:
         """The runnable ``artifact`` turned into ``plan.precision`` where that is a calibrated precision (INT8,
-        "auto": ``yolo_adapters.quantize.PrecisionPlugin``); unchanged otherwise."""
+        "auto": ``yolo_adapters.quantize.PrecisionFlows``); unchanged otherwise."""
         return artifact
 
     def quantize(self, artifact: Path, plan: ExportPlan, keep_fp32: bool = False) -> Path:

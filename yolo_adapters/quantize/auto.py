@@ -1,15 +1,17 @@
-"""precision="auto", the part every engine shares: the options it needs, its key in the cache, the candidates
-timed side by side, and the choice kept on disk.
+"""precision="auto": the fastest precision whose agreement with FP32 on your images meets the tolerances.
 
-An engine's own ``auto.py`` (``backends/openvino``, ``backends/onnxruntime``) builds its candidates (FP32, INT8 and
-whatever else it computes natively) and says how to time one; this module checks the options before any export,
-alternates the timing rounds, judges with ``choice`` and keeps only the chosen artifact with its
-``precision_choice.json``.
+``choose_precision`` is the one flow, against the plugin's hooks: the candidates are FP32 (the reference) and what
+``precision_candidates(device)`` adds (OpenVINO: BF16 where the device computes it natively; ONNX Runtime: FP16),
+each made by ``build_candidate`` (INT8 by ``quantize``, calibrated on the ``calibration`` folder exactly as
+``precision="int8"``). Each is compared with FP32 on the held-back images of that folder through Ultralytics'
+predictor (the INT8 report's agreement section), all are timed side by side through ``timing_session`` (rounds
+alternating between the candidates), and ``choice.pick`` keeps the fastest that meets the tolerances. The kept
+artifact, with ``precision_choice.json`` (every figure measured) beside it, is the cache entry; the engine runs it as
+the choice says. Measuring happens once, inside the conversion, like the INT8 calibration it includes.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 import shutil
@@ -21,16 +23,23 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 from tqdm.auto import tqdm
 
-from yolo_adapters.errors import OptionError
-from yolo_adapters.quantize.calibration import find_images, split_holdout
-from yolo_adapters.quantize.choice import pick, tolerance_of, write_choice
-from yolo_adapters.quantize.report import REPORT_FILE
+from yolo_adapters.core.model_info import read_artifact_info
+from yolo_adapters.errors import ConversionError, OptionError
+from yolo_adapters.quantize.calibration import (
+    calibration_batches,
+    calibration_split,
+    find_images,
+    split_holdout,
+    static_shape,
+)
+from yolo_adapters.quantize.choice import pick, shortfalls, tolerance_of, write_choice
+from yolo_adapters.quantize.plan import auto_tolerance, plan_facts, plan_settings
+from yolo_adapters.quantize.report import REPORT_FILE, agreement_report, read_report
 
 if TYPE_CHECKING:
-    from yolo_adapters.backends.base import ExportPlan
+    from yolo_adapters.backends.base import BackendPlugin, ExportPlan
 
 LOGGER = logging.getLogger(__name__)
-AUTO_KEY = "yolo_adapters_auto"  # in ExportPlan.extra: part of the cache key, not an exporter argument
 #: Each candidate is timed ``TIMING_ROUNDS`` times for ``TIMING_SECONDS``, rounds alternating between candidates so
 #: that a busy moment on a shared machine hits them alike; the best round counts.
 TIMING_SECONDS = 1.5
@@ -40,7 +49,7 @@ TIMING_ROUNDS = 2
 def check_auto_options(options: Mapping[str, Any], engine_precisions: str) -> dict[str, float]:
     """The tolerances of ``options``; fails before any export without calibration images, without held-back images
     to measure agreement on, or with a tolerance that is not an agreement figure. ``engine_precisions`` names what
-    the user could pick instead (``"'fp32', 'bf16', 'int8'"``)."""
+    the user could pick instead (``"'fp32', 'bf16', 'int8'"``: the plugin's ``auto_candidates``)."""
     if not options.get("calibration"):
         raise OptionError(
             "precision='auto' measures each precision against FP32 on your images: pass calibration='IMAGES_DIR' "
@@ -63,20 +72,6 @@ def check_tolerance_option(checked: Mapping[str, Any]) -> None:
             f"{checked.get('precision') or 'fp32'!r} nothing is chosen: add precision='auto' or leave it out."
         )
     tolerance_of(checked)
-
-
-def with_auto_key(plan: ExportPlan, tolerance: Mapping[str, float], **facts: Any) -> ExportPlan:
-    """``plan`` with the tolerances and the engine's ``facts`` (what the device computes natively...) in its cache
-    key: another tolerance, or a machine that would choose otherwise, converts again."""
-    key = (("tolerance", tuple(sorted(tolerance.items()))), *sorted(facts.items()), ("scheme", 1))
-    return dataclasses.replace(plan, extra=tuple(plan.extra) + ((AUTO_KEY, key),))
-
-
-def auto_facts(plan: ExportPlan) -> dict[str, Any]:
-    """What ``with_auto_key`` put in ``plan``: ``tolerance`` (a dict) and the engine's facts."""
-    facts = dict(dict(plan.extra)[AUTO_KEY])
-    facts["tolerance"] = dict(facts["tolerance"])
-    return facts
 
 
 def time_side_by_side(names: list[str], timed: Callable[[str], float]) -> dict[str, list[float]]:
@@ -130,3 +125,51 @@ def keep_choice(
         ", ".join(f"{n} {c.get('fps', 0):.1f} img/s" for n, c in candidates.items()),
     )
     return kept
+
+
+def choose_precision(fp32_artifact: Path, plan: ExportPlan, plugin: BackendPlugin) -> Path:
+    """Build, measure and judge the candidates; keep the chosen artifact (the others are removed) and return it."""
+    facts = plan_facts(plan)
+    tolerance = auto_tolerance(plan)
+    device = str(facts["device"])
+    info = read_artifact_info(fp32_artifact)
+    task = info.task or "detect"
+    _, _, held = calibration_split(plan_settings(plan))
+
+    artifacts: dict[str, Path] = {"fp32": fp32_artifact}
+    candidates: dict[str, dict[str, Any]] = {"fp32": {"agreement": None, "shortfalls": []}}
+    for name in plugin.precision_candidates(device):
+        if name == "fp32":
+            continue
+        try:
+            if name == "int8":
+                artifact = plugin.quantize(fp32_artifact, plan, keep_fp32=True)
+            else:
+                artifact = plugin.build_candidate(name, fp32_artifact, plan)
+        except ConversionError as exc:  # FP32 (and the others) still stand: say why this one is out, keep going
+            reason = str(exc).splitlines()[0]
+            LOGGER.warning("precision='auto' leaves %s out: %s", name.upper(), reason)
+            candidates[name] = {"agreement": None, "shortfalls": [f"not built: {reason}"]}
+            continue
+        artifacts[name] = artifact
+        if name == "int8":  # measured by the quantizer's report, on the same held-back images
+            agreement = (read_report(artifact) or {}).get("agreement")
+        else:
+            agreement = agreement_report(fp32_artifact, artifact, held, plan, task, plugin, precision=name)
+        candidates[name] = {"agreement": agreement, "shortfalls": shortfalls(agreement, tolerance)}
+
+    shape = static_shape(plugin.input_shape(fp32_artifact), plan)
+    tensors = calibration_batches(held, shape, task, info.stride or 32, desc="letterboxing held-back images")
+    sessions = {name: plugin.timing_session(path, device, {"precision": name}) for name, path in artifacts.items()}
+
+    def timed(name: str) -> float:
+        return float(sessions[name](for_seconds(tensors), tensors[0])["fps"]) * len(tensors[0])  # images/s
+
+    rounds = time_side_by_side(list(artifacts), timed)
+    record = {
+        **facts,
+        "tolerance": tolerance,
+        "images": len(held),
+        "timing": {"shape": list(shape), "seconds": TIMING_SECONDS, "rounds": TIMING_ROUNDS, **plugin.timing_record},
+    }
+    return keep_choice(artifacts, candidates, rounds, record)

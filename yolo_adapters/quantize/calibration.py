@@ -207,6 +207,14 @@ def calibration_batches(
     return out
 
 
+def static_shape(declared: Sequence[int], plan: Any) -> tuple[int, int, int, int]:
+    """The input shape calibration and timing tensors have: the model's own (``declared``, -1 where dynamic)
+    where static, else the plan's batch x 3 x imgsz."""
+    fallback = (plan.batch, 3, *plan.imgsz)
+    n, c, h, w = (int(d) if int(d) > 0 else int(f) for d, f in zip(declared, fallback))
+    return n, c, h, w
+
+
 # -- what both quantizers start from ---------------------------------------------------------------------
 def calibration_split(settings: Mapping[str, Any]) -> tuple[Path, list[Path], list[Path]]:
     """(root, calibration images, held-back images) of a plan's settings (``plan_settings``)."""

@@ -3,7 +3,7 @@ the choice among the candidates that meet them.
 
 A candidate's agreement with FP32 is the section the INT8 report already has (``report.summarize_agreement`` on
 the held-back images, through Ultralytics' predictor), so "meets the tolerances" reads the figures a user sees in
-``quantization_report.json``. The engine measures the speeds (``backends.openvino.auto``); this module only judges.
+``quantization_report.json``. ``auto`` measures the speeds (the plugin's ``timing_session``); this module only judges.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from yolo_adapters.errors import ConversionError
@@ -27,3 +28,15 @@ def ensure_fp16(path: Path) -> bool:
         ) from exc
     onnx.save(convert_float_to_float16(model, keep_io_types=True), str(path))
     return True
+
+
+def fp16_copy(fp32: Path) -> Path:
+    """An FP16 copy of the FP32 ONNX file beside it (``<stem>_fp16.onnx``); none left when the converter fails."""
+    fp16 = fp32.with_name(fp32.stem + "_fp16.onnx")
+    shutil.copyfile(fp32, fp16)
+    try:
+        ensure_fp16(fp16)
+    except BaseException:
+        fp16.unlink(missing_ok=True)
+        raise
+    return fp16

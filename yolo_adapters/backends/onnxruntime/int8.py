@@ -1,111 +1,92 @@
 """INT8 with ONNX Runtime on an ONNX file: ``onnxruntime.quantization.quantize_static``, QDQ.
 
-The onnxruntime backend's side of ``precision="int8"``: ONNX Runtime's own static quantizer (no NNCF needed), fed
-the same calibration batches and given the same float scope as NNCF, its settings, and the saved model with
-Ultralytics' metadata. ``onnx`` and ``onnxruntime`` are imported inside the functions, so ``quantize_static`` is
-looked up on ``onnxruntime.quantization`` when called.
+The onnxruntime backend's side of ``precision="int8"`` (``ORTQuantizer``, the engine steps of
+``quantize.int8.Quantizer.run``): ONNX Runtime's own static quantizer (no NNCF needed), fed the same calibration
+batches and given the same float scope as NNCF, its settings, and the saved model with Ultralytics' metadata.
+``onnx`` and ``onnxruntime`` are imported inside the methods, so ``quantize_static`` is looked up on
+``onnxruntime.quantization`` when called.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from yolo_adapters.core.model_info import read_artifact_info
-from yolo_adapters.errors import ConversionError
-from yolo_adapters.quantize import graph, plan_settings
-from yolo_adapters.quantize.calibration import calibration_inputs, calibration_section, calibration_split
-from yolo_adapters.quantize.report import int8_report, kept_in_float
-
-if TYPE_CHECKING:
-    from yolo_adapters.backends.base import BackendPlugin, ExportPlan
+from yolo_adapters.quantize import graph
+from yolo_adapters.quantize.int8 import Int8Job, Quantizer
 
 
-def quantize_onnx(fp32_onnx: Path, plan: ExportPlan, plugin: BackendPlugin, keep_fp32: bool = False) -> Path:
-    """Quantize the FP32 ONNX file at ``fp32_onnx`` with ``onnxruntime.quantization.quantize_static`` (QDQ) into
-    ``model_int8.onnx`` beside it; returns its path. The report goes next to it; the FP32 file is removed unless
-    ``keep_fp32`` (precision="auto" runs both)."""
-    plugin.quantizer_version()  # onnx and onnxruntime installed, or the error saying so
-    import onnx
-    import onnxruntime
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+class ORTQuantizer(Quantizer):
+    """``quantize_static`` (QDQ) into ``<stem>_int8.onnx`` beside the FP32 file."""
 
-    settings = plan_settings(plan)
-    info = read_artifact_info(fp32_onnx)
-    task = info.task or "detect"
-    root, calib_images, held = calibration_split(settings)
+    label = "ONNX Runtime"
 
-    model = onnx.load(str(fp32_onnx))
-    if graph.name_nodes(model):  # an ignore list needs node names
-        onnx.save(model, str(fp32_onnx))
-    input_value = model.graph.input[0]
-    shape = static_shape(model, plan)
-    batches, scope, ignored = calibration_inputs(model, calib_images, shape, task, info.stride or 32)
+    def read(self, fp32: Path) -> Any:
+        import onnx
 
-    bar = tqdm(total=len(batches), desc="yolo_adapters: INT8 calibration", unit="batch")
+        model = onnx.load(str(fp32))
+        if graph.name_nodes(model):  # an ignore list needs node names
+            onnx.save(model, str(fp32))
+        return model
 
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._items = iter(batches)
+    def int8_path(self, fp32: Path) -> Path:
+        return fp32.with_name(fp32.stem + "_int8.onnx")
 
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            tensor = next(self._items, None)
-            if tensor is None:
-                return None
-            bar.update()
-            return {input_value.name: tensor}
+    def quantize_graph(self, job: Int8Job) -> tuple[Any, dict[str, Any] | None]:
+        import onnx
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
 
-    int8_onnx = fp32_onnx.with_name(fp32_onnx.stem + "_int8.onnx")
-    try:
+        input_name = job.model.graph.input[0].name
+
+        class Reader(CalibrationDataReader):
+            def __init__(self) -> None:
+                self._items = iter(job.batches)
+
+            def get_next(self) -> dict[str, np.ndarray] | None:
+                tensor = next(self._items, None)
+                return None if tensor is None else {input_name: job.progress(tensor)}
+
         quantize_static(
-            str(fp32_onnx),
-            str(int8_onnx),
+            str(job.fp32),
+            str(job.int8),
             Reader(),
             **onnx_quantize_arguments(QuantFormat, QuantType, CalibrationMethod),
-            nodes_to_exclude=ignored,
+            nodes_to_exclude=job.ignored,
         )
-    except Exception as exc:
-        raise ConversionError(f"ONNX Runtime could not quantize {fp32_onnx}: {type(exc).__name__}: {exc}") from exc
-    finally:
-        bar.close()
-    quantized = onnx.load(str(int8_onnx))
-    if not quantized.metadata_props:  # Ultralytics' metadata (task, names, stride...) lives in the ONNX file
-        quantized.metadata_props.extend(model.metadata_props)
-        onnx.save(quantized, str(int8_onnx))
+        return onnx.load(str(job.int8)), None
 
-    quantization = {
-        "tool": f"onnxruntime {onnxruntime.__version__}",
-        "preset": "qdq u8s8",
-        "settings": {
-            "format": "QDQ",
-            "activations": "uint8 asymmetric",
-            "weights": "int8 symmetric per-channel",
-            "calibration": "minmax",
-        },
-        **kept_in_float(model, scope, ignored),
-        "quantizers": sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node),
-    }
-    section = calibration_section(settings, root, calib_images, held, len(batches))
-    int8_report(plugin, fp32_onnx, int8_onnx, plan, info, shape, section, held, quantization)
-    if not keep_fp32:
-        fp32_onnx.unlink(missing_ok=True)
-    return int8_onnx
+    def save(self, quantized: Any, job: Int8Job) -> None:
+        import onnx
 
+        if not quantized.metadata_props:  # Ultralytics' metadata (task, names, stride...) lives in the ONNX file
+            quantized.metadata_props.extend(job.model.metadata_props)
+            onnx.save(quantized, str(job.int8))
 
-def static_shape(model: Any, plan: ExportPlan) -> tuple[int, ...]:
-    """The ONNX model's input shape with its dynamic dimensions set from the plan (batch, 3, imgsz)."""
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    sizes = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in dims]
-    return tuple(int(d) if d > 0 else int(f) for d, f in zip(sizes, (plan.batch, 3, *plan.imgsz)))
+    def describe(self, quantized: Any, job: Int8Job) -> dict[str, Any]:
+        import onnxruntime
+
+        return {
+            "tool": f"onnxruntime {onnxruntime.__version__}",
+            "preset": "qdq u8s8",
+            "settings": {
+                "format": "QDQ",
+                "activations": "uint8 asymmetric",
+                "weights": "int8 symmetric per-channel",
+                "calibration": "minmax",
+            },
+            "quantizers": sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node),
+        }
+
+    def remove_fp32(self, fp32: Path) -> None:
+        fp32.unlink(missing_ok=True)
 
 
 def onnx_quantize_arguments(QuantFormat: Any, QuantType: Any, CalibrationMethod: Any) -> dict[str, Any]:

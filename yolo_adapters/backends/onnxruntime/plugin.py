@@ -15,11 +15,10 @@ from typing import Any, ClassVar
 
 from yolo_adapters.backends.base import BackendPlugin, Engine, ExportPlan
 from yolo_adapters.backends.onnxruntime.engine import DEVICE_MEMORY, LEVELS, ONNXRuntimeEngine
-from yolo_adapters.backends.onnxruntime.fp16 import ensure_fp16
+from yolo_adapters.backends.onnxruntime.fp16 import ensure_fp16, fp16_copy
 from yolo_adapters.core.logs import warn_once
 from yolo_adapters.errors import BackendUnavailableError, DeviceError, OptionError
-from yolo_adapters.quantize import QUANT_OPTIONS, int8_plan
-from yolo_adapters.quantize.auto import check_tolerance_option
+from yolo_adapters.quantize import PrecisionFlows
 
 LOGGER = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ def short_name(provider: str) -> str:
     return _ALIASES.get(name, name)
 
 
-class ONNXRuntimePlugin(BackendPlugin):
+class ONNXRuntimePlugin(PrecisionFlows, BackendPlugin):
     name = "onnxruntime"
     device_aliases = ("ort",)
     extra = "onnxruntime"
@@ -52,10 +51,9 @@ class ONNXRuntimePlugin(BackendPlugin):
         "io_binding": (bool, type(None)),
         "fallback": (bool,),
         "opset": (int,),
-        **QUANT_OPTIONS,  # precision="int8": calibration, calibration_size, holdout (yolo_adapters.quantize)
-        "tolerance": (dict, type(None)),  # precision="auto": bounds on agreement with FP32 (quantize.choice)
-    }
-    # auto: FP32, FP16 and INT8 measured on the calibration images, the fastest that agrees with FP32 kept (auto.py)
+    }  # and precision="int8"/"auto"'s (BackendPlugin.precision_option_types)
+    # auto: FP32, FP16 and INT8 measured on the calibration images, the fastest that agrees with FP32 kept
+    # (yolo_adapters.quantize.auto, through the precision hooks below)
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8", "auto")
 
     def missing_requirements(self) -> str | None:
@@ -94,7 +92,6 @@ class ONNXRuntimePlugin(BackendPlugin):
                 raise OptionError(f"{key}={checked[key]} must be >= 0 (0 lets ONNX Runtime choose).")
         if checked.get("opset") is not None and checked["opset"] < 7:
             raise OptionError(f"opset={checked['opset']} is not an ONNX opset Ultralytics exports to; use 11 or later.")
-        check_tolerance_option(checked)  # now, not after an export
         return checked
 
     def quantizer_version(self) -> str:
@@ -188,29 +185,45 @@ class ONNXRuntimePlugin(BackendPlugin):
             # export FP32 on every version and make it FP16 in finish_artifact (the converter 8.4 itself uses).
             extra += [("half", False), ("quantize", None)]  # whichever of the two this Ultralytics knows
         plan = self.make_plan("onnx", options, imgsz, batch, cpu=providers[0][0] == _CPU, extra=tuple(extra))
-        if plan.precision == "int8":  # FP32 export, quantized with onnxruntime.quantization in finish_artifact
-            plan = int8_plan(plan, options, self)
-        if plan.precision == "auto":  # FP32 export; candidates built, measured and chosen in finish_artifact
-            from yolo_adapters.backends.onnxruntime.auto import auto_plan
-
-            plan = auto_plan(plan, options, self, device)
-        return plan
+        return self.precision_plan(plan, options, device)  # int8, auto: FP32 export, converted in finish_artifact
 
     def finish_artifact(self, exported: Path, plan: ExportPlan) -> Path:
-        artifact = self.find_artifact(exported) or exported
         if plan.precision == "fp16":
-            ensure_fp16(artifact)
-        if plan.precision == "int8":
-            from yolo_adapters.backends.onnxruntime.int8 import (
-                quantize_onnx,
-            )  # onnxruntime.quantization is imported only when something is quantized
+            ensure_fp16(self.find_artifact(exported) or exported)
+        return super().finish_artifact(exported, plan)  # and INT8 or precision="auto" (finish_precision)
 
-            artifact = quantize_onnx(artifact, plan, self)
-        elif plan.precision == "auto":
-            from yolo_adapters.backends.onnxruntime.auto import choose_precision
+    # -- precision: the hooks yolo_adapters.quantize's INT8 and precision="auto" flows call ----------------------
+    auto_candidates = ("fp32", "fp16", "int8")
+    timing_record: ClassVar[dict[str, str]] = {
+        "fps": "images/s of the engine's InferenceSession, 2 runs in flight on its thread pool, inference only, "
+        "best round"
+    }
 
-            artifact = choose_precision(artifact, plan, self)
-        return artifact
+    def precision_facts(self, precision: str, device: str, options: Mapping[str, Any]) -> dict[str, Any]:
+        """For "auto": the execution provider the candidates are timed on (another provider may choose otherwise),
+        and the device as it runs (the CPU where ``fallback=True`` fell back to it). INT8 itself is the same file
+        on every provider."""
+        if precision != "auto":
+            return {}
+        provider = self.resolve_providers(device, options)[0][0]
+        return {"device": "cpu" if provider == _CPU else device, "provider": provider}
+
+    def quantize(self, artifact: Path, plan: ExportPlan, keep_fp32: bool = False) -> Path:
+        from yolo_adapters.backends.onnxruntime.int8 import ORTQuantizer  # onnxruntime.quantization only when used
+
+        return ORTQuantizer().run(artifact, plan, self, keep_fp32)
+
+    def input_shape(self, artifact: Path) -> tuple[int, ...]:
+        import onnx
+
+        dims = onnx.load(str(artifact), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+        return tuple(int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in dims)
+
+    def build_candidate(self, name: str, fp32_artifact: Path, plan: ExportPlan) -> Path:
+        """FP16: a copy of the FP32 file through ONNX Runtime's float16 converter, as ``precision="fp16"``."""
+        if name == "fp16":
+            return fp16_copy(fp32_artifact)
+        return super().build_candidate(name, fp32_artifact, plan)
 
     def load(self, artifact: Path, device: str, options: Mapping[str, Any]) -> Engine:
         return ONNXRuntimeEngine(self, artifact, device, options)

@@ -1,7 +1,8 @@
 """INT8 with NNCF on an OpenVINO IR: plain post-training quantization, or quantization under accuracy control.
 
-The NNCF side of ``precision="int8"`` on the openvino backend: the NNCF settings, the float scope handed to
-``nncf.IgnoredScope``, accuracy control's validation functions (Ultralytics' validator on the compiled candidate
+The NNCF side of ``precision="int8"`` on the openvino backend (``NNCFQuantizer``, the engine steps of
+``quantize.int8.Quantizer.run``): the NNCF settings, the float scope handed to ``nncf.IgnoredScope``, the target's
+recipe (``int8_target``), accuracy control's validation functions (Ultralytics' validator on the compiled candidate
 model NNCF hands it, or, for pose without labels, keypoint agreement with FP32 at the same anchors) and the saved
 IR. ``nncf`` and ``openvino`` are imported inside the functions, and
 ``nncf.quantize`` / ``nncf.quantize_with_accuracy_control`` are looked up when called.
@@ -22,22 +23,15 @@ from tqdm.auto import tqdm
 
 from yolo_adapters.backends.openvino.engine import OpenVINOEngine, core
 from yolo_adapters.core.cpu import ISA_LEVELS, cpu_flags, cpu_isa  # noqa: F401 - re-exported for its users
-from yolo_adapters.core.model_info import read_artifact_info
-from yolo_adapters.errors import ConversionError, OptionError
+from yolo_adapters.errors import OptionError
 from yolo_adapters.integration.module import EngineModule
-from yolo_adapters.quantize import plan_settings
-from yolo_adapters.quantize.calibration import (
-    LABELS_NEEDED,
-    calibration_inputs,
-    calibration_section,
-    calibration_split,
-    labelled,
-    preprocess,
-)
-from yolo_adapters.quantize.report import int8_report, kept_in_float, labelled_metrics, same_anchor_keypoint_distance
+from yolo_adapters.quantize.calibration import LABELS_NEEDED, labelled, preprocess
+from yolo_adapters.quantize.int8 import Int8Job, Quantizer
+from yolo_adapters.quantize.plan import plan_facts
+from yolo_adapters.quantize.report import labelled_metrics, same_anchor_keypoint_distance
 
 if TYPE_CHECKING:
-    from yolo_adapters.backends.base import BackendPlugin, ExportPlan
+    from yolo_adapters.backends.base import ExportPlan
 
 #: NNCF's preset (``nncf.QuantizationPreset.MIXED`` in ``quantize_arguments``): in the report and the cache key.
 PRESET = "mixed"
@@ -51,100 +45,71 @@ CONTROL_METRIC = {
 }
 
 
-def quantize_openvino(fp32_xml: Path, plan: ExportPlan, plugin: BackendPlugin, keep_fp32: bool = False) -> Path:
-    """Quantize the FP32 IR at ``fp32_xml`` into a sibling ``*_int8_openvino_model/`` folder; returns its .xml.
+class NNCFQuantizer(Quantizer):
+    """NNCF's steps of the shared INT8 flow (``quantize.int8.Quantizer.run``) on an OpenVINO IR: plain
+    ``nncf.quantize``, or accuracy control (``max_drop``, ``max_keypoint_px``); the IR saved into a sibling
+    ``*_int8_openvino_model/`` folder with the metadata Ultralytics wrote beside the FP32 one."""
 
-    The report goes next to it; the FP32 IR is removed afterwards (the cache keeps only what runs) unless
-    ``keep_fp32`` (precision="auto" still has to time it against INT8).
-    """
-    plugin.quantizer_version()  # NNCF installed, or the error saying how to install it
-    import nncf
-    import openvino as ov
+    label = "NNCF"
+    # A pose head's keypoint branch stays in float on every target: its convolutions carried much of the keypoint
+    # error for little of INT8's speed (docs/quantization.md).
+    keypoint_branch_in_float = True
 
-    settings = plan_settings(plan)
-    target = plan_target(plan)
-    info = read_artifact_info(fp32_xml)
-    task = info.task or "detect"
-    root, calib_images, held = calibration_split(settings)
+    def read(self, fp32: Path) -> Any:
+        return core().read_model(str(fp32))  # the process's one Core (its plugins are costly to load)
 
-    model = core().read_model(str(fp32_xml))  # the process's one Core (its plugins are costly to load)
-    shape = static_shape(model, plan)
-    keypoints = keypoint_channels(info)
-    batches, scope, ignored = calibration_inputs(model, calib_images, shape, task, info.stride or 32, keypoints)
+    def int8_path(self, fp32: Path) -> Path:
+        folder = fp32.parent
+        return folder.with_name(folder.name.replace("_openvino_model", "") + "_int8_openvino_model") / fp32.name
 
-    bar = tqdm(total=len(batches), desc="yolo_adapters: INT8 calibration", unit="batch")
+    def quantize_graph(self, job: Int8Job) -> tuple[Any, dict[str, Any] | None]:
+        import nncf
 
-    def feed(tensor: np.ndarray) -> np.ndarray:
-        if bar.n < bar.total:
-            bar.update()
-        return tensor
-
-    fast = bool(settings.get("fast_bias_correction"))
-    control = None
-    try:
+        settings, recipe = job.settings, plan_target(job.plan)["recipe"]
+        dataset = nncf.Dataset(job.batches, job.progress)
         with nncf_off_stdout():  # convert's stdout is the artifact path only
             if settings.get("max_drop") is not None:
-                quantized, control = _quantize_with_accuracy_control(
-                    nncf,
-                    model,
-                    nncf.Dataset(batches, feed),
-                    fp32_xml,
-                    info,
-                    held,
-                    shape,
-                    plan,
-                    settings,
-                    ignored,
-                    target["recipe"],
-                )
-            elif settings.get("max_keypoint_px") is not None:
-                quantized, control = _quantize_with_keypoint_control(
-                    nncf, model, nncf.Dataset(batches, feed), info, held, shape, settings, ignored, target["recipe"]
-                )
-            else:
-                quantized = nncf.quantize(
-                    model,
-                    nncf.Dataset(batches, feed),
-                    **quantize_arguments(nncf, fast=fast, recipe=target["recipe"]),
-                    subset_size=len(batches),
-                    ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
-                )
-    except OptionError:
-        raise
-    except Exception as exc:
-        raise ConversionError(f"NNCF could not quantize {fp32_xml}: {type(exc).__name__}: {exc}") from exc
-    finally:
-        bar.close()
+                return _quantize_with_accuracy_control(nncf, dataset, job, recipe)
+            if settings.get("max_keypoint_px") is not None:
+                return _quantize_with_keypoint_control(nncf, dataset, job, recipe)
+            quantized = nncf.quantize(
+                job.model,
+                dataset,
+                **quantize_arguments(nncf, fast=bool(settings.get("fast_bias_correction")), recipe=recipe),
+                subset_size=len(job.batches),
+                ignored_scope=nncf.IgnoredScope(names=job.ignored, validate=False),
+            )
+        return quantized, None
 
-    fp32_dir = fp32_xml.parent
-    out_dir = fp32_dir.with_name(fp32_dir.name.replace("_openvino_model", "") + "_int8_openvino_model")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    int8_xml = out_dir / fp32_xml.name
-    ov.save_model(quantized, str(int8_xml), compress_to_fp16=False)
-    for extra in fp32_dir.iterdir():  # metadata.yaml and anything else Ultralytics wrote beside the IR
-        if extra.suffix not in (".xml", ".bin") and extra.is_file():
-            shutil.copy2(extra, out_dir / extra.name)
+    def save(self, quantized: Any, job: Int8Job) -> None:
+        import openvino as ov
 
-    quantizers = count_fake_quantize(quantized)
-    quantization = {
-        "tool": f"nncf {nncf.__version__}",
-        "preset": PRESET,
-        "target": target,
-        "settings": {
-            **RECIPES[target["recipe"]],
-            "activation_ranges": "minmax",
-            "fast_bias_correction": fast,
-            "keypoint_branch": "float" if keypoints else None,
-        },
-        **kept_in_float(model, scope, ignored),
-        "fake_quantize": quantizers,
-        "quantizers": quantizers,
-    }
-    section = calibration_section(settings, root, calib_images, held, len(batches))
-    int8_report(plugin, fp32_xml, int8_xml, plan, info, shape, section, held, quantization, control)
-    if not keep_fp32:
-        shutil.rmtree(fp32_dir, ignore_errors=True)
-    return int8_xml
+        ov.save_model(quantized, str(job.int8), compress_to_fp16=False)
+        for extra in job.fp32.parent.iterdir():  # metadata.yaml and anything else Ultralytics wrote beside the IR
+            if extra.suffix not in (".xml", ".bin") and extra.is_file():
+                shutil.copy2(extra, job.int8.parent / extra.name)
+
+    def describe(self, quantized: Any, job: Int8Job) -> dict[str, Any]:
+        import nncf
+
+        target = plan_target(job.plan)
+        quantizers = count_fake_quantize(quantized)
+        return {
+            "tool": f"nncf {nncf.__version__}",
+            "preset": PRESET,
+            "target": target,
+            "settings": {
+                **RECIPES[target["recipe"]],
+                "activation_ranges": "minmax",
+                "fast_bias_correction": bool(job.settings.get("fast_bias_correction")),
+                "keypoint_branch": "float" if job.keypoints else None,
+            },
+            "fake_quantize": quantizers,
+            "quantizers": quantizers,
+        }
+
+    def remove_fp32(self, fp32: Path) -> None:
+        shutil.rmtree(fp32.parent, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -200,33 +165,15 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
-def keypoint_channels(info: Any) -> int | None:
-    """A pose model's keypoint head output channels (keypoints x dims), whose branch stays in float on every target,
-    else None. On AVX2 and on an AMX Xeon alike the branch's convolutions carried a third of the keypoint error at the
-    same anchor, for about 10% (AVX2) to 20% (AMX) of INT8's speed (docs/quantization.md)."""
-    shape = getattr(info, "kpt_shape", None)
-    if (info.task or "detect") != "pose" or not shape:
-        return None
-    return int(shape[0]) * int(shape[1])
-
-
 #: ISA levels (``core.cpu.ISA_LEVELS``) whose int8 kernels sum in 32 bits: they get the "vnni" recipe.
 VNNI_ISAS = ("amx", "avx512_vnni", "avx_vnni")
-TARGET_KEY = "yolo_adapters_int8_target"  # in ExportPlan.extra: part of the cache key, not an exporter argument
-
-
-def with_target(plan: ExportPlan, device: str) -> ExportPlan:
-    """``plan`` with the INT8 target (``int8_target``) in its extras: the ISA and recipe enter the cache key, so a
-    cache shared by hosts of different instruction sets quantizes once per ISA level."""
-    import dataclasses
-
-    return dataclasses.replace(plan, extra=tuple(plan.extra) + ((TARGET_KEY, tuple(int8_target(device).items())),))
 
 
 def plan_target(plan: ExportPlan) -> dict[str, str]:
-    """The target ``with_target`` recorded in ``plan`` (this host's CPU when none was)."""
-    target = dict(plan.extra).get(TARGET_KEY)
-    return dict(target) if target else int8_target("CPU")
+    """The INT8 target the plugin's ``precision_facts`` recorded in ``plan`` (this host's CPU when none was)."""
+    facts = plan_facts(plan)
+    target: dict[str, str] = {key: str(facts[key]) for key in ("device", "isa", "recipe") if key in facts}
+    return target if len(target) == 3 else int8_target("CPU")
 
 
 def int8_target(device: str) -> dict[str, str]:
@@ -240,21 +187,12 @@ def int8_target(device: str) -> dict[str, str]:
 
 
 def _quantize_with_accuracy_control(
-    nncf: Any,
-    model: Any,
-    calibration: Any,
-    fp32_xml: Path,
-    info: Any,
-    held: list[Path],
-    shape: Sequence[int],
-    plan: ExportPlan,
-    settings: Mapping[str, Any],
-    ignored: list[str],
-    recipe: str = "vnni",
+    nncf: Any, calibration: Any, job: Int8Job, recipe: str = "vnni"
 ) -> tuple[Any, dict[str, Any]]:
     """``nncf.quantize_with_accuracy_control`` with the settings above; its validation function is the task's
     metric (``CONTROL_METRIC``) from Ultralytics' validator on the labelled held-back images."""
-    task = info.task or "detect"
+    model, fp32_xml, info, held, shape, plan = job.model, job.fp32, job.info, job.held, job.shape, job.plan
+    settings, ignored, task = job.settings, job.ignored, job.task
     if task not in CONTROL_METRIC:
         raise OptionError(
             f"max_drop controls a validator metric, and yolo_adapters wires none for {task} models "
@@ -376,21 +314,14 @@ _AGREEMENT_CEILING = 100.0
 
 
 def _quantize_with_keypoint_control(
-    nncf: Any,
-    model: Any,
-    calibration: Any,
-    info: Any,
-    held: list[Path],
-    shape: Sequence[int],
-    settings: Mapping[str, Any],
-    ignored: list[str],
-    recipe: str,
+    nncf: Any, calibration: Any, job: Int8Job, recipe: str
 ) -> tuple[Any, dict[str, Any]]:
     """Accuracy control without labels, for pose: NNCF reverts quantizers to float until the keypoints at the same
     anchor (every anchor FP32 scores >= 0.5, before NMS) are on average within ``max_keypoint_px`` model-input
     pixels of the FP32 model's own, on the held-back images. The same-anchor distance moves smoothly with what is
     quantized; the distance after NMS jumps when a near-tied neighbouring anchor wins (docs/quantization.md)."""
-    task = info.task or "detect"
+    model, info, held, shape, task = job.model, job.info, job.held, job.shape, job.task
+    settings, ignored = job.settings, job.ignored
     if task != "pose" or not info.kpt_shape:
         raise OptionError(
             f"max_keypoint_px is accuracy control on keypoints, for pose models; this one is {task}: "
@@ -469,13 +400,6 @@ def _quantize_with_keypoint_control(
 def _compiled_adapter(compiled: Any, info: Any, artifact: Path) -> Any:
     """NNCF's compiled candidate as the EngineModule Ultralytics' validator runs."""
     return EngineModule(OpenVINOEngine.from_compiled(compiled), info, "openvino", "CPU", artifact, pipeline=False)
-
-
-def static_shape(model: Any, plan: ExportPlan) -> tuple[int, int, int, int]:
-    """The input shape calibration tensors must have: the IR's own where static, else batch x imgsz."""
-    partial = model.input(0).get_partial_shape()
-    fallback = (plan.batch, 3, *plan.imgsz)
-    return tuple(int(d.get_length()) if d.is_static else int(f) for d, f in zip(partial, fallback))  # type: ignore[return-value]
 
 
 def count_fake_quantize(model: Any) -> int:

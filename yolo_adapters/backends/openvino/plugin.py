@@ -5,23 +5,25 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from yolo_adapters.backends.base import BackendPlugin, Engine, ExportPlan
+import numpy as np
+
+from yolo_adapters.backends.base import BackendPlugin, Engine, ExportPlan, TimingSession
+from yolo_adapters.backends.openvino import engine
 from yolo_adapters.backends.openvino.engine import OpenVINOEngine, core
 from yolo_adapters.backends.openvino.onnx_to_ir import onnx_to_ir
 from yolo_adapters.errors import BackendUnavailableError, DeviceError, OptionError
-from yolo_adapters.quantize import QUANT_OPTIONS, int8_plan
-from yolo_adapters.quantize.auto import check_tolerance_option
+from yolo_adapters.quantize import PrecisionFlows
 
 LOGGER = logging.getLogger(__name__)
 _VIRTUAL = ("AUTO", "MULTI", "HETERO", "BATCH")
 _HINTS = ("latency", "throughput", "cumulative_throughput")
 
 
-class OpenVINOPlugin(BackendPlugin):
+class OpenVINOPlugin(PrecisionFlows, BackendPlugin):
     name = "openvino"
     device_aliases = ("intel", "ov")
     extra = "openvino"
@@ -31,11 +33,10 @@ class OpenVINOPlugin(BackendPlugin):
         "hint": (str,),
         "config": (dict,),
         "compile_cache": (bool, str, Path),
-        **QUANT_OPTIONS,  # precision="int8": calibration, calibration_size, holdout, max_drop... (yolo_adapters.quantize)
-        "tolerance": (dict, type(None)),  # precision="auto": bounds on agreement with FP32 (quantize.choice)
-    }
+    }  # and precision="int8"/"auto"'s (BackendPlugin.precision_option_types)
     # bf16: the FP32 IR (one cache entry with fp32), compiled with INFERENCE_PRECISION_HINT=bf16 (engine.py);
-    # auto: FP32, BF16 and INT8 measured on the calibration images, the fastest that agrees with FP32 kept (auto.py)
+    # auto: FP32, BF16 and INT8 measured on the calibration images, the fastest that agrees with FP32 kept
+    # (yolo_adapters.quantize.auto, through the precision hooks below)
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8", "bf16", "auto")
 
     def missing_requirements(self) -> str | None:
@@ -67,7 +68,6 @@ class OpenVINOPlugin(BackendPlugin):
         hint = checked.get("hint")
         if hint is not None and hint.lower() not in _HINTS:
             raise OptionError(f"hint={hint!r} is not an OpenVINO performance hint; use one of {_HINTS}.")
-        check_tolerance_option(checked)  # now, not after an export
         return checked
 
     accuracy_control = True  # nncf.quantize_with_accuracy_control (max_drop)
@@ -91,17 +91,7 @@ class OpenVINOPlugin(BackendPlugin):
         plan = self.make_plan("openvino", options, imgsz, batch, cpu=device.upper() == "CPU")
         if plan.precision == "bf16":  # a compile-time hint: the IR is the FP32 one, shared with precision="fp32"
             plan = dataclasses.replace(plan, precision="fp32")
-        if plan.precision == "int8":  # FP32 export, quantized with NNCF in finish_artifact
-            from yolo_adapters.backends.openvino.int8 import (
-                with_target,
-            )  # the recipe depends on the CPU's ISA (VNNI or not): in the key
-
-            plan = with_target(int8_plan(plan, options, self), device)
-        if plan.precision == "auto":  # FP32 export; candidates built, measured and chosen in finish_artifact
-            from yolo_adapters.backends.openvino.auto import auto_plan
-
-            plan = auto_plan(plan, options, self, device)
-        return plan
+        return self.precision_plan(plan, options, device)  # int8, auto: FP32 export, converted in finish_artifact
 
     def fallback_plan(self, plan: ExportPlan) -> ExportPlan | None:
         """Ultralytics' ONNX export, converted with ``openvino.convert_model`` in ``finish_artifact``: for releases
@@ -115,18 +105,51 @@ class OpenVINOPlugin(BackendPlugin):
     def finish_artifact(self, exported: Path, plan: ExportPlan) -> Path:
         if exported.suffix == ".onnx":  # the fallback route: make the IR Ultralytics' own export would have made
             exported = onnx_to_ir(exported, plan)
-        artifact = super().finish_artifact(exported, plan)
-        if plan.precision == "int8":
-            from yolo_adapters.backends.openvino.int8 import (
-                quantize_openvino,
-            )  # NNCF is imported only when something is quantized
+        return super().finish_artifact(exported, plan)  # and INT8 or precision="auto" (finish_precision)
 
-            artifact = quantize_openvino(artifact, plan, self)
-        elif plan.precision == "auto":
-            from yolo_adapters.backends.openvino.auto import choose_precision
+    # -- precision: the hooks yolo_adapters.quantize's INT8 and precision="auto" flows call ----------------------
+    auto_candidates = ("fp32", "bf16", "int8")
+    timing_record: ClassVar[dict[str, str]] = {
+        "hint": "THROUGHPUT",
+        "fps": "images/s of the compiled model, inference only, best round",
+    }
 
-            artifact = choose_precision(artifact, plan, self)
-        return artifact
+    def precision_facts(self, precision: str, device: str, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The INT8 target (device family, CPU ISA level, NNCF recipe: VNNI or not), and for "auto" whether the
+        device computes bf16 natively: another CPU may quantize or choose otherwise."""
+        from yolo_adapters.backends.openvino.int8 import int8_target
+
+        facts: dict[str, Any] = dict(int8_target(device))
+        if precision == "auto":
+            facts["bf16"] = engine.bf16_supported(facts["device"])
+        return facts
+
+    def quantize(self, artifact: Path, plan: ExportPlan, keep_fp32: bool = False) -> Path:
+        from yolo_adapters.backends.openvino.int8 import NNCFQuantizer  # NNCF only when something is quantized
+
+        return NNCFQuantizer().run(artifact, plan, self, keep_fp32)
+
+    def input_shape(self, artifact: Path) -> tuple[int, ...]:
+        partial = core().read_model(str(artifact)).input(0).get_partial_shape()
+        return tuple(int(d.get_length()) if d.is_static else -1 for d in partial)
+
+    def precision_candidates(self, device: str) -> list[str]:
+        """FP32, BF16 where the device computes it natively (AMX or AVX512-BF16 CPUs), INT8 (NNCF)."""
+        return [p for p in self.auto_candidates if p != "bf16" or engine.bf16_supported(device)]
+
+    def timing_session(self, artifact: Path, device: str, options: Mapping[str, Any]) -> TimingSession:
+        """The IR compiled once with the THROUGHPUT hint (or ``hint``) at ``precision`` (bf16 compiles bf16,
+        everything else f32), timed through an AsyncInferQueue (``timing.throughput``)."""
+        from yolo_adapters.backends.openvino.timing import compile_for_throughput, throughput
+
+        precision = "bf16" if options.get("precision") == "bf16" else "f32"
+        hint = str(options.get("hint") or "throughput").upper()
+        compiled = compile_for_throughput(artifact, hint=hint, precision=precision, device=device)
+
+        def timed(batches: Iterable[np.ndarray], warmup: np.ndarray) -> dict[str, Any]:
+            return throughput(compiled, batches, warmup)
+
+        return timed
 
     def check_device(self, device: str) -> None:
         """Reject a device OpenVINO does not see, listing the ones it does."""
