@@ -6,7 +6,6 @@ Ray is imported only when the command runs: ``yolo-adapters`` itself starts with
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from yolo_adapters.tools.cli._options import parse_options
@@ -35,30 +34,20 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_predict_dataset(args: argparse.Namespace) -> int:
-    import ray
+    from yolo_adapters.ray._job import predict_to_parquet
 
-    from yolo_adapters.ray import predict
-
-    options, predict_args = parse_options(args.option), parse_options(args.arg)
-    started = False
-    if not ray.is_initialized():
-        ray.init(address=args.address or os.environ.get("RAY_ADDRESS"), log_to_driver=True)
-        started = True
-    try:
-        ds = predict(
-            args.source if len(args.source) > 1 else args.source[0],
-            args.model,
-            device=args.device,
-            batch_size=args.batch_size,
-            concurrency=args.concurrency,
-            num_cpus=args.num_cpus,
-            options=options,
-            fail_fast=args.fail_fast,
-            **predict_args,
-        )
-        ds.write_parquet(args.output)  # Ray Data's own progress bars show the job
-        print(f"wrote {args.output}")
-    finally:
-        if started:
-            ray.shutdown()
+    predict_to_parquet(
+        args.source if len(args.source) > 1 else args.source[0],
+        args.model,
+        args.output,
+        address=args.address,
+        device=args.device,
+        batch_size=args.batch_size,
+        concurrency=args.concurrency,
+        num_cpus=args.num_cpus,
+        options=parse_options(args.option),
+        fail_fast=args.fail_fast,
+        **parse_options(args.arg),
+    )
+    print(f"wrote {args.output}")
     return 0
