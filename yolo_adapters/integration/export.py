@@ -47,7 +47,8 @@ def load_checkpoint(path: Path) -> torch.nn.Module:
     from ultralytics import YOLO
 
     try:
-        return YOLO(str(path)).model
+        model: Any = YOLO(str(path)).model
+        return model
     except Exception as exc:
         raise ModelFormatError(
             f"Could not load {path} as an Ultralytics checkpoint ({type(exc).__name__}: {exc}). "
@@ -80,7 +81,7 @@ def export_model(model: torch.nn.Module, plan: ExportPlan, out_dir: Path) -> Pat
     import torch
     from ultralytics.engine.exporter import Exporter
 
-    clone = copy.deepcopy(model).cpu().float()
+    clone: Any = copy.deepcopy(model).cpu().float()
     clone.pt_path = str(out_dir / "model.pt")  # the exporter names its output after this path
     if not hasattr(clone, "args") or not isinstance(clone.args, dict):
         clone.args = {}

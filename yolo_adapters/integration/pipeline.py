@@ -25,7 +25,7 @@ import copy
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from yolo_adapters.integration.module import STREAM, EngineModule
@@ -179,7 +179,7 @@ class Pipeline:
         self.ahead_max = 0  # most batches seen ahead at once (tests check the bound)
 
     # -- what the wrappers call -------------------------------------------------------------------------
-    def drive(self, generator: Iterator) -> Iterator:
+    def drive(self, generator: Generator) -> Iterator:
         """Advance Ultralytics' ``stream_inference`` generator with this pipeline active, then clean up."""
         try:
             while True:

@@ -138,7 +138,10 @@ def decode_semantic(data: bytes) -> np.ndarray:
     """The (height, width) class-id map of a ``semantic`` cell."""
     import cv2
 
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if decoded is None:
+        raise ValueError("not a PNG-encoded semantic map")
+    return np.asarray(decoded)
 
 
 def encode_depth(depth: np.ndarray) -> bytes:

@@ -112,7 +112,7 @@ def prepare(
         task = plugin.artifact_info(artifact, opts).task
     except Exception as exc:  # Ultralytics guesses the task then (with a warning)
         LOGGER.debug("yolo_adapters.ray: no task in %s's metadata: %s", artifact, exc)
-    spec = {
+    spec: dict[str, Any] = {
         "backend": plugin.name,
         "device": engine_device,
         "options": opts,
@@ -265,7 +265,7 @@ class Predictor:
     def __call__(self, batch: Mapping[str, Any]) -> Any:
         paths = batch.get("path")
         images = batch.get(self.image_column) if self.image_column in batch else None
-        n = len(paths) if paths is not None else len(images)
+        n = len(paths) if paths is not None else len(images) if images is not None else 0
         rows = []
         for i in range(n):
             path = None if paths is None or paths[i] is None else str(paths[i])
@@ -277,7 +277,8 @@ class Predictor:
         try:
             bgr = self._bgr(path, image)
             shape = bgr.shape[:2]
-            result = self.model.predict(bgr, **self.predict_args)[0]
+            results: Any = self.model.predict(bgr, **self.predict_args)
+            result = results[0]
             return _encode.encode_result(result, path, self.engine_name)
         except Exception as exc:
             message = f"{type(exc).__name__}: {exc}"

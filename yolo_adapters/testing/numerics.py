@@ -19,6 +19,7 @@ a real card can differ from the emulation by a little more than these models do.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 MATRIX_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
 
@@ -129,7 +130,8 @@ def apply(model, arithmetic: Arithmetic):
         return rounded[name]
 
     for node in model.graph.node:
-        before, after = [], []
+        before: list[Any] = []
+        after: list[Any] = []
         new = onnx.NodeProto()
         new.CopyFrom(node)
         matrix = node.op_type in MATRIX_OPS

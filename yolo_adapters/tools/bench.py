@@ -60,8 +60,8 @@ def make_video(
     """A ``frames``-long mp4 alternating Ultralytics' bundled bus.jpg and zidane.jpg (resized to ``size``)."""
     import cv2
 
-    pictures = [cv2.resize(cv2.imread(str(p)), size) for p in (images or sample_images())]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, size)
+    pictures = [cv2.resize(np.asarray(cv2.imread(str(p))), size) for p in (images or sample_images())]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 30, size)
     try:
         for i in range(frames):
             writer.write(pictures[i % len(pictures)])
@@ -97,7 +97,7 @@ def letterboxed(video: Path, imgsz: int, stride: int = 32, rect: bool = False) -
             ok, frame = capture.read()
             if not ok:
                 break
-            x = letterbox(image=frame)[..., ::-1].transpose(2, 0, 1)
+            x = np.asarray(letterbox(image=frame))[..., ::-1].transpose(2, 0, 1)
             yield np.ascontiguousarray(x[None], dtype=np.float32) / 255.0
     finally:
         capture.release()

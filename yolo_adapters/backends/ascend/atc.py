@@ -158,7 +158,9 @@ def artifact_precision(om: Path) -> Precision:
             str(ours["precision_mode"]),
             ours.get("soc_version") or None,
         )
-    args = meta.get("args") if isinstance(meta.get("args"), Mapping) else {}
+    args = meta.get("args")
+    if not isinstance(args, Mapping):
+        args = {}
     soc = str(args.get("name") or "")
     if soc.startswith("Ascend") or "_Ascend" in Path(om).stem:
         return Precision("precision_mode", "force_fp16", soc or "Ascend" + Path(om).stem.rsplit("_Ascend", 1)[-1])

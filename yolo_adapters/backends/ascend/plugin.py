@@ -249,7 +249,7 @@ class AscendPlugin(BackendPlugin):
         missing = self.missing_requirements()
         if missing:
             raise BackendUnavailableError(missing)
-        from ais_bench.infer.interface import InferSession  # type: ignore[import-not-found]
+        from ais_bench.infer.interface import InferSession
 
         return AscendEngine(om, ids, options, InferSession)
 

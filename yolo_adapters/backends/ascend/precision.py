@@ -60,7 +60,7 @@ def kind_of(mode: str) -> str:
 
 def fp32_cube(soc: str | None) -> bool:
     """Whether the SoC's cube units multiply FP32 (Atlas A2/A3: Ascend910B*, Ascend910_93*)."""
-    return bool(soc) and (soc.startswith("Ascend910B") or soc.startswith("Ascend910_93"))
+    return (soc or "").startswith(("Ascend910B", "Ascend910_93"))
 
 
 def default_mode(precision: str, soc: str | None, v2: bool) -> tuple[str, str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from yolo_adapters.backends.base import Engine
+from yolo_adapters.backends.base import Engine, Pending
 from yolo_adapters.core.cache import resolve_root
 from yolo_adapters.core.logs import warn_once
 from yolo_adapters.errors import DeviceError, EngineTimeoutError, ModelFormatError
@@ -139,8 +139,9 @@ class OpenVINOEngine(Engine):
                 self._idle = queue.SimpleQueue()
                 for _ in range(self.parallel + 1):  # one more than the engine runs: the next batch waits queued
                     self._idle.put(self.compiled.create_infer_request())
+        idle = self._idle
         try:
-            request = self._idle.get(timeout=self.timeout)
+            request = idle.get(timeout=self.timeout)
         except queue.Empty:
             raise EngineTimeoutError(
                 f"No OpenVINO infer request came free within {self.timeout:g} s: the started ones never completed "
@@ -148,21 +149,21 @@ class OpenVINOEngine(Engine):
             ) from None
         self._count()
         try:
-            # Copied into the request's own input tensor, never shared: with share_inputs=True (OpenVINO 2026.4,
-            # CPU) a 5,000-frame stream left the heap corrupt and a later compile or infer crashed the process
-            # (tests/test_reliability.py, 5 runs in 6). The copy cost 0.5% of stream throughput (docs/benchmarks.md).
+            # Copied into the request's own input tensor, never shared: shared inputs corrupted the heap on long
+            # streams (docs/openvino.md).
             request.start_async({0: batch})
         except BaseException:
-            self._idle.put(request)
+            idle.put(request)
             raise
         return _OVPending(self, request)
 
 
-class _OVPending:
+class _OVPending(Pending):
     __slots__ = ("_engine", "_outputs", "_request")
 
     def __init__(self, engine: OpenVINOEngine, request: Any) -> None:
-        self._engine, self._request, self._outputs = engine, request, None
+        self._engine, self._request = engine, request
+        self._outputs: list[np.ndarray] | None = None
 
     def result(self) -> list[np.ndarray]:
         if self._outputs is None:
@@ -176,7 +177,9 @@ class _OVPending:
                     )
                 self._outputs = [request.get_output_tensor(i).data.copy() for i in range(self._engine._outputs)]
             finally:
-                self._engine._idle.put(request)
+                idle = self._engine._idle
+                assert idle is not None  # made by the submit that started this request
+                idle.put(request)
         return self._outputs
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import sys
 import threading
 from types import ModuleType
+from typing import Any
 
 from yolo_adapters.core.logs import warn_once
 from yolo_adapters.core.settings import disabled
@@ -49,9 +51,13 @@ def install() -> None:
             if target not in _hooked:
                 _hooked.add(target)
                 # Fires at once if the module is already imported, else right after its import.
-                wrapt.register_post_import_hook(lambda module, t=target: _on_import(module, t), target.module)
+                wrapt.register_post_import_hook(functools.partial(_hooked_import, target), target.module)
             elif target.module in sys.modules:
                 _on_import(sys.modules[target.module], target)
+
+
+def _hooked_import(target: PatchTarget, module: ModuleType) -> None:
+    _on_import(module, target)
 
 
 def uninstall() -> None:
@@ -64,14 +70,14 @@ def uninstall() -> None:
             if module is None:
                 continue
             for name in target.names:
-                current = getattr(module, name, None)
+                current: Any = getattr(module, name, None)
                 if getattr(current, _MARK, False) is True:
                     setattr(module, name, current.__wrapped__)
             for qualname in target.methods:
                 owner_name, _, attr = qualname.partition(".")
                 owner = getattr(module, owner_name, None)
                 current = vars(owner).get(attr) if owner is not None else None
-                if getattr(current, _MARK, False) is True:
+                if owner is not None and getattr(current, _MARK, False) is True:
                     setattr(owner, attr, current.__wrapped__)
 
 
