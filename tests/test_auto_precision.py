@@ -129,6 +129,37 @@ def test_tolerance_option_is_checked() -> None:
         OpenVINOPlugin().validate_options({"precision": "auto", "tolerance": {"keypoints": 3}})
 
 
+def test_any_plugin_listing_int8_and_auto_gets_their_options_and_checks() -> None:
+    """The INT8/auto options and the tolerance check come with ``precisions`` and ``PrecisionFlows``, not with an
+    engine: a plugin without them rejects the options; one with them checks them before any export."""
+    from yolo_adapters.backends.base import BackendPlugin
+    from yolo_adapters.quantize import PrecisionFlows
+
+    class Plain(BackendPlugin):
+        name = "plain"
+
+        def missing_requirements(self):
+            return None
+
+        def export_plan(self, device, options, imgsz, batch):
+            return self.precision_plan(self.make_plan("onnx", options, imgsz, batch, cpu=True), options, device)
+
+        def load(self, artifact, device, options):
+            raise NotImplementedError
+
+    class Calibrated(PrecisionFlows, Plain):
+        name = "calibrated"
+        precisions = ("fp32", "int8", "auto")
+
+    with pytest.raises(OptionError, match="Unknown option 'calibration' for backend 'plain'"):
+        Plain().validate_options({"calibration": "images"})
+    assert Calibrated().validate_options({"precision": "int8", "calibration": "images"})["calibration"] == "images"
+    with pytest.raises(OptionError, match="tolerance bounds what precision='auto' may keep"):
+        Calibrated().validate_options({"precision": "int8", "tolerance": {"mean_box_iou": 0.9}})
+    with pytest.raises(OptionError, match="precision='auto' measures each precision.*'fp32', 'int8'"):
+        Calibrated().export_plan("cpu", {"precision": "auto"}, (320, 320), 1)
+
+
 def test_auto_needs_images_to_judge_on(pose_pt: Path, images: list[Path], tmp_path: Path) -> None:
     with pytest.raises(OptionError, match="precision='auto' measures each precision against FP32.*calibration="):
         _run(pose_pt, images[0], imgsz=320, precision="auto", cache_dir=str(tmp_path))

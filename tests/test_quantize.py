@@ -135,6 +135,15 @@ def test_holdout_split() -> None:
     assert quantize.split_holdout(files[:1]) == (files[:1], files[:1])
 
 
+def test_static_shape_is_the_models_own_where_static() -> None:
+    """Calibration and timing tensors: the model's declared dimensions, the plan's where they are dynamic."""
+    from yolo_adapters.backends.base import ExportPlan
+
+    plan = ExportPlan(format="onnx", imgsz=(736, 1280), batch=2, dynamic=True, precision="int8")
+    assert quantize.static_shape((1, 3, 640, 640), plan) == (1, 3, 640, 640)
+    assert quantize.static_shape((-1, 3, -1, -1), plan) == (2, 3, 736, 1280)
+
+
 # -- every task --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("task", TASKS)
 def test_every_task_quantizes(
