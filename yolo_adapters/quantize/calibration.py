@@ -189,7 +189,9 @@ def preprocess(image: Path, hw: tuple[int, int], task: str, stride: int = 32) ->
         return classify_transforms(size)(rgb).numpy().astype(np.float32)
     from ultralytics.data.augment import LetterBox
 
-    boxed = LetterBox(new_shape=tuple(hw), auto=False, stride=stride)(image=bgr)
+    boxed = LetterBox(new_shape=(int(hw[0]), int(hw[1])), auto=False, stride=stride)(image=bgr)
+    if not isinstance(boxed, np.ndarray):  # given an image and no labels, LetterBox returns the image
+        raise TypeError(f"LetterBox returned {type(boxed).__name__} for an image, not an array")
     return np.ascontiguousarray(boxed[..., ::-1].transpose(2, 0, 1), dtype=np.float32) / 255.0
 
 

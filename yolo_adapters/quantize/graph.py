@@ -33,7 +33,7 @@ class Node(Protocol):
 
 
 class Graph(Protocol):
-    def results(self) -> list[Node]:
+    def results(self) -> Sequence[Node]:
         """The producers of the model outputs."""
 
     def nodes(self) -> Iterable[Node]:

@@ -12,12 +12,13 @@ import json
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
 from yolo_adapters.compare.parity import compare_results, match_detections
 from yolo_adapters.core.model_info import read_artifact_info
+from yolo_adapters.errors import OptionError
 from yolo_adapters.integration.export import quiet_ultralytics
 from yolo_adapters.integration.patching import install
 from yolo_adapters.quantize import graph
@@ -30,6 +31,41 @@ if TYPE_CHECKING:
 REPORT_FILE = "quantization_report.json"
 #: The tasks whose labelled metrics the report computes (Ultralytics' validators; classify: ClassifyMetrics).
 METRIC_TASKS = ("detect", "segment", "pose", "obb", "classify")
+
+
+class _AgreementFigures(TypedDict):
+    """The figures every agreement section has (``summarize_agreement``); None where the task has none."""
+
+    images: int
+    reference_detections: int
+    candidate_detections: int
+    matched: int
+    confident_reference: int
+    confident_found: int
+    min_box_iou: float | None
+    mean_box_iou: float | None
+    max_score_diff: float | None
+    mean_keypoint_px: float | None
+    max_keypoint_px: float | None
+    worst_person_keypoint_px: float | None
+    worst_person: str | None
+    worst_confident_person_keypoint_px: float | None
+    mean_person_oks: float | None
+    min_confident_person_oks: float | None
+    min_mask_iou: float | None
+    min_pixel_agreement: float | None
+    max_depth_diff: float | None
+    mean_depth_diff: float | None
+    top1_agreement: float | None
+    max_prob_diff: float | None
+    unmatched: list[str]
+
+
+class Agreement(_AgreementFigures, total=False):
+    """A report's ``agreement`` section: a candidate against FP32 on the held-back images (``choice`` judges it)."""
+
+    confident_recall: float  # only where FP32 has detections with conf >= 0.5
+    anchor_keypoint_px: float | None  # pose only (``anchor_keypoint_px``)
 
 
 def int8_report(
@@ -147,11 +183,12 @@ def agreement_report(
     plugin: BackendPlugin,
     conf: float = 0.25,
     precision: str = "int8",
-) -> dict[str, Any]:
+) -> Agreement:
     """``candidate`` run at ``precision`` (INT8, or bf16 on the FP32 IR) vs FP32 on ``images`` through
     Ultralytics' predictor: matched detections, IoU, keypoints, masks, top-1; for pose also the keypoint distance
     at the same anchor (``anchor_keypoint_px``)."""
-    runs, modules = [], []
+    runs: list[list[Any]] = []
+    modules: list[EngineModule] = []
     with quiet_ultralytics():
         for path, mode in ((reference, "fp32"), (candidate, precision)):
             modules.append(_engine_module(path, plan, mode, plugin))
@@ -217,7 +254,10 @@ def _first_output(out: Any) -> Any:
 def _image_size(image: Any) -> tuple[int, int]:
     import cv2
 
-    return tuple(cv2.imread(str(image)).shape[:2])  # type: ignore[return-value]
+    pixels = cv2.imread(str(image))
+    if pixels is None:
+        raise OptionError(f"Image {image} cannot be read (corrupt, or not an image).")
+    return int(pixels.shape[0]), int(pixels.shape[1])
 
 
 def labelled_metrics(module: Any, images: Sequence[Path], task: str, imgsz: Sequence[int]) -> dict[str, float]:
@@ -295,7 +335,7 @@ def _validator_metrics(module: Any, images: Sequence[Path], task: str, imgsz: Se
 
 def summarize_agreement(
     reference: list, candidate: list, names: list[str], conf: float, match: Any, compare: Any
-) -> dict:
+) -> Agreement:
     """Aggregate per-image ``parity.compare_results`` into one report section.
 
     Pose: ``mean_keypoint_px`` is the mean over every matched keypoint, ``max_keypoint_px`` the single farthest
@@ -307,7 +347,7 @@ def summarize_agreement(
     ``min_confident_person_oks`` say the same in COCO's object keypoint similarity with FP32 as the ground truth
     (``person_keypoint_oks``): pixels are relative to the person's size there, and INT8's keypoint error grows with
     it (docs/quantization.md), so a close-up's 3 px and a small figure's 3 px read differently."""
-    total = {
+    total: Agreement = {
         "images": len(names),
         "reference_detections": 0,
         "candidate_detections": 0,
@@ -333,7 +373,9 @@ def summarize_agreement(
         "unmatched": [],
     }
     ious: list[float] = []
-    kpt_sum, kpt_n, top1, oks = 0.0, 0, [], []
+    kpt_sum, kpt_n = 0.0, 0
+    top1: list[float] = []
+    oks: list[float] = []
     for ref, cand, name in zip(reference, candidate, names):
         agreement = compare(ref, cand, conf=conf)
         if agreement.task == "classify":
@@ -425,13 +467,15 @@ def person_keypoint_oks(
     truth = torch.cat([kr.xy.float().cpu(), visible.cpu()[..., None]], dim=-1)
     guess = torch.cat([kc.xy.float().cpu(), torch.ones(kc.xy.shape[:2])[..., None]], dim=-1)
     wh = (reference.boxes.xyxy[:, 2:] - reference.boxes.xyxy[:, :2]).float().cpu()
-    sigma = OKS_SIGMA if count == 17 else np.ones(count) / count
+    sigma: np.ndarray = OKS_SIGMA if count == 17 else np.ones(count) / count
     out = []
     for i, j, _ in pairs:
         if not bool(truth[i, :, 2].any()):  # FP32 sure of none of this person's keypoints: nothing to compare
             continue
         area = wh[i].prod()[None] * 0.53
-        out.append((int(i), float(kpt_iou(truth[i : i + 1], guess[j : j + 1], area, sigma)[0, 0])))
+        # Ultralytics annotates sigma as list[float] but computes with it as an array (its OKS_SIGMA is one)
+        oks = kpt_iou(truth[i : i + 1], guess[j : j + 1], area, sigma)  # type: ignore[arg-type]
+        out.append((int(i), float(oks[0, 0])))
     return out
 
 

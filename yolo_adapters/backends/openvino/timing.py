@@ -13,7 +13,9 @@ import numpy as np
 from yolo_adapters.backends.openvino.engine import core
 
 
-def compile_for_throughput(xml: Path, hint: str = "THROUGHPUT", precision: str = "f32", device: str = "CPU") -> Any:
+def compile_for_throughput(
+    xml: str | Path, hint: str = "THROUGHPUT", precision: str = "f32", device: str = "CPU"
+) -> Any:
     """``xml`` compiled as ``throughput`` measures it; ``precision`` is OpenVINO's INFERENCE_PRECISION_HINT
     (f32, bf16, f16). Compile once and time it several times (``precision="auto"`` alternates rounds)."""
     return core().compile_model(str(xml), device, {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": precision})
