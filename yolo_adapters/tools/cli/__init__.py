@@ -12,6 +12,7 @@ yolo-adapters info [--json]
 yolo-adapters check yolo11n-pose.pt [--backend openvino ...] [--engine-model IR] [--source IMAGES] [--json]
 yolo-adapters cache list|clear [--json]
 yolo-adapters predict-dataset SOURCE --model M --device openvino --output DIR [--address auto] [--concurrency N]
+yolo-adapters serve MODEL --device openvino [--port 8000] [--replicas N] [--max-batch-size 8]
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ import sys
 from collections.abc import Sequence
 
 from yolo_adapters.errors import AdapterError
-from yolo_adapters.tools.cli import bench, cache, check, convert, info, predict_dataset, run
+from yolo_adapters.tools.cli import bench, cache, check, convert, info, predict_dataset, run, serve
 
 __all__ = ["build_parser", "main"]
 
 #: One module per command, in the order ``--help`` lists them; each adds its subparser and sets ``func``.
-COMMANDS = (run, convert, info, cache, check, bench, predict_dataset)
+COMMANDS = (run, convert, info, cache, check, bench, predict_dataset, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
