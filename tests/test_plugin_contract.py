@@ -3,7 +3,8 @@
 ``tests/plugin_fixture`` holds a plugin package (``toyort``: ONNX Runtime on the CPU under another name) with the
 ``.dist-info`` folder an installed package would have, so the registry finds it through the entry-point group, in
 this process, in subprocesses and in Ray workers (``PYTHONPATH``). On it: predict matches PyTorch and really runs
-the engine, ``check`` and ``bench`` run, Ray runs it on actors; its broken twin (outputs scaled) fails parity.
+the engine, ``check`` and ``bench`` run, Ray runs it on actors, precision="int8" and precision="auto" convert, choose
+and run (``PrecisionFlows`` and the plugin's hooks); its broken twin (outputs scaled) fails parity.
 Last, a scan of the package: nothing outside the engine packages branches on an engine's name.
 """
 
@@ -20,7 +21,7 @@ import pytest
 
 from tests.support.models import build_checkpoint
 from tests.support.needs import require
-from yolo_adapters.compare.parity import DEFAULT_TOLERANCES, compare_results
+from yolo_adapters.compare.parity import DEFAULT_TOLERANCES, compare_results, match_detections
 
 require("onnxruntime")
 require("onnx")
@@ -200,6 +201,117 @@ def test_bench_times_the_plugin_and_its_limit(toy, detect_pt, tmp_path) -> None:
     assert report["extras"]["overhead"]["bare_ms"] > 0 and report["extras"]["cold_adapter_s"] > 0
     assert "toyort" in report["machine"]
     assert f"| {ours} |" in bench.render(report, "yolo-adapters bench --backend toyort")
+
+
+# -- precision="int8" and precision="auto" ------------------------------------------------------------------
+CALIBRATED = {"imgsz": IMGSZ, "calibration_size": 2, "holdout": 2}
+
+
+@pytest.fixture(scope="module")
+def calibration_dir(tmp_path_factory: pytest.TempPathFactory, images: list[Path]) -> Path:
+    """Four images: the mirrored photos calibrate, the photos themselves are held back (``split_holdout`` keeps
+    every second of the sorted four), so auto judges on the images the PyTorch comparison below uses."""
+    import cv2
+
+    folder = tmp_path_factory.mktemp("toy_calibration")
+    for letter, image in zip("ac", images):
+        pixels = cv2.imread(str(image))
+        cv2.imwrite(str(folder / f"{letter}_{image.stem}_flip.jpg"), pixels[:, ::-1])
+        cv2.imwrite(str(folder / f"{chr(ord(letter) + 1)}_{image.stem}.jpg"), pixels)
+    return folder
+
+
+def _quantize_linear_nodes(path: Path) -> int:
+    import onnx
+
+    return sum(n.op_type == "QuantizeLinear" for n in onnx.load(str(path)).graph.node)
+
+
+def _misses_pytorch(stock: dict[str, object], results: dict[str, object], chosen: str, tolerance: dict) -> list:
+    """Why the engine's results are not PyTorch's: parity's failures where it runs FP32, the auto tolerances'
+    shortfalls on the agreement figures where it runs a lower precision; empty when they agree."""
+    from yolo_adapters.quantize.choice import shortfalls
+    from yolo_adapters.quantize.report import summarize_agreement
+
+    if chosen == "fp32":
+        return [failure for a in _agreements(stock, results) for failure in a.failures(DEFAULT_TOLERANCES)]
+    paths = list(stock)
+    figures = summarize_agreement(
+        [stock[p] for p in paths],
+        [results[p] for p in paths],
+        [Path(p).name for p in paths],
+        0.25,
+        match_detections,
+        compare_results,
+    )
+    assert figures["confident_reference"] > 0, "PyTorch is confident of nothing: the recall would prove nothing"
+    return shortfalls(figures, tolerance)
+
+
+def _auto(backend: str, pt: Path, images: list[Path], calibration: Path, cache: Path) -> tuple[object, dict]:
+    from ultralytics import YOLO
+
+    import yolo_adapters
+
+    yolo_adapters.activate(backend, precision="auto", calibration=str(calibration), cache_dir=str(cache), **CALIBRATED)
+    model = YOLO(str(pt))
+    return model, {str(p): model.predict(str(p), imgsz=IMGSZ, verbose=False)[0] for p in images}
+
+
+def test_precision_flows_are_hard_to_misuse(toy) -> None:
+    """Listed after ``BackendPlugin`` the mixin would silently lose to its refusals: the class is refused. An
+    ``export_plan`` not ending in ``precision_plan`` is named, not reported as missing calibration images."""
+    from yolo_adapters.backends.base import BackendPlugin
+    from yolo_adapters.quantize import PrecisionFlows
+
+    with pytest.raises(TypeError, match=r"list PrecisionFlows before BackendPlugin"):
+        type("Backwards", (BackendPlugin, PrecisionFlows), {})
+    plan = toy.make_plan("onnx", {"precision": "int8"}, (IMGSZ, IMGSZ), 1, cpu=True)
+    with pytest.raises(NotImplementedError, match="export_plan must end with .*precision_plan"):
+        toy.finish_precision(Path("model.onnx"), plan)
+
+
+@pytest.mark.timeout(600)
+def test_int8_converts_with_the_plugins_quantizer(toy, detect_pt, calibration_dir, tmp_path) -> None:
+    """precision="int8" through the plugin's ``quantize``: a QDQ file in the cache with its report, FP32 gone."""
+    from yolo_adapters.quantize import quantize_model
+
+    result = quantize_model(detect_pt, calibration_dir, backend="toyort", cache_dir=str(tmp_path), **CALIBRATED)
+    assert result.report is not None and result.report["backend"] == "toyort"
+    assert result.report["agreement"]["images"] == 2 and result.report["agreement"]["confident_reference"] > 0
+    assert _quantize_linear_nodes(result.artifact) > 0
+    assert [p.name for p in result.artifact.parent.glob("*.onnx")] == [result.artifact.name]
+
+
+@pytest.mark.timeout(600)
+def test_auto_converts_chooses_and_runs_on_the_plugin(toy, detect_pt, images, stock, calibration_dir, tmp_path):
+    """precision="auto" on a plugin written from the hooks: FP32 and INT8 built, judged on the held-back images and
+    timed, the choice recorded; the engine runs the kept file, whose results agree with PyTorch (parity for FP32,
+    the auto tolerances for INT8). The broken twin's kept model, judged the same way, does not."""
+    from yolo_adapters.quantize import choice
+
+    model, results = _auto("toyort", detect_pt, images, calibration_dir, tmp_path / "toyort")
+    module = model.predictor.model
+    recorded = choice.read_choice(module.artifact)
+    assert recorded is not None, "precision_choice.json beside the kept model"
+    candidates = recorded["candidates"]
+    assert set(candidates) == {"fp32", "int8"} and all(c["fps"] > 0 for c in candidates.values())
+    assert candidates["int8"]["agreement"]["images"] == 2, "INT8 judged on the held-back images"
+    chosen = recorded["chosen"]
+    assert chosen == choice.pick(candidates) and recorded["device"] == "cpu"
+    artifact = Path(module.artifact)
+    assert type(module.engine).__name__ == "ToyEngine" and module.engine.precision == chosen
+    assert module.engine.calls >= len(images)
+    assert (_quantize_linear_nodes(artifact) > 0) is (chosen == "int8"), "the engine runs the chosen file"
+    assert [p.name for p in artifact.parent.glob("*.onnx")] == [artifact.name], "only the kept file is left"
+    misses = _misses_pytorch(stock, results, chosen, recorded["tolerance"])
+    assert not misses, f"{chosen}: {misses}"
+
+    broken, broken_results = _auto("toyort_broken", detect_pt, images, calibration_dir, tmp_path / "broken")
+    broken_choice = choice.read_choice(broken.predictor.model.artifact)
+    assert broken.predictor.model.engine.scale == 1.25 and broken_choice is not None
+    misses = _misses_pytorch(stock, broken_results, broken_choice["chosen"], broken_choice["tolerance"])
+    assert misses, "scaled outputs passed the comparison with PyTorch"
 
 
 # -- no engine names outside the engines -------------------------------------------------------------------

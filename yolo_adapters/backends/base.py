@@ -293,10 +293,11 @@ class BackendPlugin(ABC):
         """Compile/open ``artifact`` on ``device``."""
 
     # -- precision: INT8 and precision="auto", written once in yolo_adapters.quantize against these hooks -------
-    # A plugin listing "int8" or "auto" in ``precisions`` mixes in ``yolo_adapters.quantize.PrecisionFlows``
-    # (which implements ``check_precision_options``, ``precision_plan`` and ``finish_precision``), ends
-    # ``export_plan`` with ``return self.precision_plan(plan, options, device)`` and implements ``quantize`` (and,
-    # for "auto", whichever of the candidate hooks its engine needs). docs/plugins.md lists them.
+    # A plugin listing "int8" or "auto" in ``precisions`` mixes in ``yolo_adapters.quantize.PrecisionFlows`` before
+    # this class (it implements ``check_precision_options``, ``precision_plan`` and ``finish_precision``, and
+    # ``run_precision`` for ``load``), ends ``export_plan`` with ``return self.precision_plan(plan, options, device)``
+    # and implements ``quantizer_version`` and ``quantize`` (and, for "auto", whichever of the candidate hooks its
+    # engine needs). docs/plugins.md lists them.
 
     #: Whether INT8 conversion supports accuracy control (``max_drop``): NNCF does, ONNX Runtime's quantizer does not.
     accuracy_control: ClassVar[bool] = False

@@ -61,7 +61,7 @@ class _AgreementFigures(TypedDict):
     unmatched: list[str]
 
 
-class Agreement(_AgreementFigures, total=False):
+class AgreementSection(_AgreementFigures, total=False):
     """A report's ``agreement`` section: a candidate against FP32 on the held-back images (``choice`` judges it)."""
 
     confident_recall: float  # only where FP32 has detections with conf >= 0.5
@@ -183,7 +183,7 @@ def agreement_report(
     plugin: BackendPlugin,
     conf: float = 0.25,
     precision: str = "int8",
-) -> Agreement:
+) -> AgreementSection:
     """``candidate`` run at ``precision`` (INT8, or bf16 on the FP32 IR) vs FP32 on ``images`` through
     Ultralytics' predictor: matched detections, IoU, keypoints, masks, top-1; for pose also the keypoint distance
     at the same anchor (``anchor_keypoint_px``)."""
@@ -335,7 +335,7 @@ def _validator_metrics(module: Any, images: Sequence[Path], task: str, imgsz: Se
 
 def summarize_agreement(
     reference: list, candidate: list, names: list[str], conf: float, match: Any, compare: Any
-) -> Agreement:
+) -> AgreementSection:
     """Aggregate per-image ``parity.compare_results`` into one report section.
 
     Pose: ``mean_keypoint_px`` is the mean over every matched keypoint, ``max_keypoint_px`` the single farthest
@@ -347,7 +347,7 @@ def summarize_agreement(
     ``min_confident_person_oks`` say the same in COCO's object keypoint similarity with FP32 as the ground truth
     (``person_keypoint_oks``): pixels are relative to the person's size there, and INT8's keypoint error grows with
     it (docs/quantization.md), so a close-up's 3 px and a small figure's 3 px read differently."""
-    total: Agreement = {
+    total: AgreementSection = {
         "images": len(names),
         "reference_detections": 0,
         "candidate_detections": 0,
