@@ -48,6 +48,7 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "EngineFailure",
     "RequestError",
+    "YOLODeployment",
     "YOLOServer",
     "app",
     "application",
@@ -339,8 +340,8 @@ class YOLOServer:
         return EngineFailure(f"inference failed on {self.predictor.engine_name}: {type(exc).__name__}: {exc}")
 
 
-#: The Serve deployment (``YOLO.options(...).bind(engine, ...)``); ``application`` fills it in.
-YOLO = serve.deployment(name="YOLO")(YOLOServer)
+#: The Serve deployment, named "YOLO" (``YOLODeployment.options(...).bind(engine, ...)``); ``application`` fills it in.
+YOLODeployment = serve.deployment(name="YOLO")(YOLOServer)
 
 
 # -- the driver -------------------------------------------------------------------------------------------
@@ -402,7 +403,9 @@ def application(
     scaling: dict[str, Any] = (
         {"autoscaling_config": dict(autoscaling_config)} if autoscaling_config else {"num_replicas": int(replicas)}
     )
-    deployment = YOLO.options(name=name, max_ongoing_requests=ongoing, ray_actor_options=actor_options, **scaling)
+    deployment = YOLODeployment.options(
+        name=name, max_ongoing_requests=ongoing, ray_actor_options=actor_options, **scaling
+    )
     return deployment.bind(
         engine,
         max_batch_size=int(max_batch_size),
