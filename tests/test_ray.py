@@ -1,7 +1,9 @@
-"""yolo_adapters.ray: batch inference on Ray Data against stock PyTorch, faults, a simulated two-node cluster.
+"""yolo_adapters.ray: batch inference on Ray Data against stock PyTorch, faults, pool sizing and the stall
+watchdog, a simulated two-node cluster.
 
 Runs on a local Ray with 2 CPUs (module-scoped) and, last, on a two-node ``ray.cluster_utils.Cluster`` on this
-machine. Every Ray job here is bounded: ``_bounded`` fails the test instead of letting a starved job hang.
+machine. Every Ray job here is bounded: ``_bounded`` fails the test instead of letting a starved job hang, and
+the sizing and watchdog tests carry their own ``pytest.mark.timeout``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +65,32 @@ def _map_workers() -> list:
     return found
 
 
+def _actor_cpus(ds) -> float:
+    """The CPUs per actor the job asks Ray for (its last operator is predict's map_batches)."""
+    return float(ds._logical_plan.dag.ray_remote_args["num_cpus"])
+
+
+def _same_row(row: dict) -> dict:
+    """An upstream ``map`` that changes nothing (a task of its own, 1 CPU)."""
+    return row
+
+
+def _sleep_forever(row: dict) -> dict:
+    """An upstream ``map`` that never returns: the stall the watchdog must name."""
+    time.sleep(3600)
+    return row
+
+
+def _free_cpus_come_back(total: float, within: float = 60.0) -> bool:
+    """Whether the cluster's CPUs are all free again within ``within`` seconds (the stalled tasks ended)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if ray.available_resources().get("CPU", 0.0) >= total:
+            return True
+        time.sleep(0.5)
+    return False
+
+
 # -- fixtures ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def local_ray():
@@ -97,6 +126,21 @@ def stock(models: dict[str, Path], images: list[Path]) -> dict[str, dict[str, ob
 def image_dataset(local_ray, images: list[Path]):
     """The test images as ray.data.read_images gives them: RGB HWC uint8 ``image`` plus ``path``."""
     return ray.data.read_images([str(p) for p in images], include_paths=True, mode="RGB").materialize()
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory: pytest.TempPathFactory, images: list[Path]) -> Path:
+    """Four images in a folder, as a user points ``read_images`` at it."""
+    folder = tmp_path_factory.mktemp("ray_folder")
+    for i in range(4):
+        shutil.copy(images[i % 2], folder / f"img{i}{images[i % 2].suffix}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def folder_stock(stock, images: list[Path], image_folder: Path) -> dict[str, object]:
+    """Stock PyTorch detect Results for the folder's images (copies of the test images)."""
+    return {str(image_folder / f"img{i}{images[i % 2].suffix}"): stock["detect"][str(images[i % 2])] for i in range(4)}
 
 
 def _check_parity(rows: list[dict], reference: dict[str, object], names: dict) -> None:
@@ -258,6 +302,80 @@ def test_shipped_model_unpacks_to_a_loadable_copy(models, tmp_path):
     assert sorted(p.name for p in copy.parent.iterdir()) == sorted(p.name for p in artifact.parent.iterdir())
 
 
+class _FakeOp:
+    """What the watchdog reads of a Ray Data physical operator."""
+
+    def __init__(self, name: str, running: int = 0, done: bool = False) -> None:
+        from types import SimpleNamespace
+
+        self.name, self.running, self.done = name, running, done
+        self.metrics = SimpleNamespace(num_tasks_finished=0, num_outputs_taken=0)
+        self.actors = SimpleNamespace(running=0, pending=0, restarting=0)
+
+    def has_completed(self) -> bool:
+        return self.done
+
+    def num_active_tasks(self) -> int:
+        return self.running
+
+    def get_actor_info(self):
+        return self.actors
+
+
+class _FakeState:
+    def total_enqueued_input_blocks(self) -> int:
+        return 0
+
+    def total_enqueued_output_blocks(self) -> int:
+        return 0
+
+
+def _fake_executor(*ops: _FakeOp, waiting: bool = True):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(_topology={op: _FakeState() for op in ops}, _consumer_idling=lambda: waiting)
+
+
+def test_watchdog_names_the_operator_a_stalled_job_waits_on():
+    """Tasks in flight that produce nothing are the stall (downstream operators only wait for them); with no
+    task in flight the first unfinished operator is the one that could not start (starved of resources)."""
+    from yolo_adapters.ray._watchdog import StallError, StallWatchdog
+
+    def stalls(executor) -> StallError:
+        watchdog = StallWatchdog()
+        watchdog.timeout = 5.0
+        watchdog.on_execution_step(executor)  # the first look: progress
+        watchdog.since -= 10.0  # ten seconds without a change
+        with pytest.raises(StallError) as info:
+            watchdog.on_execution_step(executor)
+        return info.value
+
+    read, mapped = _FakeOp("ReadImage", done=True), _FakeOp("Map(slow)", running=1)
+    error = stalls(_fake_executor(read, mapped, _FakeOp("MapBatches(Predictor)")))
+    assert error.operator == "Map(slow)" and "1 task running" in str(error) and error.timeout == 5.0
+    starved = stalls(_fake_executor(_FakeOp("ReadImage"), _FakeOp("MapBatches(Predictor)")))
+    assert starved.operator == "ReadImage" and "none could start" in str(starved)
+
+
+def test_watchdog_counts_any_change_as_progress_and_a_slow_consumer_as_no_stall():
+    from yolo_adapters.ray._watchdog import StallWatchdog
+
+    op = _FakeOp("MapBatches(Predictor)", running=1)
+    watchdog = StallWatchdog()
+    watchdog.timeout = 5.0
+    watchdog.on_execution_step(_fake_executor(op))
+    watchdog.since -= 10.0
+    op.metrics.num_outputs_taken += 1  # a batch came out: progress
+    watchdog.on_execution_step(_fake_executor(op))
+    watchdog.since -= 10.0
+    op.actors.pending = 1  # an actor restarts: progress too
+    watchdog.on_execution_step(_fake_executor(op))
+    watchdog.since -= 10.0
+    watchdog.on_execution_step(_fake_executor(op, waiting=False))  # rows wait for the consumer: not a stall
+    watchdog.since -= 10.0
+    watchdog.on_execution_step(_fake_executor(op, waiting=False))
+
+
 # -- local Ray (2 CPUs) ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("task", ["detect", "pose", "segment"])
 def test_paths_and_dataset_match_pytorch(local_ray, models, stock, images, image_dataset, task):
@@ -410,11 +528,97 @@ def test_cli_writes_parquet(local_ray, models, images, tmp_path, capsys):
     assert masks.shape == (len(row["boxes"]), *row["orig_shape"]) and masks.any()
 
 
-# -- a simulated two-node cluster (last: it replaces the local Ray) ----------------------------------
-def test_two_node_cluster(models, stock, images, local_ray):
-    from ray.cluster_utils import Cluster
-
+# -- sizing and stalls on the local Ray (2 CPUs) --------------------------------------------------------------
+@pytest.mark.timeout(240)
+def test_read_images_with_two_actors_on_two_cpus_finishes(local_ray, models, image_folder, folder_stock):
+    """The reported hang: read_images, then two actors on a 2-CPU Ray. Each actor gets half a CPU (one engine
+    thread), the read task the other CPU, and the rows match stock PyTorch."""
     import yolo_adapters.ray as yar
+
+    ds = ray.data.read_images(str(image_folder), include_paths=True)
+    out = yar.predict(ds, model=str(models["detect"]), device="openvino", batch_size=4, concurrency=2, imgsz=IMGSZ)
+    assert _actor_cpus(out) == 0.5
+    done = _bounded(out.materialize)
+    _check_parity(done.take_all(), folder_stock, yar.read_metadata(done)["names"])
+
+
+@pytest.mark.timeout(240)
+def test_binary_files_and_a_map_upstream_with_an_autoscaling_pool(local_ray, models, image_folder, folder_stock):
+    import yolo_adapters.ray as yar
+
+    ds = ray.data.read_binary_files(str(image_folder), include_paths=True).map(_same_row)  # a Python map upstream
+    out = yar.predict(ds, str(models["detect"]), image_column="bytes", concurrency=(1, 2), batch_size=2, imgsz=IMGSZ)
+    assert _actor_cpus(out) == 0.5  # the autoscaling max, two actors, fits beside the read-and-map tasks
+    done = _bounded(out.materialize)
+    _check_parity(done.take_all(), folder_stock, yar.read_metadata(done)["names"])
+
+
+@pytest.mark.timeout(120)
+def test_pools_that_cannot_fit_raise_before_any_actor(local_ray, models, image_folder):
+    import yolo_adapters.ray as yar
+
+    before = {w.pid for w in _map_workers()}
+    model = str(models["detect"])
+    reads = ray.data.read_images(str(image_folder), include_paths=True)
+    with pytest.raises(yar.PoolFitError, match=r"ReadImage would never get a CPU.*num_cpus=0\.5"):
+        yar.predict(reads, model, concurrency=2, num_cpus=1, imgsz=IMGSZ)
+    for pool in (4, (1, 3)):  # more than the cluster's CPUs, fixed or at the autoscaling max
+        with pytest.raises(yar.PoolFitError, match="Ray can place 2"):
+            yar.predict(str(image_folder), model, concurrency=pool, num_cpus=1, imgsz=IMGSZ)
+    with pytest.raises(yar.PoolFitError, match="0 GPUs"):
+        yar.predict(str(image_folder), model, num_gpus=1, imgsz=IMGSZ)
+    with pytest.raises(yar.PoolFitError, match="0 NPU"):
+        yar.predict(str(image_folder), model, resources={"NPU": 1}, imgsz=IMGSZ)
+    assert {w.pid for w in _map_workers()} <= before, "an actor started for a pool that was refused"
+
+
+def test_upstream_tasks_of_real_datasets(local_ray, image_folder, image_dataset):
+    from yolo_adapters.ray import upstream_of
+
+    reads = ray.data.read_images(str(image_folder))
+    assert upstream_of(reads).cpus == 1.0 and upstream_of(reads).names == ("ReadImage",)
+    mapped = ray.data.read_binary_files(str(image_folder)).map(_same_row, num_cpus=2)
+    assert upstream_of(mapped).cpus == 2.0 and upstream_of(mapped).names[-1].startswith("Map")
+    assert upstream_of(image_dataset).cpus == 0.0  # materialized: its rows are already there
+
+
+@pytest.mark.timeout(240)
+def test_a_stalled_job_ends_with_an_error_naming_the_operator(local_ray, models, image_folder):
+    """An upstream map that never returns: predict's watchdog ends the job with StallError naming it, and the
+    stalled task is cancelled (the CPUs come back)."""
+    import yolo_adapters.ray as yar
+
+    ds = ray.data.read_images(str(image_folder), include_paths=True).map(_sleep_forever)
+    out = yar.predict(ds, str(models["detect"]), concurrency=1, imgsz=IMGSZ, stall_timeout=8)
+    # Ray may fuse the map into the actors' operator: "Map(_sleep_forever)->MapBatches(Predictor)" is then named
+    with pytest.raises(yar.StallError, match=r"Map\(_sleep_forever\)\S* stalled, 1 task running") as info:
+        _bounded(out.take_all)
+    assert "_sleep_forever" in info.value.operator and info.value.stalled_s >= 8
+    assert _free_cpus_come_back(2.0), "the stalled task still holds a CPU"
+
+
+@pytest.mark.timeout(120)
+def test_watchdog_acts_wherever_a_dataset_is_consumed(local_ray, tmp_path):
+    """write_parquet and materialize of a watched Dataset, and of one derived from it; the Dataset it was made
+    from keeps no watchdog."""
+    from yolo_adapters.ray import StallError, with_stall_timeout
+
+    plain = ray.data.range(2, override_num_blocks=1).map(_sleep_forever)
+    watched = with_stall_timeout(plain, 3)
+    assert plain.context.custom_execution_callback_classes == []
+    with pytest.raises(StallError, match=r"Map\(_sleep_forever\)\S* stalled"):
+        _bounded(lambda: watched.write_parquet(str(tmp_path / "never")), timeout=60)
+    with pytest.raises(StallError, match=r"Map\(_sleep_forever\)\S* stalled"):
+        _bounded(watched.map(_same_row).materialize, timeout=60)
+    assert _free_cpus_come_back(2.0)
+    assert sorted(r["id"] for r in with_stall_timeout(ray.data.range(3), 3).take_all()) == [0, 1, 2]
+
+
+# -- a simulated two-node cluster (last: it replaces the local Ray) ----------------------------------
+@pytest.fixture(scope="module")
+def two_nodes(local_ray):
+    """Two 1-CPU nodes on this machine, in place of the local Ray, for the rest of the module."""
+    from ray.cluster_utils import Cluster
 
     ray.shutdown()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
@@ -422,20 +626,48 @@ def test_two_node_cluster(models, stock, images, local_ray):
     try:
         ray.init(address=cluster.address, log_to_driver=False)
         cluster.wait_for_nodes()
-        assert len([n for n in ray.nodes() if n["Alive"]]) == 2
-        paths = [str(p) for p in images] * 2
-        # two 1-CPU actors, one per node; the model travels through the object store (ship_model=True)
-        ds = yar.predict(paths, str(models["detect"]), imgsz=IMGSZ, batch_size=1, concurrency=2, ship_model=True)
-        ds = _bounded(ds.materialize, timeout=200)
-        rows = ds.take_all()
-        assert len(rows) == 4
-        _check_parity(rows, stock["detect"], yar.read_metadata(ds)["names"])
-        nodes = {
-            a["Address"]["NodeID"]
-            for a in ray._private.state.actors().values()
-            if "MapWorker" in a.get("ActorClassName", "")
-        }
-        assert len(nodes) == 2, f"the actors ran on {len(nodes)} node(s), not two"
+        yield cluster
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_two_node_cluster(models, stock, images, two_nodes):
+    import yolo_adapters.ray as yar
+
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+    paths = [str(p) for p in images] * 2
+    # two 1-CPU actors, one per node; the model travels through the object store (ship_model=True)
+    ds = yar.predict(paths, str(models["detect"]), imgsz=IMGSZ, batch_size=1, concurrency=2, ship_model=True)
+    ds = _bounded(ds.materialize, timeout=200)
+    rows = ds.take_all()
+    assert len(rows) == 4
+    _check_parity(rows, stock["detect"], yar.read_metadata(ds)["names"])
+    nodes = {
+        a["Address"]["NodeID"]
+        for a in ray._private.state.actors().values()
+        if "MapWorker" in a.get("ActorClassName", "")
+    }
+    assert len(nodes) == 2, f"the actors ran on {len(nodes)} node(s), not two"
+
+
+@pytest.mark.timeout(300)
+def test_two_nodes_read_images_fit_or_are_refused(models, image_folder, folder_stock, two_nodes):
+    """read_images on two 1-CPU nodes: two actors, spread one per node, would leave no node a whole CPU for the
+    read task at any fraction, so that pool is refused before any actor starts; the default pool (one actor)
+    runs and matches stock PyTorch; a stall there ends with StallError too."""
+    import yolo_adapters.ray as yar
+
+    before = {w.pid for w in _map_workers()}
+    reads = ray.data.read_images(str(image_folder), include_paths=True)
+    with pytest.raises(yar.PoolFitError, match=r"ReadImage would never get a CPU.*concurrency=1.*num_cpus=0"):
+        yar.predict(reads, str(models["detect"]), concurrency=2, imgsz=IMGSZ, batch_size=4)
+    assert {w.pid for w in _map_workers()} <= before
+    out = yar.predict(reads, str(models["detect"]), imgsz=IMGSZ, batch_size=4)
+    assert _actor_cpus(out) == 1.0
+    done = _bounded(out.materialize, timeout=200)
+    _check_parity(done.take_all(), folder_stock, yar.read_metadata(done)["names"])
+
+    stalled = yar.with_stall_timeout(ray.data.range(2, override_num_blocks=1).map(_sleep_forever), 3)
+    with pytest.raises(yar.StallError, match=r"Map\(_sleep_forever\)\S* stalled"):
+        _bounded(stalled.take_all, timeout=60)

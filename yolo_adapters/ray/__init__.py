@@ -16,6 +16,7 @@ This subpackage is the only part of yolo_adapters that imports ray (pip install 
 from __future__ import annotations
 
 import glob
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,7 @@ from typing import Any
 
 import ray
 
+from yolo_adapters.ray import _sizing
 from yolo_adapters.ray._encode import (
     COLUMNS,
     decode_depth,
@@ -44,10 +46,14 @@ from yolo_adapters.ray._predictor import (
     thread_options,
     threads_for,
 )
+from yolo_adapters.ray._sizing import Node, PoolFitError, plan_pool, upstream_of
+from yolo_adapters.ray._watchdog import StallError, with_stall_timeout
 
 __all__ = [
     "COLUMNS",
+    "PoolFitError",
     "Predictor",
+    "StallError",
     "accelerator_device",
     "accelerator_request",
     "decode_depth",
@@ -64,7 +70,10 @@ __all__ = [
     "thread_options",
     "threads_for",
     "to_results",
+    "with_stall_timeout",
 ]
+
+LOGGER = logging.getLogger(__name__)
 
 #: Suffixes taken from a folder or a glob (Ultralytics' image formats).
 IMAGE_SUFFIXES = (
@@ -101,6 +110,8 @@ def predict(
     threads: int | None = None,
     ship_model: bool | str = "auto",
     ray_remote_args: Mapping[str, Any] | None = None,
+    stall_timeout: float | None = 600.0,
+    check_fit: bool = True,
     **predict_args: Any,
 ) -> ray.data.Dataset:
     """Run ``model`` over every image of ``source`` on Ray actors; one output row per image (lazy Dataset).
@@ -116,7 +127,11 @@ def predict(
     ``num_cpus`` per actor (default 1, or 0.5 beside an accelerator) also sizes the engine's threads (OpenVINO
     ``INFERENCE_NUM_THREADS``, ONNX Runtime intra-op threads) unless ``threads`` is given; ``concurrency``
     defaults to the cluster's CPUs divided by ``num_cpus`` (one CPU left for reads when ``source`` is a
-    Dataset). ``fail_fast`` raises on the first unreadable image instead of writing an ``error`` row.
+    Dataset). The pool always fits beside the Dataset's upstream tasks: with ``num_cpus`` unset each actor's
+    CPUs are lowered until it does; numbers of the caller's that cannot fit raise PoolFitError here, before
+    any actor starts (``check_fit=False`` for a cluster that adds nodes on demand). Consuming the Dataset
+    raises StallError once the job makes no progress for ``stall_timeout`` seconds (None: no watchdog).
+    ``fail_fast`` raises on the first unreadable image instead of writing an ``error`` row.
     """
     if fail_fast not in (True, False):
         raise TypeError("fail_fast must be True or False")
@@ -128,13 +143,20 @@ def predict(
         resources = resources or None
 
     accelerated = bool(num_gpus) or bool(resources)
-    if num_cpus is None:
-        num_cpus = 0.5 if accelerated else 1.0
     is_dataset = isinstance(source, ray.data.Dataset)
-    if concurrency is None:
-        concurrency = default_concurrency(
-            num_cpus, reserve=1.0 if is_dataset else 0.0, num_gpus=num_gpus, resources=resources
-        )
+    upstream = upstream_of(source) if is_dataset else None
+    plan = plan_pool(
+        cluster_nodes(),
+        concurrency=concurrency,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        resources=resources,
+        default_cpus=0.5 if accelerated else 1.0,
+        upstream=upstream or _sizing.Upstream(),
+        default_reserve=max(upstream.cpus, 1.0) if upstream else 0.0,  # the default pool leaves a CPU for reads
+        check=check_fit,
+    )
+    LOGGER.info("yolo_adapters.ray: %s", plan.note)
     if is_dataset:
         ds = source
     else:
@@ -145,9 +167,9 @@ def predict(
         ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
 
     remote = dict(ray_remote_args or {})
-    if resources:
-        remote["resources"] = dict(resources)
-    return ds.map_batches(
+    if plan.resources:
+        remote["resources"] = dict(plan.resources)
+    mapped = ds.map_batches(
         Predictor,
         fn_constructor_kwargs={
             "engine": engine,
@@ -159,11 +181,17 @@ def predict(
         },
         batch_size=batch_size,
         batch_format="numpy",
-        compute=actor_pool(concurrency),
-        num_cpus=num_cpus,
-        num_gpus=num_gpus,
+        compute=actor_pool(plan.concurrency),
+        num_cpus=plan.num_cpus,
+        num_gpus=plan.num_gpus,
         **remote,
     )
+    return with_stall_timeout(mapped, stall_timeout)
+
+
+def cluster_nodes() -> list[Node]:
+    """The alive nodes of the Ray this process is connected to, with their resources."""
+    return [Node.from_ray(node.get("Resources", {})) for node in ray.nodes() if node.get("Alive")]
 
 
 def actor_pool(concurrency: int | Sequence[int]) -> ray.data.ActorPoolStrategy:
