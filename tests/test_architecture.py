@@ -44,7 +44,5 @@ def test_architecture_page_lists_the_layers_of_the_contract() -> None:
     expected = [{name.strip() for name in row.split("|")} for row in contract["layers"]]
     page = (ROOT / "docs" / "architecture.md").read_text()
     table = page[page.index("| layer (top to bottom) | packages |") :].split("\n\n")[0].splitlines()[2:]
-    documented = [
-        {f"yolo_adapters.{name}" for name in re.findall(r"`([\w.]+)`", row.split("|")[2])} for row in table
-    ]
+    documented = [{f"yolo_adapters.{name}" for name in re.findall(r"`([\w.]+)`", row.split("|")[2])} for row in table]
     assert documented == expected

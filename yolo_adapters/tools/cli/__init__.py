@@ -48,4 +48,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AdapterError as exc:
         print(f"yolo-adapters: error: {exc}", file=sys.stderr)
         return 2
-
