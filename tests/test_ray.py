@@ -352,7 +352,7 @@ def test_watchdog_names_the_operator_a_stalled_job_waits_on():
 
     read, mapped = _FakeOp("ReadImage", done=True), _FakeOp("Map(slow)", running=1)
     error = stalls(_fake_executor(read, mapped, _FakeOp("MapBatches(Predictor)")))
-    assert error.operator == "Map(slow)" and "1 task running" in str(error) and error.timeout == 5.0
+    assert error.operator == "Map(slow)" and "1 task in flight" in str(error) and error.timeout == 5.0
     starved = stalls(_fake_executor(_FakeOp("ReadImage"), _FakeOp("MapBatches(Predictor)")))
     assert starved.operator == "ReadImage" and "none could start" in str(starved)
 
@@ -543,6 +543,23 @@ def test_read_images_with_two_actors_on_two_cpus_finishes(local_ray, models, ima
 
 
 @pytest.mark.timeout(240)
+def test_unchecked_the_reported_pool_starves_its_read_and_the_watchdog_names_it(local_ray, models, image_folder):
+    """The same job with check_fit=False keeps two 1-CPU actors: the read task never gets a CPU (what the sizing
+    prevents), and the watchdog ends the wait with StallError naming ReadImage; the actors are gone after."""
+    import yolo_adapters.ray as yar
+
+    ds = ray.data.read_images(str(image_folder), include_paths=True)
+    out = yar.predict(
+        ds, str(models["detect"]), batch_size=4, concurrency=2, imgsz=IMGSZ, check_fit=False, stall_timeout=8
+    )
+    assert _actor_cpus(out) == 1.0
+    with pytest.raises(yar.StallError, match="ReadImage stalled") as info:
+        _bounded(out.take_all)
+    assert info.value.operator == "ReadImage" and "0 of 2 CPU" in str(info.value)
+    assert _free_cpus_come_back(2.0), "the starved job's actors still hold the CPUs"
+
+
+@pytest.mark.timeout(240)
 def test_binary_files_and_a_map_upstream_with_an_autoscaling_pool(local_ray, models, image_folder, folder_stock):
     import yolo_adapters.ray as yar
 
@@ -591,7 +608,7 @@ def test_a_stalled_job_ends_with_an_error_naming_the_operator(local_ray, models,
     ds = ray.data.read_images(str(image_folder), include_paths=True).map(_sleep_forever)
     out = yar.predict(ds, str(models["detect"]), concurrency=1, imgsz=IMGSZ, stall_timeout=8)
     # Ray may fuse the map into the actors' operator: "Map(_sleep_forever)->MapBatches(Predictor)" is then named
-    with pytest.raises(yar.StallError, match=r"Map\(_sleep_forever\)\S* stalled, 1 task running") as info:
+    with pytest.raises(yar.StallError, match=r"Map\(_sleep_forever\)\S* stalled, 1 task in flight") as info:
         _bounded(out.take_all)
     assert "_sleep_forever" in info.value.operator and info.value.stalled_s >= 8
     assert _free_cpus_come_back(2.0), "the stalled task still holds a CPU"

@@ -67,7 +67,8 @@ def stalled_operator(ops: Sequence[OpSnapshot]) -> tuple[OpSnapshot, str] | None
         return None
     for op in pending:
         if op.running:
-            return op, f"{op.running} task{'s' if op.running != 1 else ''} running that produced nothing"
+            tasks = f"{op.running} task{'s' if op.running != 1 else ''}"
+            return op, f"{tasks} in flight that produced nothing (running, or waiting for the resources they ask)"
     op = pending[0]
     if op.actors[1]:
         return op, f"{op.actors[1]} of its actors could not start (waiting for the resources they ask)"
@@ -90,7 +91,7 @@ def stall_message(ops: Sequence[OpSnapshot], stalled_s: float, timeout: float, f
             if any(op.actors):
                 actors = f"; actors {op.actors[0]} running, {op.actors[1]} pending, {op.actors[2]} restarting"
             lines.append(
-                f"  {op.name}: {op.running} task(s) running, {op.finished} finished, {op.outputs} outputs taken, "
+                f"  {op.name}: {op.running} task(s) in flight, {op.finished} finished, {op.outputs} outputs taken, "
                 f"{op.queued[0]} block(s) queued{actors}"
             )
     if free:
