@@ -357,6 +357,16 @@ def test_watchdog_names_the_operator_a_stalled_job_waits_on():
     assert starved.operator == "ReadImage" and "none could start" in str(starved)
 
 
+def test_stall_timeout_takes_positive_seconds_or_none():
+    from yolo_adapters.errors import OptionError
+    from yolo_adapters.ray._watchdog import check_stall_timeout
+
+    assert check_stall_timeout(None) is None and check_stall_timeout(5) == 5.0
+    for bad in (0, -1, True, "10"):
+        with pytest.raises(OptionError, match="stall_timeout"):
+            check_stall_timeout(bad)
+
+
 def test_watchdog_counts_any_change_as_progress_and_a_slow_consumer_as_no_stall():
     from yolo_adapters.ray._watchdog import StallWatchdog
 

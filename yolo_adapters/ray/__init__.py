@@ -47,7 +47,7 @@ from yolo_adapters.ray._predictor import (
     threads_for,
 )
 from yolo_adapters.ray._sizing import Node, PoolFitError, plan_pool, upstream_of
-from yolo_adapters.ray._watchdog import StallError, with_stall_timeout
+from yolo_adapters.ray._watchdog import StallError, check_stall_timeout, with_stall_timeout
 
 __all__ = [
     "COLUMNS",
@@ -135,6 +135,9 @@ def predict(
     """
     if fail_fast not in (True, False):
         raise TypeError("fail_fast must be True or False")
+    if check_fit not in (True, False):
+        raise TypeError("check_fit must be True or False")
+    check_stall_timeout(stall_timeout)  # before the conversion, which can take minutes
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), ignore_reinit_error=True)
     engine = prepare(model, device, options=options, ship_model=ship_model, imgsz=predict_args.get("imgsz"))

@@ -210,6 +210,15 @@ if ExecutionCallback is not None:
                 raise StallError(message, name, stalled, self.timeout)
 
 
+def check_stall_timeout(stall_timeout: Any) -> float | None:
+    """``stall_timeout`` as seconds (None: no watchdog); OptionError for anything but a positive number."""
+    if stall_timeout is None:
+        return None
+    if isinstance(stall_timeout, bool) or not isinstance(stall_timeout, (int, float)) or stall_timeout <= 0:
+        raise OptionError(f"stall_timeout={stall_timeout!r}: give seconds (> 0), or None to turn the watchdog off")
+    return float(stall_timeout)
+
+
 def with_stall_timeout(dataset: ray.data.Dataset, stall_timeout: float | None) -> ray.data.Dataset:
     """``dataset`` with a stall watchdog: consuming it (or a Dataset derived from it) raises StallError once
     the job makes no progress for ``stall_timeout`` seconds. None returns ``dataset`` as it is.
@@ -217,15 +226,14 @@ def with_stall_timeout(dataset: ray.data.Dataset, stall_timeout: float | None) -
     The copy has its own DataContext, so the Dataset passed in keeps its own. Ray's own no-progress guard
     (``DataContext.execution_no_progress_timeout_s``) is raised to ``stall_timeout`` where it is shorter.
     """
-    if stall_timeout is None:
+    seconds = check_stall_timeout(stall_timeout)
+    if seconds is None:
         return dataset
-    if isinstance(stall_timeout, bool) or not isinstance(stall_timeout, (int, float)) or stall_timeout <= 0:
-        raise OptionError(f"stall_timeout={stall_timeout!r}: give seconds (> 0), or None to turn the watchdog off")
     watched = ray.data.Dataset.copy(dataset, _deep_copy=True)
     context = watched.context
     guard = float(getattr(context, "execution_no_progress_timeout_s", -1) or -1)
-    if 0 < guard < stall_timeout:
-        context.execution_no_progress_timeout_s = float(stall_timeout)
+    if 0 < guard < seconds:
+        context.execution_no_progress_timeout_s = seconds
     if ExecutionCallback is None:
         warn_once(
             LOGGER,
@@ -233,9 +241,9 @@ def with_stall_timeout(dataset: ray.data.Dataset, stall_timeout: float | None) -
             "yolo_adapters.ray: this Ray has no execution callbacks; stalls end "
             "with Ray's ExecutionTimeoutError instead of StallError",
         )
-        context.execution_no_progress_timeout_s = float(stall_timeout)
+        context.execution_no_progress_timeout_s = seconds
         return watched
-    context.set_config(CONFIG_KEY, float(stall_timeout))
+    context.set_config(CONFIG_KEY, seconds)
     if StallWatchdog not in context.custom_execution_callback_classes:
         context.custom_execution_callback_classes = [*context.custom_execution_callback_classes, StallWatchdog]
     return watched
