@@ -26,6 +26,17 @@ def add_parser(sub: Any) -> None:
     pds.add_argument(
         "--fail-fast", action="store_true", help="stop at the first unreadable image (default: error rows)"
     )
+    pds.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=600.0,
+        help="seconds without progress before the job ends with an error naming the stalled step; 0: never",
+    )
+    pds.add_argument(
+        "--no-check-fit",
+        action="store_true",
+        help="skip the check that the actor pool fits beside the reads (clusters that add nodes on demand)",
+    )
     pds.add_argument("--option", "-o", action="append", default=[], help="backend option key=value (repeatable)")
     pds.add_argument(
         "--arg", "-a", action="append", default=[], help="predict argument key=value: -a conf=0.3 -a imgsz=640"
@@ -47,6 +58,8 @@ def cmd_predict_dataset(args: argparse.Namespace) -> int:
         num_cpus=args.num_cpus,
         options=parse_options(args.option),
         fail_fast=args.fail_fast,
+        stall_timeout=args.stall_timeout or None,
+        check_fit=not args.no_check_fit,
         **parse_options(args.arg),
     )
     print(f"wrote {args.output}")
