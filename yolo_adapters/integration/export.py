@@ -76,6 +76,46 @@ def _exporter_args(plan: ExportPlan) -> dict[str, Any]:
     return {k: v for k, v in args.items() if k in DEFAULT_CFG_DICT or k == "format"}
 
 
+#: The opset the TorchScript exporter gets when a release chose none that it supports: 8.1-8.3 derive theirs from
+#: torch's ``symbolic_opsetN`` modules, of which torch >= 2.9 keeps only 9 and 10 (too old for einsum, LayerNorm).
+TORCHSCRIPT_MIN_OPSET = 17
+
+
+@contextmanager
+def torchscript_onnx_export(min_opset: int | None = TORCHSCRIPT_MIN_OPSET) -> Iterator[None]:
+    """While Ultralytics exports, ``torch.onnx.export`` calls that do not choose an exporter get torch's TorchScript
+    one (``dynamo=False``), the one Ultralytics releases before 8.4 were written for, at ``min_opset`` or newer. Since
+    torch 2.9 the default is the dynamo exporter, which needs ``onnxscript`` (nothing a user's install pulls in).
+    Releases that choose (8.4) are left as they are; ``min_opset=None`` keeps the opset the caller asked for."""
+    import inspect
+
+    import torch.onnx
+    import wrapt
+
+    original = torch.onnx.export
+    try:
+        chooses = "dynamo" in inspect.signature(original).parameters
+    except (TypeError, ValueError):
+        chooses = False
+    if not chooses:  # a torch without the dynamo exporter: nothing to choose
+        yield
+        return
+
+    @wrapt.decorator
+    def legacy_default(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+        if "dynamo" not in kwargs:
+            kwargs["dynamo"] = False
+            if min_opset is not None and int(kwargs.get("opset_version") or 0) < min_opset:
+                kwargs["opset_version"] = min_opset
+        return wrapped(*args, **kwargs)
+
+    torch.onnx.export = legacy_default(original)
+    try:
+        yield
+    finally:
+        torch.onnx.export = original
+
+
 def export_model(model: torch.nn.Module, plan: ExportPlan, out_dir: Path) -> Path:
     """Run Ultralytics' exporter on a copy of ``model``; the result lands inside ``out_dir``."""
     import torch
@@ -86,7 +126,11 @@ def export_model(model: torch.nn.Module, plan: ExportPlan, out_dir: Path) -> Pat
     if not hasattr(clone, "args") or not isinstance(clone.args, dict):
         clone.args = {}
     try:
-        with torch.inference_mode(False), torch.no_grad():
+        with (
+            torch.inference_mode(False),
+            torch.no_grad(),
+            torchscript_onnx_export(None if "opset" in dict(plan.extra) else TORCHSCRIPT_MIN_OPSET),
+        ):
             result = Exporter(overrides=_exporter_args(plan))(model=clone)
     except Exception as exc:
         raise ConversionError(f"Ultralytics could not export the model to {plan.format}: {exc}") from exc
