@@ -159,7 +159,7 @@ def predict(
         default_reserve=max(upstream.cpus, 1.0) if upstream else 0.0,  # the default pool leaves a CPU for reads
         check=check_fit,
     )
-    LOGGER.info("yolo_adapters.ray: %s", plan.note)
+    LOGGER.info("%s", plan.note)
     if is_dataset:
         ds = source
     else:

@@ -111,7 +111,7 @@ def prepare(
     try:
         task = plugin.artifact_info(artifact, opts).task
     except Exception as exc:  # Ultralytics guesses the task then (with a warning)
-        LOGGER.debug("yolo_adapters.ray: no task in %s's metadata: %s", artifact, exc)
+        LOGGER.debug("no task in %s's metadata: %s", artifact, exc)
     spec: dict[str, Any] = {
         "backend": plugin.name,
         "device": engine_device,
@@ -203,7 +203,7 @@ class Predictor:
         if engine is None:
             if model is None:
                 raise ValueError("Predictor needs engine=prepare(model, device) (or model= and device=).")
-            LOGGER.warning("yolo_adapters.ray: Predictor(model=...) converts in every actor; pass engine=prepare(...)")
+            LOGGER.warning("Predictor(model=...) converts in every actor; pass engine=prepare(...)")
             engine = prepare(model, device, options=options, ship_model=False)
         if channels.upper() not in ("RGB", "BGR"):
             raise ValueError(f"channels={channels!r}: use 'RGB' (ray.data.read_images) or 'BGR' (OpenCV)")
@@ -243,7 +243,7 @@ class Predictor:
             "engine": self.engine_name,
             "model": self.spec.get("model"),
         }
-        LOGGER.info("yolo_adapters.ray: %s on %s with %d threads", artifact, self.engine_name, self.threads)
+        LOGGER.info("%s on %s with %d threads", artifact, self.engine_name, self.threads)
 
     def _artifact(self) -> Path:
         artifact = Path(self.spec["artifact"])
@@ -284,7 +284,7 @@ class Predictor:
             message = f"{type(exc).__name__}: {exc}"
             if self.fail_fast:
                 raise RuntimeError(f"yolo_adapters.ray: {path or 'image'}: {message}") from exc
-            LOGGER.warning("yolo_adapters.ray: %s: %s", path or "image", message)
+            LOGGER.warning("%s: %s", path or "image", message)
             return _encode.error_row(path, self.engine_name, message, shape)
 
     def _bgr(self, path: str | None, image: Any) -> np.ndarray:

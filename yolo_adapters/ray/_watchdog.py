@@ -151,7 +151,7 @@ def _stop(executor: Any, within: float = 30.0) -> None:
             try:
                 op.shutdown(Timer(), force=True)
             except Exception as exc:  # not started, or already shut down
-                LOGGER.debug("yolo_adapters.ray: shutting down %s: %s", getattr(op, "name", op), exc)
+                LOGGER.debug("shutting down %s: %s", getattr(op, "name", op), exc)
 
     thread = threading.Thread(target=stop_all, name="yolo_adapters-stall-stop", daemon=True)
     thread.start()
@@ -197,7 +197,7 @@ if ExecutionCallback is not None:
                 ops = tuple(snapshot(executor))
                 waiting = _consumer_waiting(executor)
             except Exception as exc:  # a Ray whose executor reads differently: never fail a job over it
-                warn_once(LOGGER, "snapshot", "yolo_adapters.ray: stall watchdog off, cannot read progress: %s", exc)
+                warn_once(LOGGER, "snapshot", "stall watchdog off, cannot read progress: %s", exc)
                 self.timeout = None
                 return
             if ops != self.last or not waiting:
@@ -238,8 +238,7 @@ def with_stall_timeout(dataset: ray.data.Dataset, stall_timeout: float | None) -
         warn_once(
             LOGGER,
             "no-callbacks",
-            "yolo_adapters.ray: this Ray has no execution callbacks; stalls end "
-            "with Ray's ExecutionTimeoutError instead of StallError",
+            "this Ray has no execution callbacks; stalls end with Ray's ExecutionTimeoutError instead of StallError",
         )
         context.execution_no_progress_timeout_s = seconds
         return watched

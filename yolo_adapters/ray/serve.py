@@ -336,7 +336,7 @@ class YOLOServer:
         return results
 
     def _failure(self, item: _Item, exc: BaseException) -> EngineFailure:
-        LOGGER.warning("yolo_adapters.ray.serve: %s: %s: %s", item.path or "image", type(exc).__name__, exc)
+        LOGGER.warning("%s: %s: %s", item.path or "image", type(exc).__name__, exc)
         return EngineFailure(f"inference failed on {self.predictor.engine_name}: {type(exc).__name__}: {exc}")
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from yolo_adapters.errors import OptionError
-from yolo_adapters.tools.cli._options import parse_options
+from yolo_adapters.tools.cli._options import add_option_arguments, parse_options
 
 
 def add_parser(sub: Any) -> None:
@@ -40,7 +40,7 @@ def add_parser(sub: Any) -> None:
     )
     chk.add_argument("--imgsz", type=int, nargs="+", help="inference and conversion size: 640, or 384 640")
     chk.add_argument("--conf", type=float, default=0.25, help="confidence threshold for both sides (default 0.25)")
-    chk.add_argument("--option", "-o", action="append", default=[], help="backend option key=value (repeatable)")
+    add_option_arguments(chk)
     chk.add_argument(
         "--tolerance",
         "-t",

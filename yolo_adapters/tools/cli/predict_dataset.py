@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from yolo_adapters.tools.cli._options import parse_options
+from yolo_adapters.tools.cli._options import add_option_arguments, parse_options
 
 
 def add_parser(sub: Any) -> None:
@@ -37,10 +37,7 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="skip the check that the actor pool fits beside the reads (clusters that add nodes on demand)",
     )
-    pds.add_argument("--option", "-o", action="append", default=[], help="backend option key=value (repeatable)")
-    pds.add_argument(
-        "--arg", "-a", action="append", default=[], help="predict argument key=value: -a conf=0.3 -a imgsz=640"
-    )
+    add_option_arguments(pds, predict_args=True)
     pds.set_defaults(func=cmd_predict_dataset)
 
 

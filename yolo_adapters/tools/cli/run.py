@@ -12,14 +12,14 @@ from typing import Any
 
 from yolo_adapters.core.settings import BACKEND_ENV, split_spec
 from yolo_adapters.errors import OptionError
-from yolo_adapters.tools.cli._options import parse_options
+from yolo_adapters.tools.cli._options import add_option_arguments, parse_options
 
 
 def add_parser(sub: Any) -> None:
     run = sub.add_parser("run", help="run a script, module or command with a backend active")
     run.add_argument("--backend", "-b", required=True, help="backend name, optionally with a device: openvino:GPU")
     run.add_argument("--device", "-d", help="engine device (same as BACKEND:DEVICE)")
-    run.add_argument("--option", "-o", action="append", default=[], help="backend option key=value (repeatable)")
+    add_option_arguments(run)
     run.add_argument("-m", dest="module", help="run a module like python -m")
     run.add_argument("args", nargs=argparse.REMAINDER, help="script.py ARGS, or a command such as yolo predict ...")
     run.set_defaults(func=cmd_run)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from yolo_adapters.tools.cli._options import parse_options
+from yolo_adapters.tools.cli._options import add_option_arguments, parse_options
 
 
 def add_parser(sub: Any) -> None:
@@ -34,10 +34,7 @@ def add_parser(sub: Any) -> None:
     srv.add_argument(
         "--non-blocking", action="store_true", help="deploy and return (with --address: the cluster keeps serving)"
     )
-    srv.add_argument("--option", "-o", action="append", default=[], help="backend option key=value (repeatable)")
-    srv.add_argument(
-        "--arg", "-a", action="append", default=[], help="predict argument key=value: -a conf=0.3 -a imgsz=640"
-    )
+    add_option_arguments(srv, predict_args=True)
     srv.set_defaults(func=cmd_serve)
 
 
