@@ -118,34 +118,25 @@ class ModelInfo:
         if len(first) != 3:
             return f"a {self.task} model outputs one (B, rows, columns) detection tensor first"
         if self.rtdetr:  # Ultralytics >= 8.4 selects the top queries in the graph: box, score, class
+            if first[2] in (6, 4 + nc):
+                return None
             return (
-                None
-                if first[2] in (6, 4 + nc)
-                else (
-                    f"an RT-DETR head outputs (B, queries, 6) (box, score, class) or, before Ultralytics 8.4, "
-                    f"(B, queries, {4 + nc}) (4 box values + {nc} classes)"
-                )
+                "an RT-DETR head outputs (B, queries, 6) (box, score, class) or, before Ultralytics 8.4, "
+                f"(B, queries, {4 + nc}) (4 box values + {nc} classes)"
             )
         if self.end2end:
             want = 6 + extra
-            return (
-                None
-                if first[2] == want
-                else (
-                    f"an end-to-end (NMS-free) {self.task} head outputs (B, max_det, {want}) (box, score, class"
-                    + (f", {extra} more" if extra else "")
-                    + ")"
-                )
-            )
+            if first[2] == want:
+                return None
+            also = f", {extra} more" if extra else ""
+            return f"an end-to-end (NMS-free) {self.task} head outputs (B, max_det, {want}) (box, score, class{also})"
         want = 4 + nc + extra
+        if first[1] == want:
+            return None
+        more = f" + {extra} more" if extra else ""
         return (
-            None
-            if first[1] == want
-            else (
-                f"a {self.task} head with NMS outside the graph outputs (B, {want}, anchors) (4 box values + {nc} classes"
-                + (f" + {extra} more" if extra else "")
-                + ")"
-            )
+            f"a {self.task} head with NMS outside the graph outputs (B, {want}, anchors) "
+            f"(4 box values + {nc} classes{more})"
         )
 
 
