@@ -35,6 +35,10 @@ COMMON_OPTIONS: dict[str, tuple[type, ...]] = {
     "cache_dir": (str, Path, type(None)),
     "pipeline": (bool,),  # overlap loading, pre-processing, inference and post-processing on video/folder sources
     "request_timeout": (int, float),  # seconds an asynchronous inference may take before it is an error
+    # Static models (yolo_adapters.integration.shapes): each source's rect shape, not one square
+    "rect": (bool,),  # False: every frame letterboxed to the square imgsz, as Ultralytics' own static exports
+    "shapes": (list, tuple, type(None)),  # pinned (height, width) shapes: the only ones built, no conversion beyond
+    "max_shapes": (int,),  # rect shapes a predictor may add at run time besides the square (default: shape_budget)
 }
 #: Options of precision="int8" (docs/quantization.md); every plugin listing "int8" or "auto" in ``precisions``
 #: accepts them (``BackendPlugin.precision_option_types``).
@@ -291,6 +295,12 @@ class BackendPlugin(ABC):
     @abstractmethod
     def load(self, artifact: Path, device: str, options: Mapping[str, Any]) -> Engine:
         """Compile/open ``artifact`` on ``device``."""
+
+    def shape_budget(self, device: str, options: Mapping[str, Any]) -> int:
+        """How many rect shapes besides the square one a static model may add at run time on ``device``
+        (yolo_adapters.integration.shapes): each is a conversion at that shape, cached. 0 keeps static models
+        square. The option ``max_shapes`` overrides it."""
+        return 4
 
     # -- precision: INT8 and precision="auto", written once in yolo_adapters.quantize against these hooks -------
     # A plugin listing "int8" or "auto" in ``precisions`` mixes in ``yolo_adapters.quantize.PrecisionFlows`` before

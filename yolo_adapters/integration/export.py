@@ -147,18 +147,7 @@ def prepare_artifact(
     label: str = "model",
 ) -> Path:
     """The cached artifact for ``model`` under ``plan``, converting on first use (with a progress bar)."""
-    import ultralytics
-
-    fields: Mapping[str, Any] = {
-        "weights": weights_digest(model),
-        "task": getattr(model, "task", ""),
-        "backend": backend.name,
-        "plan": plan,
-        "ultralytics": ultralytics.__version__,
-        "engine": backend.engine_version(),
-    }
-    cache = ArtifactCache(cache_dir)
-    key = make_key(fields, f"{label}-{backend.name}")
+    cache, key, fields = _cache_entry(model, backend, plan, cache_dir, label)
     found = cache.lookup(key)
     if found is not None:
         return found
@@ -181,6 +170,30 @@ def prepare_artifact(
             raise ConversionError(f"Could not write the converted model into {cache.root}: {exc}") from exc
         bar.set_postfix_str(f"cached in {cache.root}")
     return artifact
+
+
+def cached_artifact(
+    model: torch.nn.Module, backend: BackendPlugin, plan: ExportPlan, cache_dir: str | None = None, label: str = "model"
+) -> Path | None:
+    """The artifact ``prepare_artifact`` would return if it is in the cache already, else None (nothing converted)."""
+    cache, key, _ = _cache_entry(model, backend, plan, cache_dir, label)
+    return cache.lookup(key)
+
+
+def _cache_entry(
+    model: torch.nn.Module, backend: BackendPlugin, plan: ExportPlan, cache_dir: str | None, label: str
+) -> tuple[ArtifactCache, str, Mapping[str, Any]]:
+    import ultralytics
+
+    fields: Mapping[str, Any] = {
+        "weights": weights_digest(model),
+        "task": getattr(model, "task", ""),
+        "backend": backend.name,
+        "plan": plan,
+        "ultralytics": ultralytics.__version__,
+        "engine": backend.engine_version(),
+    }
+    return ArtifactCache(cache_dir), make_key(fields, f"{label}-{backend.name}"), fields
 
 
 def export_with_fallback(model: torch.nn.Module, backend: BackendPlugin, plan: ExportPlan, staging: Path) -> Path:

@@ -17,15 +17,16 @@ import torch
 
 from yolo_adapters.core.model_info import ModelInfo
 from yolo_adapters.errors import ModelFormatError
+from yolo_adapters.integration.shapes import ShapeBook, rect_letterbox_active
 
 if TYPE_CHECKING:
     from yolo_adapters.backends.base import Engine
 
 LOGGER = logging.getLogger(__name__)
 
-# Format flags older Ultralytics (8.1-8.4.22) reads from AutoBackend; all False for a plugin engine.
+# Format flags older Ultralytics (8.1-8.4.22) reads from AutoBackend; all False for a plugin engine (``pt`` is a
+# property: see ``EngineModule.pt``).
 _LEGACY_FLAGS = (
-    "pt",
     "jit",
     "dnn",
     "onnx",
@@ -56,7 +57,14 @@ class EngineModule(torch.nn.Module):
     """An engine dressed as Ultralytics' AutoBackend: what the patched ``AutoBackend`` returns."""
 
     def __init__(
-        self, engine: Engine, info: ModelInfo, backend: str, device: str, artifact: Path, pipeline: bool = True
+        self,
+        engine: Engine,
+        info: ModelInfo,
+        backend: str,
+        device: str,
+        artifact: Path,
+        pipeline: bool = True,
+        shapes: ShapeBook | None = None,
     ) -> None:
         super().__init__()
         # Ultralytics 8.4 loads the next batch on a worker thread when its model says ``prefetch`` (what runs when
@@ -84,16 +92,53 @@ class EngineModule(torch.nn.Module):
         self.channels = self.ch = info.channels
         self.metadata = info.metadata
         shape = engine.input_shape
-        self.dynamic = engine.dynamic
-        # Ultralytics < 8.4.23 reads `pt` where it means "any input shape works": minimal (rect) letterbox and
-        # rect val batches, exactly as for the PyTorch model. True only for dynamic engines; 8.4.23+ reads `dynamic`.
-        # Not for classifiers: there `pt` makes the predictor take transforms from the PyTorch module we replace.
-        self.pt = self.dynamic and info.task != "classify"
+        self._engine_dynamic = any(int(d) < 0 for d in shape[2:])  # any image size (a batch gear alone is not)
+        #: A static model's engines per input shape (yolo_adapters.integration.shapes), None for a dynamic engine or
+        #: an engine file given as is (one shape, the file's).
+        self.shapes = shapes
+        self.last_shape: tuple[int, int] | None = None  # (h, w) of the last batch run
         self.batch = int(shape[0]) if int(shape[0]) > 0 else max(info.batch, 1)
         self.batch_size = self.batch
-        if not self.dynamic:
-            self.imgsz = [int(shape[2]), int(shape[3])]
+        if not self._engine_dynamic:
+            self.imgsz = list(shapes.square) if shapes is not None else [int(shape[2]), int(shape[3])]
         self._layout_checked = False
+
+    @property
+    def dynamic(self) -> bool:
+        """What Ultralytics reads to letterbox rect (8.4.23+): a dynamic engine, or a static one whose shape book
+        admitted the batch being letterboxed now (``rect_letterbox``)."""
+        return self._engine_dynamic or (self.shapes is not None and rect_letterbox_active())
+
+    @property
+    def pt(self) -> bool:
+        """Ultralytics < 8.4.23 reads ``pt`` where it means "any input shape works" (rect letterbox, rect val
+        batches). Not for classifiers: there ``pt`` makes the predictor take transforms from the PyTorch module
+        this one replaces."""
+        return self.dynamic and self.task != "classify"
+
+    @property
+    def ran_rect(self) -> bool:
+        """Whether the last batch ran letterboxed as for PyTorch (rect) rather than padded to the square imgsz."""
+        return self._engine_dynamic or (self.last_shape is not None and list(self.last_shape) != list(self.imgsz))
+
+    @property
+    def calls(self) -> int:
+        """Batches run on this model's engines (every shape's): proof that the engine answered."""
+        engines = self.shapes.engines.values() if self.shapes is not None else ()
+        return int(self.engine.calls) + sum(int(e.calls) for e in engines if e is not self.engine)
+
+    def serve_shapes(self, book: ShapeBook) -> None:
+        """Run this static model at each source's rect shape, through ``book``'s engines (one per shape)."""
+        self.shapes = book
+        self.imgsz = list(book.square)
+
+    def _engine_for(self, x: np.ndarray) -> Engine:
+        shape = (int(x.shape[2]), int(x.shape[3]))
+        self.last_shape = shape
+        if self.shapes is None or self._engine_dynamic:
+            return self.engine
+        engine = self.shapes.engine(shape)
+        return engine if engine is not None else self.engine
 
     def __deepcopy__(self, memo: dict) -> EngineModule:
         """The same module: an engine (compiled model, session) is shared, never copied. Ultralytics' validator
@@ -111,12 +156,13 @@ class EngineModule(torch.nn.Module):
         if pending is not None:
             return pending.result()
         x = self._numpy(im)
-        static_batch = int(self.engine.input_shape[0])
+        engine = self._engine_for(x)
+        static_batch = int(engine.input_shape[0])
         if static_batch > 0 and x.shape[0] != static_batch:
-            return self._forward_static_batches(x, static_batch)
-        if x.shape[0] > 1 and self.engine.parallel > 1:
+            return self._forward_static_batches(engine, x, static_batch)
+        if x.shape[0] > 1 and engine.parallel > 1:
             return self.submit(im).result()
-        return self._to_ultralytics(self._infer(x))
+        return self._to_ultralytics(self._infer(engine, x))
 
     @staticmethod
     def _numpy(im: torch.Tensor) -> np.ndarray:
@@ -128,26 +174,37 @@ class EngineModule(torch.nn.Module):
 
         A dynamic batch of N > 1 is split over the engine's parallel requests (OpenVINO THROUGHPUT streams)."""
         x = self._numpy(im)
-        static_batch = int(self.engine.input_shape[0])
+        engine = self._engine_for(x)
+        static_batch = int(engine.input_shape[0])
         if static_batch > 0 and x.shape[0] != static_batch:
-            return _Submitted(self, [], self._forward_static_batches(x, static_batch))
-        if not self.dynamic and tuple(x.shape[2:]) != tuple(self.imgsz):
-            self._infer(x)  # raises the size error
-        x = np.ascontiguousarray(x, dtype=self.engine.input_dtype)
-        parts = min(x.shape[0], max(self.engine.parallel, 1)) if static_batch <= 0 else 1
+            return _Submitted(self, [], self._forward_static_batches(engine, x, static_batch))
+        self._check_shape(engine, x)
+        x = np.ascontiguousarray(x, dtype=engine.input_dtype)
+        parts = min(x.shape[0], max(engine.parallel, 1)) if static_batch <= 0 else 1
         chunks = np.array_split(x, parts) if parts > 1 else [x]
-        return _Submitted(self, [self.engine.submit(np.ascontiguousarray(c)) for c in chunks])
+        return _Submitted(self, [engine.submit(np.ascontiguousarray(c)) for c in chunks])
 
-    def _infer(self, x: np.ndarray) -> list[np.ndarray]:
-        if not self.dynamic and tuple(x.shape[2:]) != tuple(self.imgsz):
+    def _check_shape(self, engine: Engine, x: np.ndarray) -> None:
+        h, w = (int(d) for d in engine.input_shape[2:])
+        if h < 0 or w < 0 or tuple(x.shape[2:]) == (h, w):
+            return
+        if self.shapes is not None:
+            served = ", ".join(f"{a}x{b}" for a, b in self.shapes.shapes)
             raise ModelFormatError(
-                f"The {self.backend_name} model at {self.artifact} takes {self.imgsz[0]}x{self.imgsz[1]} images but got "
-                f"{x.shape[2]}x{x.shape[3]}: pass imgsz={self.imgsz[0]} (or dynamic=True when converting)."
+                f"The static {self.backend_name} model from {self.artifact} runs {served} images but got "
+                f"{x.shape[2]}x{x.shape[3]}: pass imgsz={self.imgsz[0]} to predict (or dynamic=True when converting)."
             )
-        x = np.ascontiguousarray(x, dtype=self.engine.input_dtype)
-        return self.engine.infer(x)
+        raise ModelFormatError(
+            f"The {self.backend_name} model at {self.artifact} takes {h}x{w} images but got "
+            f"{x.shape[2]}x{x.shape[3]}: pass imgsz={h} (or dynamic=True when converting)."
+        )
 
-    def _forward_static_batches(self, x: np.ndarray, size: int) -> torch.Tensor | list[torch.Tensor]:
+    def _infer(self, engine: Engine, x: np.ndarray) -> list[np.ndarray]:
+        self._check_shape(engine, x)
+        x = np.ascontiguousarray(x, dtype=engine.input_dtype)
+        return engine.infer(x)
+
+    def _forward_static_batches(self, engine: Engine, x: np.ndarray, size: int) -> torch.Tensor | list[torch.Tensor]:
         """A static-batch engine: pad short batches with zeros, split long ones, then drop the padding."""
         parts: list[list[np.ndarray]] = []
         for start in range(0, x.shape[0], size):
@@ -155,7 +212,7 @@ class EngineModule(torch.nn.Module):
             real = chunk.shape[0]
             if real < size:
                 chunk = np.concatenate([chunk, np.zeros((size - real, *chunk.shape[1:]), chunk.dtype)])
-            parts.append([o[:real] for o in self._infer(chunk)])
+            parts.append([o[:real] for o in self._infer(engine, chunk)])
         return self._to_ultralytics([np.concatenate(outs) for outs in zip(*parts)])
 
     def _to_ultralytics(self, outputs: list[np.ndarray]) -> torch.Tensor | list[torch.Tensor]:

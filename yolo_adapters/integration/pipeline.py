@@ -55,6 +55,17 @@ def square_letterbox() -> bool:
     return _SQUARE.get()
 
 
+def uniform_source(dataset: Any) -> bool:
+    """Whether every frame of ``dataset`` has one size: a video or stream, or an in-memory list of one shape."""
+    if dataset is None:
+        return False
+    if isinstance(dataset, ChunkedSource):
+        return dataset.uniform
+    kind = getattr(dataset, "source_type", None)
+    live = bool(getattr(kind, "stream", False) or getattr(kind, "screenshot", False))
+    return live or getattr(dataset, "mode", None) in ("video", "stream")
+
+
 class ChunkedSource:
     """An in-memory source as engine-sized batches run ahead by the pipeline, in order, with the source's names.
 
@@ -69,6 +80,7 @@ class ChunkedSource:
         images = getattr(dataset, "im0", None)
         shapes = {tuple(getattr(im, "shape", ())) for im in images} if isinstance(images, list) else set()
         self._mixed = len(shapes) > 1  # a list of mixed shapes is letterboxed square as a whole
+        self.uniform = len(shapes) == 1  # one frame size: a static model's rect shape from the first batch
         self.batches = -(-len(dataset.paths) // size)
 
     def __getattr__(self, name: str) -> Any:  # mode, source_type, bs, count...: the source's own

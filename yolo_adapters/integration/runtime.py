@@ -16,8 +16,9 @@ import torch
 from yolo_adapters.core import registry
 from yolo_adapters.core.model_info import info_from_module
 from yolo_adapters.errors import ModelFormatError
-from yolo_adapters.integration.export import load_checkpoint, prepare_artifact
+from yolo_adapters.integration.export import cached_artifact, load_checkpoint, prepare_artifact
 from yolo_adapters.integration.module import EngineModule
+from yolo_adapters.integration.shapes import PREDICTOR, Shape, ShapeBook, parse_shapes
 
 if TYPE_CHECKING:
     from yolo_adapters.backends.base import BackendPlugin
@@ -42,8 +43,82 @@ def build_engine_module(
     backend = resolve_backend(selection)
     options = backend.validate_options(selection.options)
     backend.check_device(selection.device)
-    artifact = resolve_artifact(model, backend, selection.device, options, batch, end2end=end2end)
-    return _load(backend, artifact, selection.device, options)
+    pinned = parse_shapes(options["shapes"]) if options.get("shapes") is not None else None
+    first = dict(options, imgsz=list(pinned[0])) if pinned else options
+    artifact = resolve_artifact(model, backend, selection.device, first, batch, end2end=end2end)
+    module = _load(backend, artifact, selection.device, first)
+    if PREDICTOR.get() and _rect_capable(model, backend, module, options):
+        module.serve_shapes(_shape_book(model, module, backend, selection.device, options, pinned, batch, end2end))
+    elif pinned and len(pinned) > 1:
+        LOGGER.info("shapes=%s: only the first is used here (a validator, or an engine file given as is)", pinned)
+    return module
+
+
+def _rect_capable(model: Any, backend: BackendPlugin, module: EngineModule, options: dict[str, Any]) -> bool:
+    """Whether a predictor's static model takes each source's rect shape: converted here from PyTorch (an engine
+    file given as is has its one shape), not a classifier (no letterbox), the engine affording other shapes, and
+    ``rect`` not turned off."""
+    if module.dynamic or module.task == "classify" or options.get("rect") is False:
+        return False
+    source = _single(model)
+    if not isinstance(source, torch.nn.Module) and (source.suffix != ".pt" or backend.find_artifact(source)):
+        return False
+    return bool(options.get("shapes") is not None or _budget(backend, module.engine_device, options) > 0)
+
+
+def _single(model: Any) -> torch.nn.Module | Path:
+    """The model Ultralytics handed AutoBackend: a module, or the path of one file."""
+    if isinstance(model, (list, tuple)) and len(model) == 1:
+        model = model[0]
+    return model if isinstance(model, torch.nn.Module) else Path(str(model))
+
+
+def _budget(backend: BackendPlugin, device: str, options: dict[str, Any]) -> int:
+    budget = options.get("max_shapes")
+    return int(budget) if budget is not None else int(backend.shape_budget(device, options))
+
+
+def _shape_book(
+    model: Any,
+    module: EngineModule,
+    backend: BackendPlugin,
+    device: str,
+    options: dict[str, Any],
+    pinned: tuple[Shape, ...] | None,
+    batch: int | None,
+    end2end: bool | None,
+) -> ShapeBook:
+    """The shape book of a predictor's static model: its square ``imgsz`` (the model's, whatever shape was built
+    first), the engine built already, and how to build another shape (the same conversion at that ``imgsz``)."""
+    first = (int(module.engine.input_shape[2]), int(module.engine.input_shape[3]))
+    square = first
+    if pinned:  # the first engine is the first pinned shape; the square is the model's own imgsz
+        imgsz = options.get("imgsz")
+        if not imgsz:
+            source = _single(model)
+            imgsz = info_from_module(source if isinstance(source, torch.nn.Module) else load_checkpoint(source)).imgsz
+        square = (int(imgsz), int(imgsz)) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
+
+    def build(shape: Shape) -> Any:
+        shaped = dict(options, imgsz=list(shape))
+        artifact = resolve_artifact(model, backend, device, shaped, batch, end2end=end2end)
+        engine = backend.load(artifact, device, shaped)
+        if options.get("request_timeout") is not None:
+            engine.timeout = float(options["request_timeout"])
+        return engine
+
+    def cached(shape: Shape) -> bool:
+        shaped = dict(options, imgsz=list(shape))
+        return _artifact(model, backend, device, shaped, batch, end2end, convert=False) is not None
+
+    return ShapeBook(
+        square,
+        build,
+        budget=_budget(backend, device, options),
+        pinned=pinned,
+        engines={first: module.engine},
+        cached=cached,
+    )
 
 
 def resolve_artifact(
@@ -57,6 +132,20 @@ def resolve_artifact(
     """The engine artifact for ``model``: given as is, or converted from PyTorch once and cached. With ``end2end``
     and a model that has a one-to-one head, the export is NMS-free (``nms=False``: its own cache entry), so the
     engine answers with the head PyTorch uses for ``predict(nms=False)``."""
+    found = _artifact(model, backend, device, options, batch, end2end, convert=True)
+    assert found is not None  # converted when not cached
+    return found
+
+
+def _artifact(
+    model: Any,
+    backend: BackendPlugin,
+    device: str,
+    options: dict[str, Any],
+    batch: int | None,
+    end2end: bool | None,
+    convert: bool,
+) -> Path | None:
     if isinstance(model, (list, tuple)):
         model = model[0] if len(model) == 1 else model
     if isinstance(model, torch.nn.Module):
@@ -85,6 +174,8 @@ def resolve_artifact(
     plan = backend.export_plan(device, options, imgsz, int(options.get("batch") or batch or 1))
     if end2end and _has_one_to_one_head(module):
         plan = dataclasses.replace(plan, extra=(*plan.extra, ("nms", False)))
+    if not convert:
+        return cached_artifact(module, backend, plan, options.get("cache_dir"), label)
     return prepare_artifact(module, backend, plan, options.get("cache_dir"), label)
 
 

@@ -461,14 +461,15 @@ def check(
                 report.error = f"{type(exc).__name__}: {exc}"
                 continue
             adapter = getattr(yolo.predictor, "model", None)
-            expected, margin = reference_result(bool(getattr(adapter, "dynamic", True)), heads.get(id(report), False))
+            rect = bool(getattr(adapter, "ran_rect", True))  # a static model at the source's rect shape too
+            expected, margin = reference_result(rect, heads.get(id(report), False))
             agreement = compare_results(expected, got, conf=conf, tol=tol, reference_margin=margin)
             report.images.append(ImageCheck(str(image), agreement, agreement.failures(tol)))
     bar.close()
     for report, yolo, engine_options in engines:
         adapter = getattr(getattr(yolo, "predictor", None), "model", None)
         if isinstance(adapter, EngineModule):
-            report.engine_calls = int(adapter.engine.calls)
+            report.engine_calls = adapter.calls
             if engine_options.get("precision") == "auto":  # say which precision was compared with PyTorch
                 report.chosen_precision = getattr(adapter.engine, "precision", None)
     return CheckReport(

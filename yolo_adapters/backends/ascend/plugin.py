@@ -253,6 +253,10 @@ class AscendPlugin(BackendPlugin):
 
         return AscendEngine(om, ids, options, InferSession)
 
+    def shape_budget(self, device: str, options: Mapping[str, Any]) -> int:
+        """Two rect shapes besides the square: each is an ATC compile, minutes on a real toolkit."""
+        return 2
+
     # -- Ray actors --------------------------------------------------------------------------------------
     def accelerator_request(self, device: str, cluster: Mapping[str, float]) -> tuple[float | None, dict[str, float]]:
         """One Ray "NPU" per actor, when the cluster has NPUs (else the device is opened as given)."""

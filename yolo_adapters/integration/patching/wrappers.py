@@ -15,8 +15,9 @@ import numpy as np
 from yolo_adapters.core.devices import Selection, resolve
 from yolo_adapters.errors import ModelFormatError
 from yolo_adapters.integration.module import EngineModule, NPUOutputsOnHost
-from yolo_adapters.integration.pipeline import active, pipeline_for, square_letterbox
+from yolo_adapters.integration.pipeline import active, pipeline_for, square_letterbox, uniform_source
 from yolo_adapters.integration.runtime import build_engine_module
+from yolo_adapters.integration.shapes import for_predictor, rect_letterbox
 
 
 def select_device_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
@@ -72,11 +73,25 @@ def setup_source_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: 
 def pre_transform_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
     """``BasePredictor.pre_transform``: a batch cut from an in-memory list of mixed shapes is letterboxed the way
     Ultralytics letterboxes that whole list (square), even when the batch's own images share a shape."""
-    if not square_letterbox() or len(args) != 1 or kwargs or not isinstance(args[0], list):
+    if len(args) != 1 or kwargs or not isinstance(args[0], list) or not args[0]:
         return wrapped(*args, **kwargs)
     images = args[0]
-    if not images:
-        return wrapped(*args, **kwargs)
+    if square_letterbox():
+        return _square(wrapped, images)
+    model = getattr(instance, "model", None)
+    book = model.shapes if isinstance(model, EngineModule) else None
+    if book is None:
+        return wrapped(images)
+    # A static model with a shape book: letterboxed as for PyTorch (Ultralytics' own rect decision), kept when the
+    # book runs that shape, else letterboxed again to the square the model was built for.
+    with rect_letterbox():
+        letterboxed = wrapped(images)
+    shape = tuple(int(d) for d in letterboxed[0].shape[:2])
+    uniform = len(images) > 1 or uniform_source(getattr(instance, "dataset", None))
+    return letterboxed if book.admit((shape[0], shape[1]), len(images), uniform) else wrapped(images)
+
+
+def _square(wrapped: Callable, images: list) -> Any:
     first = images[0]
     odd = np.zeros(((1, 1) if first.shape[:2] != (1, 1) else (2, 2)) + first.shape[2:], first.dtype)  # not this shape
     return wrapped([*images, odd])[:-1]  # each image is letterboxed on its own: dropping the odd one changes nothing
@@ -86,7 +101,8 @@ def setup_model_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: d
     """``BasePredictor.setup_model``: refuse a predictor whose task is not the engine model's.
 
     Ultralytics would post-process a pose model's outputs as detections (or worse) without a word."""
-    result = wrapped(*args, **kwargs)
+    with for_predictor():  # a static model built now takes each source's rect shape (integration.shapes)
+        result = wrapped(*args, **kwargs)
 
     model = getattr(instance, "model", None)
     wanted = getattr(getattr(instance, "args", None), "task", None)
