@@ -139,3 +139,16 @@ def square_references(checkpoints: dict[str, Path], images: list[Path]):
         return cache[task]
 
     return get
+
+
+@pytest.fixture
+def quick_auto_timing(monkeypatch: pytest.MonkeyPatch) -> float:
+    """precision='auto' times each candidate for a quarter of a second a round instead of its default: the tests
+    check that every candidate is timed and that the choice follows the figures, not how steady the figures are."""
+    from functools import partial
+
+    from yolo_adapters.quantize import auto
+
+    seconds = 0.25
+    monkeypatch.setattr(auto, "for_seconds", partial(auto.for_seconds, seconds=seconds))
+    return seconds

@@ -20,6 +20,8 @@ from ultralytics import YOLO  # noqa: E402
 
 from yolo_adapters.backends.openvino import engine as ov_engine  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("quick_auto_timing")
+
 # Boxes and confident people judged with the defaults; keypoints not judged, so that on every host a correct
 # INT8 can qualify (at 320 its keypoints move a few px: docs/quantization.md) and the choice is by speed.
 BOXES_ONLY = {"mean_keypoint_px": None, "worst_person_keypoint_px": None}

@@ -284,6 +284,7 @@ def test_int8_converts_with_the_plugins_quantizer(toy, detect_pt, calibration_di
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.usefixtures("quick_auto_timing")
 def test_auto_converts_chooses_and_runs_on_the_plugin(toy, detect_pt, images, stock, calibration_dir, tmp_path):
     """precision="auto" on a plugin written from the hooks: FP32 and INT8 built, judged on the held-back images and
     timed, the choice recorded; the engine runs the kept file, whose results agree with PyTorch (parity for FP32,
