@@ -16,6 +16,13 @@ def add_parser(sub: Any) -> None:
     conv.add_argument("--backend", "-b", required=True)
     conv.add_argument("--device", "-d")
     conv.add_argument("--imgsz", type=int, nargs="+")
+    conv.add_argument(
+        "--shapes",
+        nargs="+",
+        metavar="HxW",
+        help="static models: convert for each of these input shapes (height x width, e.g. 384x640 for 1280x720 "
+        "video at imgsz 640), so that predict(..., shapes=[(384, 640)]) converts nothing at run time",
+    )
     conv.add_argument("--batch", type=int)
     conv.add_argument("--precision", choices=["fp32", "fp16", "int8", "bf16", "auto"])
     conv.add_argument(
@@ -47,6 +54,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
     backend, device = split_spec(args.backend)
     options = _options(args, device)
     plugin, device, options = resolve_spec(backend, options=options)  # -d and -o device= win over BACKEND:DEVICE
+    if args.shapes:
+        from yolo_adapters.integration.shapes import parse_shapes
+
+        options.setdefault("dynamic", False)  # a pinned shape is a static model's
+        for h, w in parse_shapes(args.shapes):
+            print(resolve_artifact(args.model, plugin, device, dict(options, imgsz=[h, w])))
+        return 0
     artifact = resolve_artifact(args.model, plugin, device, options)
     if options.get("precision") in ("int8", "auto"):
         from yolo_adapters.quantize import format_report, read_report
