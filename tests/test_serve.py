@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.support.models import build_checkpoint
 from tests.support.needs import require
 
 ray = require("ray", extra="ray,test")
@@ -31,6 +30,7 @@ from yolo_adapters.compare.parity import DEFAULT_TOLERANCES, compare_results  # 
 IMGSZ = 320
 MAX_BYTES = 1 << 20  # the detect app's limit: the test photos are well under it
 REQUEST_TIMEOUT = 60.0
+HEALTH_CHECK_PERIOD_S = 1.0
 
 
 def _free_port() -> int:
@@ -62,9 +62,9 @@ def _get(url: str) -> Any:
 
 # -- fixtures ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory, pose_pt: Path) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("serve_models")
-    return {"detect": build_checkpoint("detect", out), "segment": build_checkpoint("segment", out), "pose": pose_pt}
+def models(checkpoints: dict[str, Path], pose_pt: Path) -> dict[str, Path]:
+    """The run's test checkpoints (tests/conftest.py): built once, their conversions shared with the other files."""
+    return {"detect": checkpoints["detect"], "segment": checkpoints["segment"], "pose": pose_pt}
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +107,10 @@ def served(models: dict[str, Path]):
         ray.shutdown()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     port = _free_port()
+    # Serve notices a dead replica at its next health check: every second here instead of every ten, so the
+    # replica-kill test waits for the replacement, not for the check (the deployment is otherwise the package's).
+    deployment = yas.YOLODeployment
+    yas.YOLODeployment = deployment.options(health_check_period_s=HEALTH_CHECK_PERIOD_S)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         detect = yas.application(
@@ -128,6 +132,7 @@ def served(models: dict[str, Path]):
         assert main(argv) == 0
         yield f"http://127.0.0.1:{port}"
     finally:
+        yas.YOLODeployment = deployment
         serve.shutdown()
         ray.shutdown()
 
@@ -392,7 +397,7 @@ def test_killed_replica_is_replaced_and_only_in_flight_requests_fail(served, sto
         status = serve.status().applications["detect"].status
         if len(now) == 2 and before[0] not in now and status == ApplicationStatus.RUNNING:
             break
-        time.sleep(1)
+        time.sleep(0.25)
     else:
         pytest.fail(f"the killed replica was not replaced: {_replicas('detect')}")
     time.sleep(2)
