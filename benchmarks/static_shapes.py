@@ -8,7 +8,9 @@ default), a static model letterboxed square (``dynamic=False, rect=False``: ever
 Ultralytics' own static exports and every static engine did before) and a static model at the rect shape
 (``dynamic=False``: 384x640 here). Conversions happen before the timing; repeats are interleaved; medians and the
 rect/square ratio are printed. Then, on the emulated Ascend card, the bytes fed per frame of the same video, square and
-rect (the host-to-device traffic a card pays per frame).
+rect (the host-to-device traffic a card pays per frame). ``--pan N``: the panned-video parity table of
+docs/static-shapes.md instead (bus.jpg, portrait, panned sideways over N frames: on how many frames each static
+engine, square and rect, gives PyTorch's person count and passes the parity tolerances).
 """
 
 from __future__ import annotations
@@ -37,13 +39,51 @@ def run(model: Any, source: Any, kind: str) -> tuple[float, int]:
     return count / (time.perf_counter() - start), count
 
 
+def panned(frames: int) -> int:
+    import cv2
+    import numpy as np
+    from ultralytics import YOLO
+    from ultralytics.utils import ASSETS
+
+    import yolo_adapters
+    from yolo_adapters.compare.parity import DEFAULT_TOLERANCES, compare_results
+    from yolo_adapters.core.assets import pose_weights
+    from yolo_adapters.testing import emulate_ascend
+
+    work = Path(tempfile.mkdtemp(prefix="yolo_adapters_pan_"))
+    bus = cv2.imread(str(ASSETS / "bus.jpg"))
+    video = work / "pan.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (bus.shape[1], bus.shape[0]))
+    for i in range(frames):
+        writer.write(np.roll(bus, i * 12, axis=1))
+    writer.release()
+    reference = list(YOLO(str(pose_weights())).predict(str(video), stream=True, verbose=False))
+    print(f"{'engine':34s} {'letterbox':10s} {'same count':>12s} {'within tol.':>12s}")
+    for backend in ("ascend", "openvino", "onnxruntime"):
+        for rect in (False, True):
+            options: dict[str, Any] = {"rect": rect, "cache_dir": str(work / "cache")}
+            if backend != "ascend":
+                options["dynamic"] = False
+            with emulate_ascend(work / f"emu_{backend}_{rect}", chip="910B3"), yolo_adapters.use(backend, **options):
+                device = "ascend:0" if backend == "ascend" else backend
+                got = list(YOLO(str(pose_weights())).predict(str(video), stream=True, verbose=False, device=device))
+            same = sum(len(a.boxes) == len(b.boxes) for a, b in zip(reference, got))
+            within = sum(compare_results(a, b).passed(DEFAULT_TOLERANCES) for a, b in zip(reference, got))
+            name = "emulated Ascend 910B3" if backend == "ascend" else f"{backend} dynamic=False"
+            print(f"{name:34s} {'rect' if rect else 'square':10s} {same:>6d} of {frames:<3d} {within:>6d} of {frames}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--backend", default="openvino", help="openvino or onnxruntime (both CPU)")
     parser.add_argument("--ascend-frames", type=int, default=20, help="0: skip the emulated Ascend bytes")
+    parser.add_argument("--pan", type=int, default=0, help="frames of the panned-video parity table (0: speed)")
     args = parser.parse_args()
+    if args.pan:
+        return panned(args.pan)
 
     import logging
 
