@@ -17,6 +17,36 @@ from tests.support.shared import built_once, run_folder
 
 TASKS = ("detect", "segment", "pose", "obb", "classify")
 
+#: The longest test files, longest first. pytest-xdist's loadfile hands each worker a whole file at a time, in
+#: collection order once its reordering (by test count) is off: the long files start first and the short ones
+#: fill in behind them, so both workers end together instead of one finishing a long file alone.
+LONGEST_FILES = (
+    "test_quantize.py",
+    "test_ray.py",
+    "test_families.py",
+    "test_serve.py",
+    "test_auto_precision.py",
+    "test_plugin_contract.py",
+    "test_pipeline.py",
+    "test_reliability.py",
+    "test_ascend_parity.py",
+    "test_ascend_precision.py",
+    "test_activation.py",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Schedule files in collection order under pytest-xdist (``pytest_collection_modifyitems`` sets it)."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``LONGEST_FILES`` first, in that order; the other files after them as collected. Tests keep their order
+    within a file (some run last on purpose: Serve's replica kill, Ray's two-node cluster)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 @pytest.fixture(scope="session", autouse=True)
 def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -46,6 +76,27 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     same files, so their conversions share cache keys (the key hashes the weights)."""
     out = run_folder(tmp_path_factory, "checkpoints")
     return {task: built_once(out, f"{task}.pt", lambda staging, t=task: build_checkpoint(t, staging)) for task in TASKS}
+
+
+@pytest.fixture(scope="session")
+def family_checkpoint(tmp_path_factory: pytest.TempPathFactory):
+    """(family, task) -> .pt from tests/support/family_models.py, built once per run (shared by the xdist workers
+    and by every test file that needs one); skips what this Ultralytics cannot build."""
+    from tests.support.family_models import FAMILIES, available, build_family_checkpoint
+
+    built: dict[tuple[str, str], Path] = {}
+    folder = run_folder(tmp_path_factory, "families")  # one build per run, whichever worker needs it first
+
+    def get(family: str, task: str) -> Path:
+        why = available(family, task)
+        if why:
+            pytest.skip(why)
+        if (family, task) not in built:
+            name = f"{Path(FAMILIES[family][task]).stem}.pt"
+            built[(family, task)] = built_once(folder, name, lambda out: build_family_checkpoint(family, task, out))
+        return built[(family, task)]
+
+    return get
 
 
 @pytest.fixture(scope="session")

@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 
 import yolo_adapters
-from tests.support.family_models import FAMILIES, available, build_family_checkpoint
+from tests.support.family_models import FAMILIES, available
 from tests.support.models import task_model_family
-from tests.support.shared import built_once, run_folder
 
 BACKENDS = ("openvino", "onnxruntime", "ascend")
 # The compatibility matrix runs the OpenVINO cases on one legacy release (.ci/compat: compat_families): OpenVINO's
@@ -35,24 +34,6 @@ CASES = [
     for task in tasks
     if available(f, task) is None
 ]
-
-
-@pytest.fixture(scope="session")
-def family_checkpoint(tmp_path_factory: pytest.TempPathFactory):
-    """(family, task) -> .pt, built once per run (skips what this Ultralytics cannot build)."""
-    built: dict[tuple[str, str], Path] = {}
-    folder = run_folder(tmp_path_factory, "families")  # one build per run, whichever worker needs it first
-
-    def get(family: str, task: str) -> Path:
-        why = available(family, task)
-        if why:
-            pytest.skip(why)
-        if (family, task) not in built:
-            name = f"{Path(FAMILIES[family][task]).stem}.pt"
-            built[(family, task)] = built_once(folder, name, lambda out: build_family_checkpoint(family, task, out))
-        return built[(family, task)]
-
-    return get
 
 
 def run_check(pt: Path, backend: str, tmp_path: Path, **kwargs):
