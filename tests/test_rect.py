@@ -139,6 +139,23 @@ def test_pinned_shapes_convert_ahead_and_refuse_a_shape_left_out(pose_pt, images
             model.predict(str(images[1]), verbose=False)  # zidane.jpg, 1280x720: 384x640
 
 
+def test_photos_of_mixed_sizes_stay_square_and_convert_nothing_more(pose_pt, images, tmp_path):
+    """Two photos of different sizes, one call each: neither shape repeats, so both run on the square engine (the
+    answers of rect=False exactly) and the only conversion is the square one."""
+    from ultralytics import YOLO
+
+    with yolo_adapters.use("openvino", cache_dir=str(tmp_path), dynamic=False, rect=False):
+        square = [YOLO(str(pose_pt)).predict(str(image), verbose=False)[0] for image in images]
+    with yolo_adapters.use("openvino", cache_dir=str(tmp_path), dynamic=False):
+        model = YOLO(str(pose_pt))
+        got = [model.predict(str(image), verbose=False)[0] for image in images]
+    module = model.predictor.model
+    assert list(module.shapes.engines) == [(640, 640)] and len(ArtifactCache(str(tmp_path)).entries()) == 1
+    assert module.shapes.letterboxed == {(1080, 810, 3): PORTRAIT, (720, 1280, 3): (384, 640)}
+    for a, b in zip(square, got):
+        assert len(a.boxes) == len(b.boxes) > 0 and np.array_equal(a.boxes.data.numpy(), b.boxes.data.numpy())
+
+
 # -- the shape rule (no engines) ----------------------------------------------------------------------------------
 class _Engine:
     def __init__(self, shape):

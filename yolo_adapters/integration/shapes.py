@@ -117,6 +117,8 @@ class ShapeBook:
         self._cached = cached or (lambda shape: False)
         self._was_cached: dict[Shape, bool] = {}
         self._lock = threading.Lock()
+        #: frame shape (h, w, c) -> the shape Ultralytics' rect letterbox gives it (learnt by the predictor wrapper)
+        self.letterboxed: dict[tuple[int, ...], Shape] = {}
 
     @property
     def engines(self) -> dict[Shape, Engine]:

@@ -82,13 +82,23 @@ def pre_transform_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs:
     book = model.shapes if isinstance(model, EngineModule) else None
     if book is None:
         return wrapped(images)
-    # A static model with a shape book: letterboxed as for PyTorch (Ultralytics' own rect decision), kept when the
-    # book runs that shape, else letterboxed again to the square the model was built for.
+    frame = tuple(images[0].shape)
+    if any(tuple(im.shape) != frame for im in images):
+        return wrapped(images)  # Ultralytics letterboxes a batch of mixed sizes square
+    # A static model with a shape book: letterboxed as for PyTorch (Ultralytics' own rect decision) when the book
+    # runs that shape, else to the square the model was built for. The rect shape of a frame size is learnt from
+    # its first letterbox, so a frame the book sends to the square is letterboxed once.
+    uniform = len(images) > 1 or uniform_source(getattr(instance, "dataset", None))
+    known = book.letterboxed.get(frame)
+    if known is not None and not book.admit(known, len(images), uniform):
+        return wrapped(images)
     with rect_letterbox():
         letterboxed = wrapped(images)
-    shape = tuple(int(d) for d in letterboxed[0].shape[:2])
-    uniform = len(images) > 1 or uniform_source(getattr(instance, "dataset", None))
-    return letterboxed if book.admit((shape[0], shape[1]), len(images), uniform) else wrapped(images)
+    shape = (int(letterboxed[0].shape[0]), int(letterboxed[0].shape[1]))
+    if shape == known:
+        return letterboxed
+    book.letterboxed[frame] = shape  # first seen, or the predictor's own rect decision changed (rect=, scale_fill)
+    return letterboxed if book.admit(shape, len(images), uniform) else wrapped(images)
 
 
 def _square(wrapped: Callable, images: list) -> Any:
