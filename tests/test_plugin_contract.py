@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.models import build_checkpoint
 from tests.support.needs import require
 from yolo_adapters.compare.parity import DEFAULT_TOLERANCES, compare_results, match_detections
 
@@ -65,8 +64,9 @@ def toy() -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
-def detect_pt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_checkpoint("detect", tmp_path_factory.mktemp("contract_models"))
+def detect_pt(checkpoints: dict[str, Path]) -> Path:
+    """The run's detect checkpoint (tests/conftest.py), built once per run."""
+    return checkpoints["detect"]
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support.models import build_checkpoint
 from tests.support.needs import require
 
 ray = require("ray", extra="ray,test")
@@ -105,9 +104,9 @@ def local_ray():
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory, pose_pt: Path) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("ray_models")
-    return {"detect": build_checkpoint("detect", out), "segment": build_checkpoint("segment", out), "pose": pose_pt}
+def models(checkpoints: dict[str, Path], pose_pt: Path) -> dict[str, Path]:
+    """The run's test checkpoints (tests/conftest.py): built once, their conversions shared with the other files."""
+    return {"detect": checkpoints["detect"], "segment": checkpoints["segment"], "pose": pose_pt}
 
 
 @pytest.fixture(scope="module")
