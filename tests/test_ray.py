@@ -28,6 +28,7 @@ from yolo_adapters.compare.parity import DEFAULT_TOLERANCES, compare_results  # 
 
 IMGSZ = 320
 JOB_TIMEOUT = 150.0  # seconds; a job that takes longer is stuck (starved), not slow
+STALL_TIMEOUT = 4.0  # seconds without progress before the watchdog ends a job that is meant to stall
 
 
 def _bounded(fn, timeout: float = JOB_TIMEOUT):
@@ -559,7 +560,13 @@ def test_unchecked_the_reported_pool_starves_its_read_and_the_watchdog_names_it(
 
     ds = ray.data.read_images(str(image_folder), include_paths=True)
     out = yar.predict(
-        ds, str(models["detect"]), batch_size=4, concurrency=2, imgsz=IMGSZ, check_fit=False, stall_timeout=8
+        ds,
+        str(models["detect"]),
+        batch_size=4,
+        concurrency=2,
+        imgsz=IMGSZ,
+        check_fit=False,
+        stall_timeout=STALL_TIMEOUT,
     )
     assert _actor_cpus(out) == 1.0
     with pytest.raises(yar.StallError, match="ReadImage stalled") as info:
@@ -615,11 +622,11 @@ def test_a_stalled_job_ends_with_an_error_naming_the_operator(local_ray, models,
     import yolo_adapters.ray as yar
 
     ds = ray.data.read_images(str(image_folder), include_paths=True).map(_sleep_forever)
-    out = yar.predict(ds, str(models["detect"]), concurrency=1, imgsz=IMGSZ, stall_timeout=8)
+    out = yar.predict(ds, str(models["detect"]), concurrency=1, imgsz=IMGSZ, stall_timeout=STALL_TIMEOUT)
     # Ray may fuse the map into the actors' operator: "Map(_sleep_forever)->MapBatches(Predictor)" is then named
     with pytest.raises(yar.StallError, match=r"Map\(_sleep_forever\)\S* stalled, 1 task in flight") as info:
         _bounded(out.take_all)
-    assert "_sleep_forever" in info.value.operator and info.value.stalled_s >= 8
+    assert "_sleep_forever" in info.value.operator and info.value.stalled_s >= STALL_TIMEOUT
     assert _free_cpus_come_back(2.0), "the stalled task still holds a CPU"
 
 
