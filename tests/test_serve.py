@@ -123,18 +123,36 @@ def served(models: dict[str, Path]):
             max_bytes=MAX_BYTES,
             imgsz=IMGSZ,
         )
-        serve.run(detect, name="detect", route_prefix="/detect")
         # what `serve run yolo_adapters.ray.serve:app model=... num_cpus=0.5 imgsz=320` does with its arguments
         text_args = {"model": str(models["pose"]), "device": "openvino", "num_cpus": "0.5", "imgsz": str(IMGSZ)}
-        serve.run(call_user_app_builder_with_args_if_necessary(yas.app, text_args), name="pose", route_prefix="/pose")
+        pose = call_user_app_builder_with_args_if_necessary(yas.app, text_args)
+        # detect's and pose's replicas start while the CLI converts and deploys segment; all three are waited for
+        targets = [serve.RunTarget(detect, "detect", "/detect"), serve.RunTarget(pose, "pose", "/pose")]
+        serve.run_many(targets, wait_for_applications_running=False)
         argv = ["serve", str(models["segment"]), "--device", "openvino", "--port", str(port), "--name", "segment"]
         argv += ["--route-prefix", "/segment", "--num-cpus", "0.5", "--non-blocking", "-a", f"imgsz={IMGSZ}"]
         assert main(argv) == 0
+        _wait_running(("detect", "pose", "segment"))
         yield f"http://127.0.0.1:{port}"
     finally:
         yas.YOLODeployment = deployment
         serve.shutdown()
         ray.shutdown()
+
+
+def _wait_running(apps: tuple[str, ...], timeout: float = 240.0) -> None:
+    """Until every one of ``apps`` is RUNNING on Serve; a deploy that failed or never finished fails the fixture."""
+    from ray.serve.schema import ApplicationStatus
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        statuses = {name: serve.status().applications[name].status for name in apps}
+        failed = {name: status for name, status in statuses.items() if status == ApplicationStatus.DEPLOY_FAILED}
+        assert not failed, f"Serve could not deploy: {failed}"
+        if all(status == ApplicationStatus.RUNNING for status in statuses.values()):
+            return
+        time.sleep(0.25)
+    pytest.fail(f"not RUNNING after {timeout:.0f}s: {statuses}")
 
 
 def _check_row(row: dict[str, Any], reference: Any, names: dict[int, str]) -> None:
