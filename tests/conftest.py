@@ -11,6 +11,10 @@ import pytest
 os.environ.setdefault("YOLO_OFFLINE", "1")  # nothing may download at run time
 os.environ.pop("YOLO_ADAPTERS", None)
 os.environ.pop("YOLO_ADAPTERS_DISABLE", None)
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    # Several workers share the machine's cores: one OpenMP thread each for PyTorch (and the BLAS under NumPy), set
+    # before either is imported. Their threads otherwise spin against each other's and every worker runs slower.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from tests.support.models import build_checkpoint, legacy_ultralytics, pose_weights
 from tests.support.shared import built_once, run_folder
