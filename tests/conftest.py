@@ -25,17 +25,19 @@ TASKS = ("detect", "segment", "pose", "obb", "classify")
 #: collection order once its reordering (by test count) is off: the long files start first and the short ones
 #: fill in behind them, so both workers end together instead of one finishing a long file alone.
 LONGEST_FILES = (
-    "test_quantize.py",
-    "test_ray.py",
     "test_families.py",
-    "test_serve.py",
+    "test_ray.py",
+    "test_quantize.py",
     "test_auto_precision.py",
+    "test_serve.py",
     "test_plugin_contract.py",
     "test_pipeline.py",
     "test_reliability.py",
-    "test_ascend_parity.py",
     "test_ascend_precision.py",
+    "test_ascend_parity.py",
     "test_activation.py",
+    "test_openvino.py",
+    "test_onnxruntime.py",
 )
 
 
