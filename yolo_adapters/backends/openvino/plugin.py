@@ -15,7 +15,7 @@ from yolo_adapters.backends.base import BackendPlugin, Engine, ExportPlan, Timin
 from yolo_adapters.backends.openvino import engine
 from yolo_adapters.backends.openvino.engine import OpenVINOEngine, core
 from yolo_adapters.backends.openvino.onnx_to_ir import onnx_to_ir
-from yolo_adapters.errors import BackendUnavailableError, DeviceError, OptionError
+from yolo_adapters.errors import BackendUnavailableError, ConversionError, DeviceError, OptionError
 from yolo_adapters.quantize import PrecisionFlows
 
 LOGGER = logging.getLogger(__name__)
@@ -96,11 +96,17 @@ class OpenVINOPlugin(PrecisionFlows, BackendPlugin):
     def fallback_plan(self, plan: ExportPlan) -> ExportPlan | None:
         """Ultralytics' ONNX export, converted with ``openvino.convert_model`` in ``finish_artifact``: for releases
         whose OpenVINO exporter needs an older OpenVINO (8.1-8.3 import ``openvino.runtime``, gone in 2026).
-        None without the onnx package (Ultralytics would try to pip-install it mid-export)."""
+        Unsimplified (``simplify=False``): OpenVINO's converter folds the graph itself, and 8.3's simplify would
+        pip-install a pinned onnxslim and onnxruntime mid-export. It needs the onnx package, which the
+        ``[openvino]`` extra installs; without it the error names the package instead of Ultralytics trying to
+        install it."""
         if importlib.util.find_spec("onnx") is None:
-            LOGGER.warning("the ONNX route to OpenVINO needs the onnx package (pip install onnx).")
-            return None
-        return dataclasses.replace(plan, format="onnx", precision="fp32")  # FP16 weights are made in onnx_to_ir
+            raise ConversionError(
+                "This Ultralytics release exports OpenVINO through ONNX with the installed OpenVINO, and the onnx "
+                "package is missing: pip install onnx (or pip install 'yolo-adapters[openvino]', which includes it)."
+            )
+        extra = (*(kv for kv in plan.extra if kv[0] != "simplify"), ("simplify", False))
+        return dataclasses.replace(plan, format="onnx", precision="fp32", extra=extra)  # FP16 weights: onnx_to_ir
 
     def finish_artifact(self, exported: Path, plan: ExportPlan) -> Path:
         if exported.suffix == ".onnx":  # the fallback route: make the IR Ultralytics' own export would have made
