@@ -139,6 +139,37 @@ def test_pinned_shapes_convert_ahead_and_refuse_a_shape_left_out(pose_pt, images
             model.predict(str(images[1]), verbose=False)  # zidane.jpg, 1280x720: 384x640
 
 
+def test_a_shape_converted_ahead_runs_from_the_first_photo(pose_pt, images, rect_cache):
+    """A single photo (which alone would stay square) runs at its rect shape when that shape's conversion is cached
+    already: it costs no conversion."""
+    from ultralytics import YOLO
+
+    from yolo_adapters.tools.cli import main
+
+    assert (
+        main(
+            [
+                "convert",
+                str(pose_pt),
+                "-b",
+                "onnxruntime",
+                "--shapes",
+                "640x480",
+                "640x640",
+                "-o",
+                f"cache_dir={rect_cache}",
+            ]
+        )
+        == 0
+    )
+    before = len(ArtifactCache(rect_cache).entries())  # the rect shape and the square, converted ahead
+    with yolo_adapters.use("onnxruntime", cache_dir=rect_cache, dynamic=False):
+        model = YOLO(str(pose_pt))
+        model.predict(str(images[0]), verbose=False)
+    assert model.predictor.model.last_shape == PORTRAIT
+    assert len(ArtifactCache(rect_cache).entries()) == before
+
+
 def test_photos_of_mixed_sizes_stay_square_and_convert_nothing_more(pose_pt, images, tmp_path):
     """Two photos of different sizes, one call each: neither shape repeats, so both run on the square engine (the
     answers of rect=False exactly) and the only conversion is the square one."""

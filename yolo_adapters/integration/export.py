@@ -173,20 +173,31 @@ def prepare_artifact(
 
 
 def cached_artifact(
-    model: torch.nn.Module, backend: BackendPlugin, plan: ExportPlan, cache_dir: str | None = None, label: str = "model"
+    model: torch.nn.Module,
+    backend: BackendPlugin,
+    plan: ExportPlan,
+    cache_dir: str | None = None,
+    label: str = "model",
+    digest: str | None = None,
 ) -> Path | None:
-    """The artifact ``prepare_artifact`` would return if it is in the cache already, else None (nothing converted)."""
-    cache, key, _ = _cache_entry(model, backend, plan, cache_dir, label)
+    """The artifact ``prepare_artifact`` would return if it is in the cache already, else None (nothing converted).
+    ``digest``: ``weights_digest(model)`` when the caller has it (asked once per shape of one model)."""
+    cache, key, _ = _cache_entry(model, backend, plan, cache_dir, label, digest)
     return cache.lookup(key)
 
 
 def _cache_entry(
-    model: torch.nn.Module, backend: BackendPlugin, plan: ExportPlan, cache_dir: str | None, label: str
+    model: torch.nn.Module,
+    backend: BackendPlugin,
+    plan: ExportPlan,
+    cache_dir: str | None,
+    label: str,
+    digest: str | None = None,
 ) -> tuple[ArtifactCache, str, Mapping[str, Any]]:
     import ultralytics
 
     fields: Mapping[str, Any] = {
-        "weights": weights_digest(model),
+        "weights": digest or weights_digest(model),
         "task": getattr(model, "task", ""),
         "backend": backend.name,
         "plan": plan,

@@ -16,7 +16,7 @@ import torch
 from yolo_adapters.core import registry
 from yolo_adapters.core.model_info import info_from_module
 from yolo_adapters.errors import ModelFormatError
-from yolo_adapters.integration.export import cached_artifact, load_checkpoint, prepare_artifact
+from yolo_adapters.integration.export import cached_artifact, load_checkpoint, prepare_artifact, weights_digest
 from yolo_adapters.integration.module import EngineModule
 from yolo_adapters.integration.shapes import PREDICTOR, Shape, ShapeBook, parse_shapes
 
@@ -107,9 +107,16 @@ def _shape_book(
             engine.timeout = float(options["request_timeout"])
         return engine
 
+    loaded: dict[str, Any] = {}
+
     def cached(shape: Shape) -> bool:
+        if not loaded:  # the model and its digest once per book, not once per shape asked about
+            source = _single(model)
+            loaded["module"] = source if isinstance(source, torch.nn.Module) else load_checkpoint(source)
+            loaded["digest"] = weights_digest(loaded["module"])
         shaped = dict(options, imgsz=list(shape))
-        return _artifact(model, backend, device, shaped, batch, end2end, convert=False) is not None
+        found = _artifact(loaded["module"], backend, device, shaped, batch, end2end, False, loaded["digest"])
+        return found is not None
 
     return ShapeBook(
         square,
@@ -145,6 +152,7 @@ def _artifact(
     batch: int | None,
     end2end: bool | None,
     convert: bool,
+    digest: str | None = None,
 ) -> Path | None:
     if isinstance(model, (list, tuple)):
         model = model[0] if len(model) == 1 else model
@@ -175,7 +183,7 @@ def _artifact(
     if end2end and _has_one_to_one_head(module):
         plan = dataclasses.replace(plan, extra=(*plan.extra, ("nms", False)))
     if not convert:
-        return cached_artifact(module, backend, plan, options.get("cache_dir"), label)
+        return cached_artifact(module, backend, plan, options.get("cache_dir"), label, digest)
     return prepare_artifact(module, backend, plan, options.get("cache_dir"), label)
 
 
