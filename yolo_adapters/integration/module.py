@@ -64,7 +64,6 @@ class EngineModule(torch.nn.Module):
         device: str,
         artifact: Path,
         pipeline: bool = True,
-        shapes: ShapeBook | None = None,
     ) -> None:
         super().__init__()
         # Ultralytics 8.4 loads the next batch on a worker thread when its model says ``prefetch`` (what runs when
@@ -93,14 +92,14 @@ class EngineModule(torch.nn.Module):
         self.metadata = info.metadata
         shape = engine.input_shape
         self._engine_dynamic = any(int(d) < 0 for d in shape[2:])  # any image size (a batch gear alone is not)
-        #: A static model's engines per input shape (yolo_adapters.integration.shapes), None for a dynamic engine or
-        #: an engine file given as is (one shape, the file's).
-        self.shapes = shapes
+        #: A static model's engines per input shape (yolo_adapters.integration.shapes; set by ``serve_shapes``), None
+        #: for a dynamic engine, a validator's model or an engine file given as is (one shape, the file's).
+        self.shapes: ShapeBook | None = None
         self.last_shape: tuple[int, int] | None = None  # (h, w) of the last batch run
         self.batch = int(shape[0]) if int(shape[0]) > 0 else max(info.batch, 1)
         self.batch_size = self.batch
         if not self._engine_dynamic:
-            self.imgsz = list(shapes.square) if shapes is not None else [int(shape[2]), int(shape[3])]
+            self.imgsz = [int(shape[2]), int(shape[3])]
         self._layout_checked = False
 
     @property

@@ -134,24 +134,23 @@ class ShapeBook:
     def square_allowed(self) -> bool:
         return self.pinned is None or self.square in self.pinned
 
-    def admit(self, letterboxed: Shape, frames: int, uniform: bool) -> bool:
-        """Whether a batch Ultralytics letterboxes rect to ``letterboxed`` runs at that shape (else square).
+    def admit(self, shape: Shape, frames: int, uniform: bool) -> bool:
+        """Whether a batch Ultralytics letterboxes rect to ``shape`` runs at that shape (else square).
 
         ``uniform``: the source's frames share one size (a video, a stream, a same-size list, a batch of several
         frames of one size), so its shape is compiled from the first frame; other sources bring ``MIN_FRAMES``
         frames of a shape first, unless its conversion is cached already."""
-        shape = letterboxed
         if shape == self.square:
             if self.square_allowed():
                 return True
-            raise self._pinned_error(letterboxed)
+            raise self._pinned_error(shape)
         with self._lock:
             if shape in self._admitted:
                 return True
             if self.pinned is not None:
                 if self.square in self.pinned:
                     return False
-                raise self._pinned_error(letterboxed)
+                raise self._pinned_error(shape)
             if shape in self._refused:
                 return False
             self._seen[shape] += frames
@@ -177,9 +176,9 @@ class ShapeBook:
             self._was_cached[shape] = bool(self._cached(shape))
         return self._was_cached[shape]
 
-    def _pinned_error(self, letterboxed: Shape) -> ShapeError:
+    def _pinned_error(self, shape: Shape) -> ShapeError:
         pinned = ", ".join(f"({h}, {w})" for h, w in self.pinned or ())
-        h, w = letterboxed
+        h, w = shape
         return ShapeError(
             f"A frame letterboxes to {h}x{w} (height x width), which shapes=[{pinned}] leaves out. Add ({h}, {w}) to "
             f"shapes (and convert it ahead: yolo-adapters convert MODEL --shapes {h}x{w}), or add the square "
@@ -199,9 +198,3 @@ class ShapeBook:
             self._engines[shape] = engine
             self._admitted.add(shape)
             return engine
-
-    def close(self) -> None:
-        with self._lock:
-            engines, self._engines = list(self._engines.values()), {}
-        for engine in engines:
-            engine.close()
