@@ -20,9 +20,10 @@ import yolo_adapters
 from yolo_adapters.compare.parity import DEFAULT_TOLERANCES, compare_results
 from yolo_adapters.core.cache import ArtifactCache
 from yolo_adapters.errors import OptionError
-from yolo_adapters.integration.shapes import MIN_FRAMES, ShapeBook, ShapeError, parse_shapes
+from yolo_adapters.integration.shapes import ShapeBook, ShapeError, parse_shapes
 
 FRAMES = 6
+MIN_FRAMES = 3  # the shape rule's tests: frames of a size a mixed source brings before that size converts
 PORTRAIT = (640, 480)  # Ultralytics' rect letterbox of an 810x1080 frame at imgsz 640 (height, width)
 
 
@@ -207,6 +208,7 @@ def _book(budget=2, pinned=None, cached=()):
         (640, 640),
         build,
         budget=budget,
+        min_frames=MIN_FRAMES,
         pinned=pinned,
         engines={(640, 640): _Engine((640, 640))},
         cached=lambda shape: shape in cached,

@@ -302,6 +302,12 @@ class BackendPlugin(ABC):
         square. The option ``max_shapes`` overrides it."""
         return 4
 
+    def shape_min_frames(self, device: str, options: Mapping[str, Any]) -> int:
+        """Frames of one size a source of mixed sizes (files, a folder, one image per call) must bring before that
+        size's rect shape is converted: about the frames whose saving pays for the conversion, so that photos of
+        odd sizes stay on the square engine. The default is OpenVINO's on a 2-core CPU (docs/static-shapes.md)."""
+        return 64
+
     # -- precision: INT8 and precision="auto", written once in yolo_adapters.quantize against these hooks -------
     # A plugin listing "int8" or "auto" in ``precisions`` mixes in ``yolo_adapters.quantize.PrecisionFlows`` before
     # this class (it implements ``check_precision_options``, ``precision_plan`` and ``finish_precision``, and

@@ -122,6 +122,7 @@ def _shape_book(
         square,
         build,
         budget=_budget(backend, device, options),
+        min_frames=backend.shape_min_frames(device, options),
         pinned=pinned,
         engines={first: module.engine},
         cached=cached,

@@ -27,10 +27,6 @@ LOGGER = logging.getLogger(__name__)
 
 Shape = tuple[int, int]
 
-#: Frames of one shape an image-mode source (files, a folder, one in-memory image per call) must bring before that
-#: shape is compiled: a handful of odd photos stays on the square engine and costs no conversion.
-MIN_FRAMES = 8
-
 #: Set while the predictor letterboxes a batch its model's book admitted: the EngineModule then reads as dynamic,
 #: so Ultralytics' own ``pre_transform`` letterboxes rect (its ``auto=True``), with its own conditions.
 _RECT: contextvars.ContextVar[bool] = contextvars.ContextVar("yolo_adapters_rect", default=False)
@@ -94,7 +90,7 @@ class ShapeBook:
     ``square`` is the model's ``imgsz`` (what Ultralytics letterboxes to when it does not letterbox rect);
     ``build(shape)`` makes the engine for a shape (a conversion, cached like any other); ``pinned``, when given, is
     every shape there may be (no conversion at run time beyond them); otherwise shapes are added on demand, at most
-    ``budget`` besides the square one."""
+    ``budget`` besides the square one; an image-mode source's shape once ``min_frames`` frames needed it."""
 
     def __init__(
         self,
@@ -102,12 +98,14 @@ class ShapeBook:
         build: Callable[[Shape], Engine],
         *,
         budget: int,
+        min_frames: int,
         pinned: tuple[Shape, ...] | None = None,
         engines: dict[Shape, Engine] | None = None,
         cached: Callable[[Shape], bool] | None = None,
     ) -> None:
         self.square = square
         self.budget = max(int(budget), 0)
+        self.min_frames = max(int(min_frames), 1)
         self.pinned = pinned
         self._build = build
         self._engines: dict[Shape, Engine] = dict(engines or {})
@@ -138,8 +136,9 @@ class ShapeBook:
         """Whether a batch Ultralytics letterboxes rect to ``shape`` runs at that shape (else square).
 
         ``uniform``: the source's frames share one size (a video, a stream, a same-size list, a batch of several
-        frames of one size), so its shape is compiled from the first frame; other sources bring ``MIN_FRAMES``
-        frames of a shape first, unless its conversion is cached already."""
+        frames of one size), so its shape is compiled from the first frame; other sources (files, a folder, one
+        in-memory image per call) bring ``min_frames`` frames of a shape first (about the frames whose saving pays
+        for the conversion), unless its conversion is cached already."""
         if shape == self.square:
             if self.square_allowed():
                 return True
@@ -154,7 +153,7 @@ class ShapeBook:
             if shape in self._refused:
                 return False
             self._seen[shape] += frames
-            if not uniform and self._seen[shape] < MIN_FRAMES and not self._in_cache(shape):
+            if not uniform and self._seen[shape] < self.min_frames and not self._in_cache(shape):
                 return False
             if len(self._admitted - {self.square}) >= self.budget:
                 self._refused.add(shape)

@@ -257,6 +257,11 @@ class AscendPlugin(BackendPlugin):
         """Two rect shapes besides the square: each is an ATC compile, minutes on a real toolkit."""
         return 2
 
+    def shape_min_frames(self, device: str, options: Mapping[str, Any]) -> int:
+        """An ATC compile (minutes) against milliseconds saved per frame on the card: photos of mixed sizes stay
+        square unless their shape is pinned or converted ahead (videos and streams take theirs at once)."""
+        return 100_000
+
     # -- Ray actors --------------------------------------------------------------------------------------
     def accelerator_request(self, device: str, cluster: Mapping[str, float]) -> tuple[float | None, dict[str, float]]:
         """One Ray "NPU" per actor, when the cluster has NPUs (else the device is opened as given)."""
