@@ -28,7 +28,9 @@ from yolo_adapters.compare.parity import DEFAULT_TOLERANCES, compare_results  # 
 
 IMGSZ = 320
 JOB_TIMEOUT = 150.0  # seconds; a job that takes longer is stuck (starved), not slow
-STALL_TIMEOUT = 4.0  # seconds without progress before the watchdog ends a job that is meant to stall
+STALL_TIMEOUT = (
+    8.0  # seconds without progress before the watchdog ends a job meant to stall (a slow read is progress too)
+)
 
 
 def _bounded(fn, timeout: float = JOB_TIMEOUT):
