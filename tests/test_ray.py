@@ -28,9 +28,9 @@ from yolo_adapters.compare.parity import DEFAULT_TOLERANCES, compare_results  # 
 
 IMGSZ = 320
 JOB_TIMEOUT = 150.0  # seconds; a job that takes longer is stuck (starved), not slow
-STALL_TIMEOUT = (
-    8.0  # seconds without progress before the watchdog ends a job meant to stall (a slow read is progress too)
-)
+# seconds without progress before the watchdog ends a job meant to stall: a read slowed by a busy host must
+# finish within it, or the watchdog names the read instead of the stalled operator
+STALL_TIMEOUT = 8.0
 
 
 def _bounded(fn, timeout: float = JOB_TIMEOUT):
