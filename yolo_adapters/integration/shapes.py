@@ -40,21 +40,22 @@ def rect_letterbox_active() -> bool:
 
 
 @contextlib.contextmanager
-def rect_letterbox() -> Iterator[None]:
-    token = _RECT.set(True)
+def _raised(flag: contextvars.ContextVar[bool]) -> Iterator[None]:
+    token = flag.set(True)
     try:
         yield
     finally:
-        _RECT.reset(token)
+        flag.reset(token)
 
 
-@contextlib.contextmanager
-def for_predictor() -> Iterator[None]:
-    token = PREDICTOR.set(True)
-    try:
-        yield
-    finally:
-        PREDICTOR.reset(token)
+def rect_letterbox() -> contextlib.AbstractContextManager[None]:
+    """Letterbox the batch in this block rect, for a static engine whose shape book admitted its shape."""
+    return _raised(_RECT)
+
+
+def for_predictor() -> contextlib.AbstractContextManager[None]:
+    """Models built in this block serve a predictor (``PREDICTOR``)."""
+    return _raised(PREDICTOR)
 
 
 def parse_shapes(value: Iterable) -> tuple[Shape, ...]:
