@@ -1,7 +1,7 @@
 """images/s of yolo_adapters.ray.predict against one process running predict(stream=True), same images, one run.
 
     python benchmarks/ray_predict.py [--images 200] [--imgsz 640] [--model yolo11n-pose.pt] [--repeat 2]
-                                     [--concurrency N] [--num-cpus C] [--batch-size B] [--json out.json]
+                                     [--concurrency N] [--num-cpus C] [--batch-size B] [--threads T] [--json out.json]
 
 The images are the bundled photos (Ultralytics' bus.jpg and zidane.jpg) written N times, every other copy
 mirrored, into a temporary folder. Both sides run the same OpenVINO model (converted once, cached) on the CPU:
@@ -9,7 +9,7 @@ mirrored, into a temporary folder. Both sides run the same OpenVINO model (conve
 - single process: ``YOLO(model).predict(folder, stream=True)`` inside ``yolo_adapters.use("openvino")``, with
   the engine's default threads (every core), consumed to the end;
 - Ray: ``yolo_adapters.ray.predict(folder, model)`` on a local Ray with every core: one actor per CPU, each
-  engine sized to one thread; the rows are consumed on the driver.
+  engine with twice its CPUs in threads (at most the node's, docs/ray.md); the rows are consumed on the driver.
 
 Two figures for each side: ``e2e`` (all images over the whole wall time, start-up included: the Ray side starts
 its actor processes, imports torch and Ultralytics there and compiles the model; the single process loads and
@@ -69,7 +69,13 @@ def run_ray(folder: Path, model: str, imgsz: int, args: argparse.Namespace) -> d
 
     clock = _Clock(args.images)
     ds = yar.predict(
-        folder, model, imgsz=imgsz, batch_size=args.batch_size, concurrency=args.concurrency, num_cpus=args.num_cpus
+        folder,
+        model,
+        imgsz=imgsz,
+        batch_size=args.batch_size,
+        concurrency=args.concurrency,
+        num_cpus=args.num_cpus,
+        threads=args.threads,
     )
     errors = 0
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
@@ -163,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, help="Ray actors (default: CPUs / num-cpus)")
     parser.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per actor (its engine threads)")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--threads", type=int, help="engine threads per actor (default: the library's rule)")
     parser.add_argument("--json", help="write the figures here too")
     args = parser.parse_args(argv)
 

@@ -73,9 +73,21 @@ def thread_options(backend: str | BackendPlugin, options: Mapping[str, Any], thr
     return _plugin(backend).thread_options(options, threads)
 
 
-def threads_for(cpus: float | None) -> int:
-    """Engine threads for an actor holding ``cpus`` Ray CPUs: the nearest whole number, at least one."""
-    return max(1, math.floor((cpus or 1.0) + 0.5))
+def threads_for(cpus: float | None, node_cpus: int | None = None) -> int:
+    """Engine threads for an actor holding ``cpus`` Ray CPUs: twice that, rounded (at least one), at most the
+    node's CPUs. An actor decodes, letterboxes, post-processes and encodes between inferences, one after the
+    other, so an engine held to its own CPUs leaves them idle meanwhile; twice as many threads let the inference
+    of one actor use the CPUs another is not inferring on (docs/ray.md, "Threads")."""
+    threads = max(1, math.floor(2 * (cpus or 1.0) + 0.5))
+    return min(threads, node_cpus) if node_cpus else threads
+
+
+def node_cpus() -> int:
+    """The CPUs this process may run on (its affinity, which Ray leaves to the whole node)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
 
 
 # -- the driver: convert once ------------------------------------------------------------------------
@@ -217,7 +229,7 @@ class Predictor:
         self.predict_args = {"verbose": False, **dict(predict_args or {})}
 
         cpus, assigned = _assigned_resources()
-        self.threads = int(threads or threads_for(cpus))
+        self.threads = int(threads or threads_for(cpus, node_cpus()))
         from yolo_adapters.core.registry import get_backend
 
         backend = self.spec["backend"]
@@ -226,7 +238,8 @@ class Predictor:
         self.engine_name = f"{backend}:{self.device}"
         options = plugin.thread_options(self.spec["options"], self.threads)
         options["device"] = self.device
-        _limit_host_threads(self.threads)
+        # pre- and post-processing (torch, OpenCV): the CPUs the actor holds, or the threads it was given
+        _limit_host_threads(int(threads) if threads else max(1, math.floor((cpus or 1.0) + 0.5)))
 
         from ultralytics import YOLO
 
