@@ -90,33 +90,34 @@ def _shape_book(
 ) -> ShapeBook:
     """The shape book of a predictor's static model: its square ``imgsz`` (the model's, whatever shape was built
     first), the engine built already, and how to build another shape (the same conversion at that ``imgsz``)."""
+    loaded: dict[str, Any] = {}
+
+    def pytorch() -> torch.nn.Module:
+        """The PyTorch model, loaded once per book (a .pt path is read on first need, not per shape)."""
+        if "module" not in loaded:
+            source = _single(model)
+            loaded["module"] = source if isinstance(source, torch.nn.Module) else load_checkpoint(source)
+        return loaded["module"]
+
     first = (int(module.engine.input_shape[2]), int(module.engine.input_shape[3]))
     square = first
     if pinned:  # the first engine is the first pinned shape; the square is the model's own imgsz
-        imgsz = options.get("imgsz")
-        if not imgsz:
-            source = _single(model)
-            imgsz = info_from_module(source if isinstance(source, torch.nn.Module) else load_checkpoint(source)).imgsz
+        imgsz = options.get("imgsz") or info_from_module(pytorch()).imgsz
         square = (int(imgsz), int(imgsz)) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
 
     def build(shape: Shape) -> Any:
         shaped = dict(options, imgsz=list(shape))
-        artifact = resolve_artifact(model, backend, device, shaped, batch, end2end=end2end)
+        artifact = resolve_artifact(pytorch(), backend, device, shaped, batch, end2end=end2end)
         engine = backend.load(artifact, device, shaped)
         if options.get("request_timeout") is not None:
             engine.timeout = float(options["request_timeout"])
         return engine
 
-    loaded: dict[str, Any] = {}
-
     def cached(shape: Shape) -> bool:
-        if not loaded:  # the model and its digest once per book, not once per shape asked about
-            source = _single(model)
-            loaded["module"] = source if isinstance(source, torch.nn.Module) else load_checkpoint(source)
-            loaded["digest"] = weights_digest(loaded["module"])
+        if "digest" not in loaded:  # hashed once per book, not once per shape asked about
+            loaded["digest"] = weights_digest(pytorch())
         shaped = dict(options, imgsz=list(shape))
-        found = _artifact(loaded["module"], backend, device, shaped, batch, end2end, False, loaded["digest"])
-        return found is not None
+        return _artifact(pytorch(), backend, device, shaped, batch, end2end, False, loaded["digest"]) is not None
 
     return ShapeBook(
         square,

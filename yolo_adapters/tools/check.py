@@ -436,8 +436,9 @@ def check(
         def reference_result(
             rect: bool, end2end: bool, image: Path = image, references: dict = references
         ) -> tuple[Any, Any]:
-            """PyTorch letterboxes as the engine does: minimal padding for a dynamic engine (Ultralytics'
-            default), a full imgsz square for a static one (rect=False), so both see the same pixels.
+            """PyTorch letterboxes as the engine did: minimal padding (Ultralytics' default) where the engine ran
+            rect (a dynamic engine, or a static one at the source's rect shape), a full imgsz square where it ran
+            square (rect=False), so both see the same pixels.
             Returns the result and, for a semantic model, PyTorch's per-pixel logit margin."""
             if (rect, end2end) not in references:
                 model, args = reference, reference_args(end2end)
